@@ -1,0 +1,1 @@
+"""Data stage: pre-training corpora, instruction data, and the embedded default (builtin) data."""

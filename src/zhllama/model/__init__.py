@@ -1,0 +1,1 @@
+"""Model stage: random initialisation, loading (with LoRA and checks), embedding resize."""

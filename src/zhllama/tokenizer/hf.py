@@ -1,0 +1,184 @@
+"""Exact Hugging Face tokenizer files for a SentencePiece model.
+
+``AutoTokenizer.from_pretrained(folder)`` must give exactly the ids SentencePiece gives, or
+training, inference and GGUF export silently disagree.  The stock conversion in transformers does
+not (checked with 5.23): it ranks BPE merges by piece *id* while SentencePiece ranks them by piece
+*score* (LLaMA's whitespace-run pieces such as ``▁▁`` have low ids but score -1e9), and its
+Metaspace pre-tokenizer drops the dummy-prefix ``▁`` before a leading space.  So the
+``tokenizers`` pipeline is built here by hand:
+
+* normalizer: ``Prepend("▁")`` (when the model adds a dummy prefix) then ``Replace(" ", "▁")`` —
+  what SentencePiece's identity normalizer with ``escape_whitespaces`` does; no pre-tokenizer,
+  because SentencePiece BPE does not pre-split either;
+* BPE merges: every split ``a + b`` of every normal piece, ranked by the piece's score (highest
+  first), with byte fallback and fused unknowns; unigram models map onto ``tokenizers``' Unigram;
+* control / user-defined pieces become added tokens, so ``<s>`` in text is not a BOS.
+
+The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers loads
+``tokenizer.json`` verbatim instead of rebuilding a LLaMA pipeline of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
+
+from ..errors import ZhllamaError
+from ..io import write_json_atomic
+from . import spm as S
+
+
+def _normalizer(proto) -> normalizers.Normalizer | None:
+    spec = proto.normalizer_spec
+    steps = []
+    if spec.name not in ("identity", "") and spec.precompiled_charsmap:
+        steps.append(normalizers.Precompiled(spec.precompiled_charsmap))
+    if spec.remove_extra_whitespaces:
+        steps += [normalizers.Strip(left=True, right=True), normalizers.Replace(Regex(" {2,}"), " ")]
+    if spec.add_dummy_prefix:
+        steps.append(normalizers.Prepend("▁"))
+    if spec.escape_whitespaces:
+        steps.append(normalizers.Replace(" ", "▁"))
+    return normalizers.Sequence(steps)
+
+
+def _bpe_model(proto) -> models.BPE:
+    vocab: dict[str, int] = {}
+    normal: list[tuple[float, int, str]] = []
+    for i, p in enumerate(proto.pieces):
+        vocab[p.piece] = i
+        if p.type == S.NORMAL:
+            normal.append((-p.score, i, p.piece))
+    normal.sort()  # highest score first, then lowest id (SentencePiece's own tie-break is position)
+    merges: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for _, _, piece in normal:
+        for k in range(1, len(piece)):
+            left, right = piece[:k], piece[k:]
+            if left in vocab and right in vocab and (left, right) not in seen:
+                seen.add((left, right))
+                merges.append((left, right))
+    unk = next((p.piece for p in proto.pieces if p.type == S.UNKNOWN), None)
+    return models.BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True,
+                      byte_fallback=proto.trainer_spec.byte_fallback, dropout=None)
+
+
+def _unigram_model(proto) -> models.Unigram:
+    vocab = [(p.piece, p.score if p.type in (S.NORMAL, S.USER_DEFINED) else 0.0) for p in proto.pieces]
+    unk_id = next((i for i, p in enumerate(proto.pieces) if p.type == S.UNKNOWN), 0)
+    return models.Unigram(vocab, unk_id=unk_id, byte_fallback=proto.trainer_spec.byte_fallback)
+
+
+def build_tokenizer(proto, add_bos: bool = True, add_eos: bool = False) -> Tokenizer:
+    """A ``tokenizers.Tokenizer`` that reproduces SentencePiece's ids for ``proto``."""
+    model = _bpe_model(proto) if proto.trainer_spec.model_type == S.BPE else _unigram_model(proto)
+    tok = Tokenizer(model)
+    tok.normalizer = _normalizer(proto)
+    tok.pre_tokenizer = None
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if proto.normalizer_spec.add_dummy_prefix:
+        steps.append(decoders.Strip(content=" ", left=1, right=0))
+    tok.decoder = decoders.Sequence(steps)
+    specials = []
+    for p in proto.pieces:
+        if p.type in (S.CONTROL, S.UNKNOWN):
+            specials.append(AddedToken(p.piece, special=True, normalized=False))
+        elif p.type == S.USER_DEFINED:
+            specials.append(AddedToken(p.piece, special=p.piece.startswith("<") and p.piece.endswith(">"), normalized=False))
+    tok.add_special_tokens([t for t in specials if t.special])
+    tok.add_tokens([t for t in specials if not t.special])
+    bos = _piece_for(proto, proto.trainer_spec.bos_id)
+    eos = _piece_for(proto, proto.trainer_spec.eos_id)
+    single, pair, special = "$A:0", "$A:0 $B:1", []
+    if add_bos and bos:
+        single, pair = f"{bos}:0 {single}", f"{bos}:0 $A:0 {bos}:1 $B:1"
+        special.append((bos, proto.trainer_spec.bos_id))
+    if add_eos and eos:
+        single, pair = f"{single} {eos}:0", f"{pair} {eos}:1"
+        special.append((eos, proto.trainer_spec.eos_id))
+    tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=special)
+    return tok
+
+
+def _piece_for(proto, idx: int) -> str | None:
+    return proto.pieces[idx].piece if 0 <= idx < len(proto.pieces) else None
+
+
+def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool = True, add_eos: bool = False,
+                       model_max_length: int | None = None, chat_template: str | None = None) -> Path:
+    """Write ``tokenizer.model`` + ``tokenizer.json`` + configs into ``out_dir`` (created if needed).
+
+    The folder loads with ``AutoTokenizer.from_pretrained`` and keeps ``tokenizer.model`` for
+    tools that read SentencePiece (llama.cpp's converter, GGUF export).
+    """
+    src = S.resolve_sp_model(sp_model)
+    proto = S.load_proto(src)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != (out / "tokenizer.model").resolve():
+        shutil.copyfile(src, out / "tokenizer.model")
+    tok = build_tokenizer(proto, add_bos=add_bos, add_eos=add_eos)
+    tmp = out / ".tokenizer.json.tmp"
+    tok.save(str(tmp))
+    tmp.replace(out / "tokenizer.json")
+    pieces = {p.piece for p in proto.pieces}
+    names = {"bos_token": proto.trainer_spec.bos_id, "eos_token": proto.trainer_spec.eos_id,
+             "unk_token": proto.trainer_spec.unk_id}
+    special = {k: _piece_for(proto, v) for k, v in names.items() if _piece_for(proto, v)}
+    pad = _piece_for(proto, proto.trainer_spec.pad_id) or ("<pad>" if "<pad>" in pieces else None)
+    if pad:
+        special["pad_token"] = pad
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "add_bos_token": add_bos,
+        "add_eos_token": add_eos,
+        "clean_up_tokenization_spaces": False,
+        "legacy": False,
+        # SentencePiece reads "<s>" in text as plain characters, never as a control token
+        "split_special_tokens": True,
+        "model_max_length": model_max_length or 1_000_000_000,
+        **special,
+    }
+    if chat_template:
+        config["chat_template"] = chat_template
+    write_json_atomic(out / "tokenizer_config.json", config)
+    write_json_atomic(out / "special_tokens_map.json", special)
+    return out
+
+
+def load_hf_tokenizer(path: str | Path):
+    """``AutoTokenizer.from_pretrained`` with a clear error when the folder is not a tokenizer."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if p.is_dir() and not (p / "tokenizer.json").exists() and (p / "tokenizer.model").exists():
+        raise ZhllamaError(f"{p} has tokenizer.model but no tokenizer.json",
+                           f"run: zhllama tokenizer merge/convert, or write_hf_tokenizer('{p}/tokenizer.model', '{p}')")
+    try:
+        return AutoTokenizer.from_pretrained(str(p))
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise ZhllamaError(f"cannot load a tokenizer from {p}: {str(e).splitlines()[0]}",
+                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
+
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def copy_tokenizer_files(src_dir: str | Path, dst_dir: str | Path) -> None:
+    """Copy a tokenizer folder's files, ``tokenizer.model`` included.
+
+    ``save_pretrained`` of a fast tokenizer does not write ``tokenizer.model``; every stage that
+    writes a model folder copies the files with this instead so GGUF export keeps working.
+    """
+    src, dst = Path(src_dir), Path(dst_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    found = False
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+            found = True
+    if not found:
+        raise ZhllamaError(f"no tokenizer files in {src}", "give a folder written by `zhllama tokenizer merge`")

