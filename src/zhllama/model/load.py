@@ -110,3 +110,28 @@ def _apply_lora(model, adapter: str | Path, tokenizer, merge: bool):
         model.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(model, str(a))
     return model.merge_and_unload() if merge else model
+
+
+META_FILE = "zhllama.json"
+
+
+def read_model_meta(path: str | Path) -> dict:
+    """zhllama's notes about a model folder (e.g. ``{"template": "llama2-zh"}``), or {}."""
+    import json
+
+    p = Path(path) / META_FILE
+    if not p.is_file():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ZhllamaError(f"{p} is not valid JSON", "delete it or fix it") from None
+
+
+def write_model_meta(path: str | Path, **fields) -> None:
+    """Record facts later stages need (the chat template an SFT model was trained with, ...)."""
+    from ..io import write_json_atomic
+
+    meta = read_model_meta(path)
+    meta.update(fields)
+    write_json_atomic(Path(path) / META_FILE, meta)
