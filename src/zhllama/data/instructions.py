@@ -1,0 +1,301 @@
+"""Instruction data: Alpaca and multi-turn conversations -> masked training examples.
+
+Formats (``.json`` array, ``.jsonl`` one record per line, either gzipped):
+
+* Alpaca: ``{"instruction", "input", "output"[, "system"]}`` (the input joins the instruction
+  after a newline, as Chinese-Alpaca does);
+* ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}, ...]}``;
+* OpenAI: ``{"messages": [{"role": "system"|"user"|"assistant", "content": ...}, ...]}``.
+
+Every record becomes an OpenAI-style message list and is encoded with
+:func:`zhllama.templates.encode_messages`, the same path inference uses.  Labels are the ids on
+response tokens (each assistant reply and its EOS) and -100 everywhere else.
+
+Truncation to ``max_length`` never leaves a sample without a response token and never removes the
+EOS that ends a kept response: when the limit falls inside a reply, the reply's body is cut and its
+EOS kept; when it falls inside a later prompt, the later turns are dropped; a sample whose first
+reply cannot start before the limit is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ZhllamaError, require_file
+from ..templates import alpaca_record_to_messages, get_template, split_turns
+from .text import base_suffix, open_text
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
+                  "system": "system"}
+
+
+# ---------------------------------------------------------------- reading records
+
+def _records(path: Path) -> Iterator[tuple[str, object]]:
+    """``(where, parsed record or JSONDecodeError)`` for each record of a .json/.jsonl(.gz) file."""
+    kind = base_suffix(path)
+    try:
+        with open_text(path) as f:
+            if kind == ".json":
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ZhllamaError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})",
+                                       "fix the file, or convert it to JSONL to skip bad lines") from None
+                for i, obj in enumerate(data if isinstance(data, list) else [data]):
+                    yield f"{path}: record {i}", obj
+            elif kind == ".jsonl":
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            yield f"{path}: line {lineno}", json.loads(line)
+                        except json.JSONDecodeError as e:
+                            yield f"{path}: line {lineno}", e
+            else:
+                raise ZhllamaError(f"{path}: unsupported instruction-data format '{kind or path.name}'",
+                                   "give .json (an array of records) or .jsonl (one record per line), optionally .gz")
+    except UnicodeDecodeError as e:
+        raise ZhllamaError(f"{path}: not UTF-8 text (byte {e.start})", "convert the file to UTF-8") from None
+    except (OSError, EOFError) as e:
+        raise ZhllamaError(f"{path}: cannot read ({e})", "check that the file is not truncated or corrupt") from None
+
+
+def _text_field(obj: dict, name: str, where: str, required: bool = True) -> str:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ZhllamaError(f"{where}: missing field '{name}'", f"every Alpaca record needs instruction and output (found: {', '.join(list(obj)[:6])})")
+        return ""
+    value = obj[name]
+    if not isinstance(value, str):
+        raise ZhllamaError(f"{where}: field '{name}' is not text", "make it a string")
+    return value
+
+
+def _sharegpt_messages(turns, where: str) -> list[dict]:
+    if not isinstance(turns, list):
+        raise ZhllamaError(f"{where}: 'conversations' is not a list", 'give [{"from": "human", "value": ...}, ...]')
+    out = []
+    for i, t in enumerate(turns):
+        if not isinstance(t, dict) or "from" not in t or "value" not in t:
+            raise ZhllamaError(f"{where}: conversations[{i}] needs 'from' and 'value'", 'e.g. {"from": "human", "value": "你好"}')
+        role = SHAREGPT_ROLES.get(str(t["from"]).lower())
+        if role is None:
+            raise ZhllamaError(f"{where}: conversations[{i}]: unknown speaker '{t['from']}'", "use human, gpt or system")
+        out.append({"role": role, "content": t["value"]})
+    return out
+
+
+def record_to_messages(obj, where: str) -> list[dict]:
+    """One record (Alpaca, ShareGPT or OpenAI) as a validated, complete training conversation."""
+    if isinstance(obj, json.JSONDecodeError):
+        raise ZhllamaError(f"{where}: invalid JSON ({obj.msg})", "fix the line or pass --skip-bad-lines")
+    if not isinstance(obj, dict):
+        raise ZhllamaError(f"{where}: expected a JSON object, got {type(obj).__name__}", "one object per record")
+    if "messages" in obj:
+        messages = obj["messages"]
+        if not isinstance(messages, list):
+            raise ZhllamaError(f"{where}: 'messages' is not a list", 'give [{"role": "user", "content": ...}, ...]')
+        messages = [{"role": m.get("role"), "content": m.get("content")} if isinstance(m, dict) else m for m in messages]
+    elif "conversations" in obj:
+        messages = _sharegpt_messages(obj["conversations"], where)
+    elif "instruction" in obj or "output" in obj:
+        messages = alpaca_record_to_messages(_text_field(obj, "instruction", where), _text_field(obj, "input", where, False),
+                                             _text_field(obj, "output", where), _text_field(obj, "system", where, False) or None)
+    else:
+        raise ZhllamaError(f"{where}: not an instruction record (found fields: {', '.join(list(obj)[:6]) or 'none'})",
+                           "give Alpaca (instruction/input/output), ShareGPT (conversations) or OpenAI (messages) records")
+    _, turns = split_turns(messages, where)
+    if turns[-1].assistant is None:
+        raise ZhllamaError(f"{where}: the conversation ends with a user message", "training data must end with the assistant's reply")
+    return messages
+
+
+def load_conversations(files: list[str], skip_bad: bool = False) -> tuple[list[list[dict]], dict]:
+    """Read instruction files -> ``(conversations, report)``.
+
+    Each conversation is an OpenAI-style list of ``{"role", "content"}`` dicts: an optional
+    system message, then user/assistant alternating, ending with an assistant reply.  A bad record
+    (invalid JSON, missing field, wrong role order) raises ``ZhllamaError`` naming the file and
+    line (``.jsonl``) or record index (``.json``); with ``skip_bad`` it is skipped and counted.
+    Report: files, records, conversations, skipped, first_skipped (up to 5 reasons).
+    """
+    if not files:
+        raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
+    conversations: list[list[dict]] = []
+    records, skipped, reasons = 0, 0, []
+    for name in files:
+        path = require_file(name, "instruction file")
+        for where, obj in _records(path):
+            records += 1
+            try:
+                conversations.append(record_to_messages(obj, where))
+            except ZhllamaError as e:
+                if not skip_bad:
+                    raise
+                skipped += 1
+                if len(reasons) < 5:
+                    reasons.append(e.message)
+    if skipped:
+        log.warning("skipped %d bad instruction records (first: %s)", skipped, reasons[0])
+    if not conversations:
+        raise ZhllamaError(f"no usable conversations in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
+                           "check the files' format (Alpaca, ShareGPT or OpenAI messages)")
+    return conversations, {"files": [str(f) for f in files], "records": records, "conversations": len(conversations),
+                           "skipped": skipped, "first_skipped": reasons}
+
+
+# ---------------------------------------------------------------- encoding and truncation
+
+def response_spans(mask: list[bool]) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of response tokens (a reply's body and its EOS)."""
+    spans, start = [], None
+    for i, m in enumerate(mask + [False]):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
+def truncate_example(ids: list[int], mask: list[bool], max_length: int) -> tuple[list[int], list[bool], str]:
+    """Fit an encoded conversation into ``max_length``; returns ``(ids, mask, status)``.
+
+    status: ``kept`` (fits), ``truncated`` or ``no_response`` (nothing trainable would be left;
+    the caller drops it).  Each span ends with the template's EOS, which is always kept.
+    """
+    spans = response_spans(mask)
+    if not spans:
+        return ids, mask, "no_response"
+    if len(ids) <= max_length:
+        return ids, mask, "kept"
+    for start, end in spans:
+        if end <= max_length:
+            continue
+        if start < max_length - 1:  # the limit falls in this reply: keep its head and its EOS
+            cut = max_length - 1
+            return ids[:cut] + [ids[end - 1]], mask[:cut] + [True], "truncated"
+        break  # the limit falls before this reply starts (or leaves it no body token)
+    complete = [end for _, end in spans if end <= max_length]
+    if not complete:
+        return [], [], "no_response"
+    return ids[:complete[-1]], mask[:complete[-1]], "truncated"
+
+
+def _is_empty(messages: list[dict]) -> bool:
+    return all(not m["content"].strip() for m in messages if m["role"] == "assistant")
+
+
+def _encode_batch(batch: dict, tokenizer, template: str, max_length: int) -> dict:
+    """A ``datasets.map`` function: messages -> input_ids, attention_mask, labels, status."""
+    from ..templates import encode_messages
+
+    out = {"input_ids": [], "attention_mask": [], "labels": [], "status": []}
+    for messages in batch["messages"]:
+        if _is_empty(messages):
+            ids, mask, status = [], [], "empty"
+        else:
+            ids, mask = encode_messages(tokenizer, template, messages, add_generation_prompt=False)
+            ids, mask, status = truncate_example(ids, mask, max_length)
+        out["input_ids"].append(ids)
+        out["attention_mask"].append([1] * len(ids))
+        out["labels"].append([i if m else IGNORE_INDEX for i, m in zip(ids, mask)])
+        out["status"].append(status)
+    return out
+
+
+def _build_sft(files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work: Path):
+    from collections import Counter
+
+    from datasets import Dataset, DatasetDict
+
+    conversations, read = load_conversations(files, skip_bad)
+    raw = Dataset.from_dict({"messages": conversations})
+    encoded = raw.map(_encode_batch, batched=True, batch_size=500, num_proc=num_proc if num_proc > 1 else None,
+                      remove_columns=["messages"], desc="encoding conversations",
+                      fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length})
+    status = Counter(encoded["status"])
+    kept = encoded.filter(lambda s: s in ("kept", "truncated"), input_columns="status").remove_columns("status")
+    if len(kept) == 0:
+        raise ZhllamaError(f"no example left after encoding ({dict(status)})",
+                           "raise --max-length, or check that the records have non-empty replies")
+    n_val = round(validation_split * len(kept))
+    if validation_split > 0 and len(kept) >= 2:
+        n_val = min(max(n_val, 1), len(kept) - 1)
+    split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True) if n_val else {"train": kept, "test": kept.select([])}
+    response = sum(sum(1 for x in row if x != IGNORE_INDEX) for row in kept["labels"])
+    total = sum(len(row) for row in kept["input_ids"])
+    report = {**read, "template": template, "max_length": max_length, "examples": len(conversations),
+              "kept": len(kept), "truncated": status["truncated"], "dropped_no_response": status["no_response"],
+              "dropped_empty": status["empty"], "response_tokens": response, "total_tokens": total,
+              "train_examples": len(split["train"]), "validation_examples": len(split["test"])}
+    return DatasetDict({"train": split["train"], "validation": split["test"]}), report
+
+
+def build_sft_dataset(files: list[str], tokenizer, template: str, max_length: int, validation_split: float = 0.0,
+                      skip_bad: bool = False, seed: int = 0, num_proc: int = 1, cache_dir: str | None = None):
+    """Masked instruction-tuning examples -> ``(DatasetDict, report)``.
+
+    ``train`` and ``validation`` (empty when ``validation_split`` is 0) have columns
+    ``input_ids``, ``attention_mask``, ``labels`` (unpadded, at most ``max_length`` long); labels are
+    -100 on every system/user/template token and equal to the ids on each assistant reply and the
+    EOS that ends it (every reply of a multi-turn conversation).  See the module docstring for the
+    truncation policy.  Cached like :func:`zhllama.data.corpora.build_pt_dataset`.
+
+    Report: records, skipped, examples, kept, truncated, dropped_no_response, dropped_empty
+    (every reply blank), response_tokens, total_tokens, train_examples, validation_examples.
+    """
+    from .corpora import cached_build, fingerprint
+
+    get_template(template)  # an unknown name fails here, before any work
+    if max_length < 2:
+        raise ZhllamaError(f"max_length must be at least 2, got {max_length}", "use e.g. 512")
+    if not 0 <= validation_split < 1:
+        raise ZhllamaError(f"validation_split must be in [0, 1), got {validation_split}", "use e.g. 0.01")
+    files = [str(f) for f in files]
+    if not files:
+        raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
+    key = fingerprint("sft", files, tokenizer, template=template, max_length=max_length,
+                      validation_split=validation_split, skip_bad=skip_bad, seed=seed)
+    return cached_build("sft", key, cache_dir, lambda work: _build_sft(
+        files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work))
+
+
+# ---------------------------------------------------------------- batching
+
+class SftCollator:
+    """Right-pads a batch of unpadded examples into tensors.
+
+    Pad id is ``tokenizer.pad_token_id`` (or the EOS id when there is none); padding has
+    ``attention_mask`` 0 and ``labels`` -100, so it costs no loss.  ``pad_to_multiple_of`` rounds
+    the batch length up (tensor-core friendly on GPUs).
+    """
+
+    def __init__(self, tokenizer, pad_to_multiple_of: int | None = None):
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad is None:
+            raise ZhllamaError("the tokenizer has neither a pad nor an EOS token", "set pad_token in tokenizer_config.json")
+        self.pad_id = pad
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.multiple:
+            longest = -(-longest // self.multiple) * self.multiple
+        batch = {"input_ids": [], "attention_mask": [], "labels": []}
+        for f in features:
+            n = len(f["input_ids"])
+            pad = longest - n
+            batch["input_ids"].append(list(f["input_ids"]) + [self.pad_id] * pad)
+            batch["attention_mask"].append([1] * n + [0] * pad)
+            batch["labels"].append(list(f["labels"]) + [IGNORE_INDEX] * pad)
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
