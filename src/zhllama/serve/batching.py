@@ -1,0 +1,246 @@
+"""Dynamic batching: one worker thread owns the model; concurrent requests share its forward passes.
+
+Requests are queued as jobs (one per choice: ``n=3`` is three jobs).  The worker takes every job
+waiting (up to ``max_batch_size``; after the first arrives it lingers ``batch_wait_s`` so that
+requests sent together are batched together), runs them as one batch through
+:meth:`Engine.stream`, and hands each job its own deltas through a :class:`Channel` that the
+asyncio side awaits.  Jobs arriving while a batch runs wait for the next batch.  The queue is
+bounded: :meth:`BatchScheduler.submit` raises :class:`QueueFull` (HTTP 503) instead of letting
+memory and latency grow without limit.
+
+Tokenization (``job.prepare``) also runs on the worker thread: the model and its tokenizer are
+touched by one thread only, so no locking is needed around Hugging Face objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger("zhllama.serve")
+
+
+class QueueFull(Exception):
+    """The scheduler's queue holds ``max_queue`` jobs already."""
+
+
+class Channel:
+    """Thread -> asyncio hand-off: the worker ``put`` s, a coroutine ``await get()`` s."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
+        self._loop = loop or asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+
+    def put(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            pass
+
+    async def get(self) -> Any:
+        return await self._queue.get()
+
+
+@dataclass
+class Started:
+    """First event of a generation job: its prompt was tokenized and it entered a batch."""
+
+    prompt_tokens: int
+
+
+@dataclass
+class Delta:
+    """A piece of a choice's text; the last one of a job carries ``finish_reason``."""
+
+    text: str
+    finish_reason: str | None = None
+    completion_tokens: int = 0  # set on the last delta
+
+
+@dataclass
+class GenJob:
+    """One choice to generate; its events reach ``channel`` as ``(index, event)``."""
+
+    prepare: Callable[[], list[int]]  # -> prompt ids; runs on the worker; may raise ZhllamaError
+    params: Any  # zhllama.infer.engine.SamplingParams
+    channel: Channel
+    index: int = 0
+    cancelled: bool = False
+
+    def emit(self, event: Any) -> None:
+        self.channel.put((self.index, event))
+
+
+@dataclass
+class CallJob:
+    """Run ``fn`` on the model thread on its own (embeddings); its result or exception is emitted."""
+
+    fn: Callable[[], Any]
+    channel: Channel
+    index: int = 0
+    cancelled: bool = False
+
+    def emit(self, event: Any) -> None:
+        self.channel.put((self.index, event))
+
+
+@dataclass
+class SchedulerStats:
+    batches: int = 0
+    jobs: int = 0
+    largest_batch: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    def record(self, size: int) -> None:
+        self.batches += 1
+        self.jobs += size
+        self.largest_batch = max(self.largest_batch, size)
+        self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
+
+
+class BatchScheduler:
+    def __init__(self, engine, max_batch_size: int = 8, max_queue: int = 64, batch_wait_s: float = 0.01):
+        if max_batch_size < 1 or max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be >= 1")
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.batch_wait_s = batch_wait_s
+        self.stats = SchedulerStats()
+        self._pending: deque = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="zhllama-model-worker", daemon=True)
+
+    # ---- asyncio side ----
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def submit(self, jobs: list) -> None:
+        """Queue ``jobs`` (all or none); :class:`QueueFull` when they do not fit."""
+        with self._cv:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            if len(self._pending) + len(jobs) > self.max_queue:
+                raise QueueFull(f"{len(self._pending)} jobs are queued (limit {self.max_queue})")
+            self._pending.extend(jobs)
+            self._cv.notify_all()
+
+    # ---- worker side ----
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if not batch:  # every job taken had been cancelled
+                continue
+            if isinstance(batch[0], CallJob):
+                self._run_call(batch[0])
+            else:
+                self._run_generation(batch)
+
+    def _next_batch(self) -> list | None:
+        """Block until work arrives; return one call job or up to max_batch_size generation jobs."""
+        with self._cv:
+            while not self._closed and not self._pending:
+                self._cv.wait()
+            if self._closed:
+                self._fail_pending()
+                return None
+            if isinstance(self._pending[0], CallJob):
+                return [self._pending.popleft()]
+            self._linger_for_more()
+            batch = []
+            while self._pending and isinstance(self._pending[0], GenJob) and len(batch) < self.max_batch_size:
+                job = self._pending.popleft()
+                if not job.cancelled:
+                    batch.append(job)
+            return batch
+
+    def _linger_for_more(self) -> None:
+        """Wait briefly (lock released) so requests sent together land in the same batch."""
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(self._pending) < self.max_batch_size and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cv.wait(left)
+
+    def _fail_pending(self) -> None:
+        while self._pending:
+            self._pending.popleft().emit(QueueFull("the server is shutting down"))
+
+    def _run_call(self, job: CallJob) -> None:
+        if job.cancelled:
+            return
+        try:
+            job.emit(job.fn())
+        except Exception as e:  # delivered to the request, which turns it into an error response
+            job.emit(e)
+
+    def _run_generation(self, jobs: list[GenJob]) -> None:
+        ready, prompts = [], []
+        for job in jobs:
+            try:
+                ids = job.prepare()
+            except Exception as e:
+                job.emit(e)
+                continue
+            job.emit(Started(len(ids)))
+            ready.append(job)
+            prompts.append(ids)
+        if not ready:
+            return
+        self.stats.record(len(ready))
+        finished = [False] * len(ready)
+        texts = [""] * len(ready)
+        stream = self.engine.stream(prompts, [j.params for j in ready])
+        try:
+            for i, text, finish in stream:
+                job = ready[i]
+                texts[i] += text
+                used = self._completion_tokens(len(prompts[i]), job.params, texts[i], finish) if finish else 0
+                if not job.cancelled:
+                    job.emit(Delta(text, finish, used))
+                finished[i] = finished[i] or finish is not None
+                if all(j.cancelled or f for j, f in zip(ready, finished)):
+                    break
+        except Exception as e:
+            log.exception("generation failed")
+            for job, done in zip(ready, finished):
+                if not done:
+                    job.emit(e)
+            return
+        finally:
+            getattr(stream, "close", lambda: None)()
+        for job, done in zip(ready, finished):
+            if not done and not job.cancelled:
+                job.emit(RuntimeError("the engine ended a request without a finish reason"))
+
+    def _completion_tokens(self, prompt_len: int, params, text: str, finish: str) -> int:
+        """Tokens generated for a finished choice.
+
+        ``Engine.stream`` yields text, not ids, so the count is rebuilt here: exact for
+        ``length`` (the budget, clamped to the context as the engine does); for ``stop`` the
+        re-tokenized text plus the EOS or stop string that ended it (exact unless the model chose
+        a non-canonical tokenization of its text).
+        """
+        if finish == "length":
+            return min(params.max_new_tokens, self.engine.context_length - prompt_len)
+        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1

@@ -1,0 +1,134 @@
+"""HTTP plumbing of the server: OpenAI's error shape, Bearer auth and the request-size limit."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ZhllamaError
+from .batching import QueueFull
+
+
+class APIError(Exception):
+    """An error answered as ``{"error": {"message", "type", "param", "code"}}`` (OpenAI's shape)."""
+
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def as_api_error(exc: BaseException, param: str | None = None) -> APIError:
+    """Map anything a request can fail with to the error it is answered with."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ZhllamaError):
+        return APIError(400, str(exc), param=param)
+    if isinstance(exc, QueueFull):
+        return APIError(503, f"the server is busy ({exc}); retry later", type="server_error", code="queue_full")
+    return APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+
+
+def _validation_message(err: dict) -> tuple[str, str | None]:
+    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    if err.get("type") == "json_invalid":
+        return ("We could not parse the JSON body of your request: send valid JSON with "
+                "Content-Type: application/json"), None
+    param = ".".join(loc) or None
+    msg = err.get("msg", "invalid value")
+    return (f"{param}: {msg}" if param else msg), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # FastAPI answers 422; OpenAI answers a malformed body with 400 invalid_request_error.
+        errors = exc.errors()
+        message, param = _validation_message(errors[0]) if errors else ("invalid request", None)
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        return APIError(400, message, param=param).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        else:
+            message = str(exc.detail)
+        return APIError(exc.status_code, message).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        return as_api_error(exc).response()
+
+
+def check_bearer(request: Request, api_key: str | None) -> None:
+    """Raise 401 unless ``Authorization: Bearer <api_key>`` is sent (no-op without a key)."""
+    if not api_key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+        raise APIError(401, "Incorrect API key provided: send it as 'Authorization: Bearer <key>'",
+                       code="invalid_api_key")
+
+
+class BodySizeLimit:
+    """ASGI middleware: answer 413 when a request body exceeds ``max_bytes``.
+
+    The declared Content-Length is checked first; a chunked body is read up to the limit and
+    replayed to the app, so an oversized body is never parsed.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._reject(send, int(declared))
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message], receive), send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await self._reject(send, size)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _reject(self, send, size: int) -> None:
+        err = APIError(413, f"request body is {size} bytes; this server accepts at most {self.max_bytes} "
+                            "(see `zhllama serve --max-request-bytes`)", code="request_too_large")
+        payload = json.dumps(err.body()).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _replay(messages: list, receive):
+    async def replayed():
+        return messages.pop(0) if messages else await receive()
+    return replayed

@@ -1,0 +1,356 @@
+"""The OpenAI-compatible server: a FastAPI app over one :class:`Engine` and a :class:`BatchScheduler`.
+
+Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (both with SSE
+streaming ending ``data: [DONE]``), ``POST /v1/embeddings``, ChatLLaMA's ``POST /chat``,
+``GET /health``; the OpenAPI schema is at ``/openapi.json`` (browsable at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, Request
+from sse_starlette.sse import EventSourceResponse
+
+from .. import __version__
+from ..errors import ZhllamaError
+from ..templates import split_turns
+from . import schemas as S
+from .batching import BatchScheduler, CallJob, Channel, Delta, GenJob
+from .http import APIError, BodySizeLimit, as_api_error, check_bearer, install_error_handlers
+from .results import collect, stream_events, wait_started
+
+
+@dataclass
+class ServeSettings:
+    model_name: str
+    api_key: str | None = None
+    max_request_bytes: int = 1 << 20
+    max_prompt_tokens: int | None = None  # default: the model's context length - 1
+    default_max_tokens: int = 256
+    max_batch_size: int = 8
+    max_queue: int = 64
+    batch_wait_s: float = 0.01
+
+
+class Service:
+    """What the routes do, kept apart from FastAPI's wiring."""
+
+    def __init__(self, engine, settings: ServeSettings, scheduler: BatchScheduler):
+        self.engine, self.settings, self.scheduler = engine, settings, scheduler
+        self.context = int(engine.context_length)
+        self.max_prompt = min(settings.max_prompt_tokens or self.context - 1, self.context - 1)
+        self.created = int(time.time())
+
+    # ---- checks ----
+    def check_model(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise APIError(404, f"The model '{name}' does not exist; this server serves '{self.settings.model_name}'",
+                           param="model", code="model_not_found")
+
+    def max_new_tokens(self, requested: int | None) -> int:
+        if requested is None:
+            return min(self.settings.default_max_tokens, self.context - 1)
+        if requested >= self.context:
+            raise APIError(400, f"max_tokens is too large: {requested}. This model's maximum context length is "
+                                f"{self.context} tokens", param="max_tokens", code="context_length_exceeded")
+        return requested
+
+    def check_prompt_length(self, n_tokens: int, max_new: int, explicit: bool, param: str) -> None:
+        if n_tokens > self.max_prompt:
+            raise APIError(400, f"the prompt is {n_tokens} tokens; this server accepts at most {self.max_prompt}",
+                           param=param, code="context_length_exceeded")
+        if explicit and n_tokens + max_new > self.context:
+            raise APIError(400, f"This model's maximum context length is {self.context} tokens, however you requested "
+                                f"{n_tokens + max_new} tokens ({n_tokens} in the prompt; {max_new} for the completion)",
+                           param=param, code="context_length_exceeded")
+
+    def sampling(self, req: S.SamplingFields, max_new: int, choice: int):
+        from ..infer.engine import SamplingParams
+
+        seed = None if req.seed is None else req.seed + choice  # n choices with one seed must still differ
+        return SamplingParams(max_new_tokens=max_new, temperature=req.temperature, top_p=req.top_p,
+                              top_k=req.top_k, repetition_penalty=req.repetition_penalty,
+                              stop=req.stop_list(), seed=seed)
+
+    # ---- prompt builders (run on the model thread) ----
+    def chat_preparer(self, messages: list[dict], max_new: int, explicit: bool):
+        # The engine drops the oldest turns until prompt + this many tokens fit the context, so asking it
+        # to leave (context - max_prompt) tokens free also enforces --max-prompt-tokens.
+        room = max(max_new, self.context - self.max_prompt)
+
+        def prepare() -> list[int]:
+            try:
+                ids = self.engine.chat_prompt(messages, room)
+            except ZhllamaError as e:
+                raise APIError(400, str(e), param="messages", code="context_length_exceeded") from None
+            self.check_prompt_length(len(ids), max_new, explicit, "messages")
+            return ids
+        return prepare
+
+    def text_preparer(self, text: str, max_new: int, explicit: bool):
+        def prepare() -> list[int]:
+            ids = self.engine.text_prompt(text)
+            self.check_prompt_length(len(ids), max_new, explicit, "prompt")
+            return ids
+        return prepare
+
+    # ---- running jobs ----
+    def submit(self, preparers: list, req: S.SamplingFields, max_new: int) -> tuple[Channel, list[GenJob]]:
+        """One job per (prompt, choice); choice index = prompt index * n + choice, as OpenAI numbers them."""
+        channel = Channel()
+        jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c)
+                for p, prep in enumerate(preparers) for c in range(req.n)]
+        try:
+            self.scheduler.submit(jobs)
+        except Exception as e:
+            raise as_api_error(e) from None
+        return channel, jobs
+
+    async def run_call(self, fn):
+        channel = Channel()
+        job = CallJob(fn, channel)
+        try:
+            self.scheduler.submit([job])
+        except Exception as e:
+            raise as_api_error(e) from None
+        try:
+            _, result = await channel.get()
+        finally:
+            job.cancelled = True
+        if isinstance(result, BaseException):
+            raise as_api_error(result)
+        return result
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def _chat_messages(req: S.ChatCompletionRequest) -> list[dict]:
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    try:
+        split_turns(messages, "messages")
+    except ZhllamaError as e:
+        raise APIError(400, str(e), param="messages") from None
+    if messages[-1]["role"] != "user":
+        raise APIError(400, "messages: the last message must be from the user", param="messages")
+    return messages
+
+
+def create_app(engine, settings: ServeSettings) -> FastAPI:
+    scheduler = BatchScheduler(engine, settings.max_batch_size, settings.max_queue, settings.batch_wait_s)
+    svc = Service(engine, settings, scheduler)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scheduler.start()
+        yield
+        scheduler.close()
+
+    app = FastAPI(title="zhllama OpenAI-compatible API", version=__version__, lifespan=lifespan,
+                  description=f"Serving `{settings.model_name}` with dynamic batching.")
+    app.state.service = svc
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+
+    def authorized(request: Request) -> None:
+        check_bearer(request, settings.api_key)
+
+    auth = [Depends(authorized)]
+
+    @app.get("/health", tags=["server"])
+    async def health():
+        s = scheduler.stats
+        return {"status": "ok", "model": settings.model_name, "queued": scheduler.queued,
+                "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch}
+
+    @app.get("/v1/models", response_model=S.ModelList, dependencies=auth, tags=["openai"])
+    async def list_models():
+        return {"object": "list", "data": [_card(svc)]}
+
+    @app.get("/v1/models/{model}", response_model=S.ModelCard, dependencies=auth, tags=["openai"])
+    async def get_model(model: str):
+        svc.check_model(model)
+        return _card(svc)
+
+    @app.post("/v1/chat/completions", response_model=S.ChatCompletion, dependencies=auth, tags=["openai"],
+              responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse},
+                         404: {"model": S.ErrorResponse}, 503: {"model": S.ErrorResponse}})
+    async def chat_completions(req: S.ChatCompletionRequest):
+        svc.check_model(req.model)
+        messages = _chat_messages(req)
+        requested = req.max_completion_tokens or req.max_tokens
+        max_new = svc.max_new_tokens(requested)
+        channel, jobs = svc.submit([svc.chat_preparer(messages, max_new, requested is not None)], req, max_new)
+        if req.stream:
+            return await _stream_response(channel, jobs, _ChatChunker(req, settings.model_name))
+        results = await collect(channel, jobs)
+        return {"id": _new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
+                "model": settings.model_name,
+                "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
+                             "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(results)],
+                "usage": _usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))}
+
+    @app.post("/v1/completions", response_model=S.TextCompletion, dependencies=auth, tags=["openai"],
+              responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse},
+                         404: {"model": S.ErrorResponse}, 503: {"model": S.ErrorResponse}})
+    async def completions(req: S.CompletionRequest):
+        svc.check_model(req.model)
+        prompts = req.prompts()
+        max_new = svc.max_new_tokens(req.max_tokens)
+        preparers = [svc.text_preparer(p, max_new, req.max_tokens is not None) for p in prompts]
+        channel, jobs = svc.submit(preparers, req, max_new)
+        if req.stream:
+            return await _stream_response(channel, jobs, _TextChunker(req, settings.model_name, prompts))
+        results = await collect(channel, jobs)
+        prefix = [prompts[i // req.n] if req.echo else "" for i in range(len(results))]
+        return {"id": _new_id("cmpl"), "object": "text_completion", "created": int(time.time()),
+                "model": settings.model_name,
+                "choices": [{"index": i, "text": prefix[i] + r.text, "finish_reason": r.finish_reason, "logprobs": None}
+                            for i, r in enumerate(results)],
+                "usage": _usage(sum(r.prompt_tokens for r in results[::req.n]),
+                                sum(r.completion_tokens for r in results))}
+
+    @app.post("/v1/embeddings", response_model=S.EmbeddingList, dependencies=auth, tags=["openai"],
+              responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse}})
+    async def embeddings(req: S.EmbeddingRequest):
+        svc.check_model(req.model)
+        texts = req.texts()
+
+        def embed():
+            counts = [len(engine.text_prompt(t)) for t in texts]
+            for i, n in enumerate(counts):
+                if n > svc.max_prompt:
+                    raise APIError(400, f"input[{i}] is {n} tokens; this server accepts at most {svc.max_prompt}",
+                                   param="input", code="context_length_exceeded")
+            return engine.embed(texts), sum(counts)
+
+        vectors, n_tokens = await svc.run_call(embed)
+        data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
+                for i, v in enumerate(vectors)]
+        return {"object": "list", "data": data, "model": settings.model_name, "usage": _usage(n_tokens, 0)}
+
+    @app.post("/chat", response_model=S.ChatLlamaAnswer, dependencies=auth, tags=["chatllama"])
+    async def chatllama(req: S.ChatLlamaRequest):
+        """Chinese-ChatLLaMA's ``llama_server.py`` route: ``{"question": ...}`` -> ``{"answer": [...], "status"}``."""
+        questions = [req.question] if isinstance(req.question, str) else req.question
+        if not questions:
+            raise APIError(400, "question: give a question or a list of questions", param="question")
+        fields = S.ChatCompletionRequest(model=settings.model_name, messages=[{"role": "user", "content": "-"}])
+        max_new = svc.max_new_tokens(None)
+        preparers = [svc.chat_preparer([{"role": "user", "content": q}], max_new, False) for q in questions]
+        channel, jobs = svc.submit(preparers, fields, max_new)
+        results = await collect(channel, jobs)
+        return {"answer": [r.text for r in results], "status": "success"}
+
+    return app
+
+
+def _card(svc: Service) -> dict:
+    return {"id": svc.settings.model_name, "object": "model", "created": svc.created, "owned_by": "zhllama"}
+
+
+def _encode_vector(vector: list[float], fmt: str):
+    if fmt == "float":
+        return vector
+    import numpy as np  # OpenAI's base64 format: little-endian float32 bytes
+
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+async def _stream_response(channel: Channel, jobs: list[GenJob], chunker) -> EventSourceResponse:
+    """Wait until every choice is in a batch (so a bad prompt is still a plain 4xx), then stream SSE."""
+    try:
+        early, started = await wait_started(channel, jobs)
+    except BaseException:
+        for job in jobs:
+            job.cancelled = True
+        raise
+    prompt_tokens = sum(n for index, n in started.items() if index % chunker.n == 0)
+
+    async def body():
+        completion_tokens = 0
+        try:
+            for chunk in chunker.opening():
+                yield json.dumps(chunk, ensure_ascii=False)
+            async for index, delta in stream_events(channel, jobs, early):
+                completion_tokens += delta.completion_tokens
+                for chunk in chunker.delta(index, delta):
+                    yield json.dumps(chunk, ensure_ascii=False)
+            if chunker.include_usage:
+                yield json.dumps(chunker.usage(_usage(prompt_tokens, completion_tokens)))
+        except APIError as e:
+            yield json.dumps(e.body())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the headers are gone: report in the stream, as OpenAI does
+            yield json.dumps(as_api_error(e).body())
+        finally:
+            for job in jobs:
+                job.cancelled = True
+        yield "[DONE]"
+
+    return EventSourceResponse(body(), sep="\n", ping=15)
+
+
+class _Chunker:
+    obj = ""
+
+    def __init__(self, req: S.SamplingFields, model: str):
+        self.id, self.created, self.model = _new_id(self.prefix), int(time.time()), model
+        self.include_usage = req.include_usage()
+
+    def chunk(self, choices: list[dict]) -> dict:
+        return {"id": self.id, "object": self.obj, "created": self.created, "model": self.model, "choices": choices}
+
+    def usage(self, usage: dict) -> dict:
+        return {**self.chunk([]), "usage": usage}
+
+
+class _ChatChunker(_Chunker):
+    prefix, obj = "chatcmpl", "chat.completion.chunk"
+
+    def __init__(self, req: S.ChatCompletionRequest, model: str):
+        super().__init__(req, model)
+        self.n = req.n
+
+    def opening(self):
+        return [self.chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                             "logprobs": None}]) for i in range(self.n)]
+
+    def delta(self, index: int, d: Delta):
+        out = []
+        if d.text:
+            out.append(self.chunk([{"index": index, "delta": {"content": d.text}, "finish_reason": None, "logprobs": None}]))
+        if d.finish_reason:
+            out.append(self.chunk([{"index": index, "delta": {}, "finish_reason": d.finish_reason, "logprobs": None}]))
+        return out
+
+
+class _TextChunker(_Chunker):
+    prefix, obj = "cmpl", "text_completion"
+
+    def __init__(self, req: S.CompletionRequest, model: str, prompts: list[str]):
+        super().__init__(req, model)
+        self.n, self.echo, self.prompts = req.n, req.echo, prompts
+
+    def opening(self):
+        if not self.echo:
+            return []
+        return [self.chunk([{"index": i, "text": self.prompts[i // self.n], "finish_reason": None, "logprobs": None}])
+                for i in range(len(self.prompts) * self.n)]
+
+    def delta(self, index: int, d: Delta):
+        return [self.chunk([{"index": index, "text": d.text, "finish_reason": d.finish_reason, "logprobs": None}])]

@@ -1,0 +1,202 @@
+"""Request and response bodies of the OpenAI-compatible API (pydantic; they also make the OpenAPI schema).
+
+Only what zhllama can honour is declared.  Parameters OpenAI clients routinely send at their
+neutral value (``presence_penalty=0``, ``user``, ``logit_bias={}``...) are accepted and ignored,
+as OpenAI-compatible servers do, so LangChain and friends work unchanged; unknown fields are
+ignored too.  Out-of-range values are refused (pydantic -> 400 in OpenAI's error shape).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_N = 8
+MAX_STOP = 4
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        """The message's text (OpenAI also allows a list of ``{"type": "text"}`` parts)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class SamplingFields(_Request):
+    """Fields shared by chat and text completions."""
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1, description="tokens to generate at most (default: server's --max-tokens)")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 = greedy")
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    n: int = Field(1, ge=1, le=MAX_N, description="number of choices per prompt")
+    stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP} stop strings")
+    seed: int | None = None
+    stream: bool = False
+    stream_options: dict | None = Field(None, description='{"include_usage": true} adds a final usage chunk')
+    # zhllama extensions (not in OpenAI's API; defaults follow the seeds' inference scripts)
+    top_k: int = Field(40, ge=0, description="zhllama extension: 0 turns top-k off")
+    repetition_penalty: float = Field(1.1, gt=0.0, le=10.0, description="zhllama extension: 1.0 turns it off")
+    # accepted for compatibility, neutral values only
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, v):
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences are allowed")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must not be empty")
+        return stops
+
+    def stop_list(self) -> tuple[str, ...]:
+        return tuple(self.stop or ())
+
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.get("include_usage"))
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="newer name of max_tokens")
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] = Field(..., description="a prompt or a list of prompts")
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("prompt list must not be empty")
+        return v
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+
+class EmbeddingRequest(_Request):
+    model: str
+    input: str | list[str] = Field(..., description="a text or a list of texts")
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("input list must not be empty")
+        return v
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class ChatLlamaRequest(_Request):
+    """Chinese-ChatLLaMA's ``llama_server.py`` body: ``{"question": "..."}`` (or a list of questions)."""
+
+    question: str | list[str]
+
+
+# ---- responses (for the OpenAPI schema; handlers build the same shapes) ----
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "zhllama"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+class ChatLlamaAnswer(BaseModel):
+    answer: list[str]
+    status: Literal["success", "error"]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
