@@ -1,0 +1,1 @@
+"""Evaluation: perplexity (``ppl``), C-Eval/CMMLU multiple choice (``mc``), side-by-side review (``compare``)."""
