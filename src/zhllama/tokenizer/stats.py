@@ -1,0 +1,166 @@
+"""How well tokenizers compress text: a table per tokenizer and text file.
+
+A tokenizer is a SentencePiece ``.model`` file, a folder holding ``tokenizer.model`` (read with
+SentencePiece, the reference the Hugging Face files are checked against), or any other Hugging
+Face tokenizer folder (read with ``AutoTokenizer``).  Each document is encoded on its own,
+without BOS/EOS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ZhllamaError
+from .merge import HAN_CHAR
+from . import spm as S
+
+
+class SpTokenizer:
+    def __init__(self, path: Path):
+        self.sp = S.processor(S.load_proto(path))  # load_proto: a one-line error for a non-model
+        self.vocab_size = self.sp.get_piece_size()
+        self.unk_id = self.sp.unk_id()
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode(ids)
+
+
+class HfTokenizer:
+    def __init__(self, path: Path):
+        from .hf import load_hf_tokenizer
+
+        self.tok = load_hf_tokenizer(path)
+        self.vocab_size = len(self.tok)
+        self.unk_id = self.tok.unk_token_id
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.tok(texts, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def open_tokenizer(path: str | Path):
+    """SentencePiece when there is a ``tokenizer.model`` (or a .model file), else Hugging Face."""
+    p = Path(path)
+    if p.is_file() or (p / "tokenizer.model").is_file():
+        return SpTokenizer(p)
+    if p.is_dir():
+        return HfTokenizer(p)
+    raise ZhllamaError(f"tokenizer not found: {p}", "give a .model file or a tokenizer folder")
+
+
+def tokenizer_label(path: str | Path) -> str:
+    p = Path(path)
+    return p.parent.name if p.name == "tokenizer.model" else p.name
+
+
+@dataclass
+class TextStats:
+    tokenizer: str
+    text: str
+    vocab_size: int
+    documents: int
+    characters: int
+    chinese_characters: int
+    tokens: int
+    chinese_chars_per_token: float
+    tokens_per_char: float
+    bytes_per_token: float
+    unk_rate: float
+    roundtrip_rate: float
+
+
+def measure(tok, label: str, text_name: str, docs: list[str]) -> TextStats:
+    ids = tok.encode_batch(docs)
+    tokens = sum(len(x) for x in ids)
+    unk = sum(x.count(tok.unk_id) for x in ids) if tok.unk_id is not None else 0
+    exact = sum(tok.decode(x) == d for x, d in zip(ids, docs))
+    chars = sum(len(d) for d in docs)
+    zh = sum(len(HAN_CHAR.findall(d)) for d in docs)
+    nbytes = sum(len(d.encode("utf-8")) for d in docs)
+    per = max(tokens, 1)
+    return TextStats(label, text_name, tok.vocab_size, len(docs), chars, zh, tokens, zh / per,
+                     tokens / max(chars, 1), nbytes / per, unk / per, exact / max(len(docs), 1))
+
+
+def read_docs(path: str | Path, text_field: str) -> list[str]:
+    from ..data.text import iter_documents
+
+    docs = list(iter_documents(path, text_field))
+    if not docs:
+        raise ZhllamaError(f"no text in {path}", "give a file with at least one non-blank document")
+    return docs
+
+
+def collect_stats(tokenizers: list[str], texts: list[str], text_field: str = "text", progress: bool = True) -> list[TextStats]:
+    from tqdm import tqdm
+
+    corpora = {t: read_docs(t, text_field) for t in texts}
+    rows = []
+    labels = [tokenizer_label(t) for t in tokenizers]
+    if len(set(labels)) < len(labels):
+        labels = [str(t) for t in tokenizers]
+    with tqdm(total=len(tokenizers) * len(texts), desc="measuring", disable=not progress) as bar:
+        for path, label in zip(tokenizers, labels):
+            tok = open_tokenizer(path)
+            for text, docs in corpora.items():
+                rows.append(measure(tok, label, Path(text).name, docs))
+                bar.update(1)
+    return rows
+
+
+COLUMNS = [("tokenizer", "tokenizer", "{}"), ("text", "text", "{}"), ("vocab_size", "vocab", "{:,}"),
+           ("chinese_chars_per_token", "zh chars/tok", "{:.3f}"), ("tokens_per_char", "tok/char", "{:.3f}"),
+           ("bytes_per_token", "bytes/tok", "{:.2f}"), ("unk_rate", "unk rate", "{:.4%}"),
+           ("roundtrip_rate", "round-trip", "{:.2%}")]
+
+
+def format_table(rows: list[TextStats]) -> str:
+    cells = [[head for _, head, _ in COLUMNS]]
+    cells += [[fmt.format(getattr(r, key)) for key, _, fmt in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def rows_json(rows: list[TextStats]) -> str:
+    return json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2)
+
+
+def plot_stats(rows: list[TextStats], png: str | Path) -> Path:
+    """Grouped bars of Chinese characters per token and bytes per token, per text and tokenizer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(png)
+    if out.suffix.lower() != ".png":
+        raise ZhllamaError(f"--plot {out}: expected a .png file name", "end the file name in .png")
+    toks = list(dict.fromkeys(r.tokenizer for r in rows))
+    texts = list(dict.fromkeys(r.text for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(6 + 1.5 * len(texts) * len(toks) / 2, 4))
+    width = 0.8 / len(toks)
+    for ax, key, title in zip(axes, ("chinese_chars_per_token", "bytes_per_token"),
+                              ("Chinese characters per token", "UTF-8 bytes per token")):
+        for k, tok in enumerate(toks):
+            vals = [next((r for r in rows if r.tokenizer == tok and r.text == t), None) for t in texts]
+            ax.bar([i + k * width for i in range(len(texts))], [getattr(v, key) if v else 0 for v in vals], width, label=tok)
+        ax.set_xticks([i + width * (len(toks) - 1) / 2 for i in range(len(texts))], texts, rotation=15)
+        ax.set_title(title)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,144 @@
+"""Train a Chinese SentencePiece model with LLaMA-compatible settings.
+
+The settings mirror LLaMA's own ``tokenizer.model`` so that the pieces can be merged into it and
+tokenize the same way: byte fallback (no unknown tokens), digits split one by one, identity
+normalisation (no NFKC: LLaMA does none, so fullwidth punctuation stays fullwidth), whitespace
+kept as is, a dummy ``▁`` prefix, and ``<unk>``/``<s>``/``</s>`` at ids 0/1/2.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ZhllamaError, require_file
+
+MODEL_TYPES = ("bpe", "unigram")
+
+
+@dataclass
+class TrainConfig:
+    corpus: list[str]
+    out: str
+    vocab_size: int = 20000
+    model_type: str = "bpe"
+    character_coverage: float = 0.9995
+    max_sentence_length: int = 16384
+    input_sentence_size: int = 0  # 0: use every line; otherwise sample this many lines
+    shuffle: bool = True
+    threads: int = 2
+    text_field: str = "text"
+    overwrite: bool = False
+    verbose: bool = False
+
+
+def trainer_options(cfg: TrainConfig, prefix: Path) -> dict:
+    """Keyword arguments for ``SentencePieceTrainer.train`` (LLaMA's settings plus the user's)."""
+    return dict(
+        model_prefix=str(prefix), vocab_size=cfg.vocab_size, model_type=cfg.model_type,
+        character_coverage=cfg.character_coverage, byte_fallback=True, split_digits=True,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+        allow_whitespace_only_pieces=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        max_sentence_length=cfg.max_sentence_length, input_sentence_size=cfg.input_sentence_size,
+        shuffle_input_sentence=cfg.shuffle, num_threads=cfg.threads,
+        train_extremely_large_corpus=cfg.input_sentence_size > 10_000_000,
+        minloglevel=0 if cfg.verbose else 2,
+    )
+
+
+class CorpusLines:
+    """The corpus as SentencePiece sentences: every non-blank line of every document.
+
+    SentencePiece wraps any exception raised inside its sentence iterator into an opaque
+    RuntimeError, so a reading error is kept here and re-raised by the caller.
+    """
+
+    def __init__(self, files: list[Path], text_field: str, max_bytes: int, progress: bool = True):
+        self.files, self.text_field, self.max_bytes, self.progress = files, text_field, max_bytes, progress
+        self.lines = self.too_long = 0
+        self.error: ZhllamaError | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        from tqdm import tqdm
+
+        from ..data.text import iter_documents
+
+        bar = tqdm(desc="reading corpus", unit=" lines", disable=not self.progress, file=sys.stderr)
+        try:
+            for f in self.files:
+                for doc in iter_documents(f, self.text_field):
+                    for line in doc.splitlines():
+                        if line.strip():
+                            self.lines += 1
+                            self.too_long += len(line.encode("utf-8")) > self.max_bytes
+                            bar.update(1)
+                            yield line
+        except ZhllamaError as e:
+            self.error = e
+        finally:
+            bar.close()
+
+
+_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+_TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def translate_sp_error(err: RuntimeError, cfg: TrainConfig, lines: int) -> ZhllamaError:
+    """One-line errors for the SentencePiece trainer failures a user can fix."""
+    msg = str(err)
+    if lines == 0 or "sentences_.empty()" in msg:
+        return ZhllamaError(f"the corpus has no text: {', '.join(cfg.corpus)}",
+                            "give files with text (.txt lines, .jsonl with a text field, or Alpaca .json)")
+    if m := _TOO_HIGH.search(msg):
+        return ZhllamaError(f"--vocab-size {m.group(1)} is larger than this corpus allows (at most {m.group(2)})",
+                            f"use --vocab-size {m.group(2)} or less, or give more text")
+    if m := _TOO_SMALL.search(msg):
+        return ZhllamaError(f"--vocab-size {m.group(1)} is smaller than the {m.group(2)} characters and special pieces to cover",
+                            "raise --vocab-size or lower --character-coverage")
+    first = msg.strip().splitlines()[0] if msg.strip() else type(err).__name__
+    return ZhllamaError(f"SentencePiece training failed: {first}", "check the options; --verbose shows the trainer's log")
+
+
+def validate(cfg: TrainConfig) -> list[Path]:
+    if cfg.model_type not in MODEL_TYPES:
+        raise ZhllamaError(f"unknown --model-type {cfg.model_type}", f"choose one of {', '.join(MODEL_TYPES)}")
+    if cfg.vocab_size < 260:
+        raise ZhllamaError(f"--vocab-size {cfg.vocab_size} is too small",
+                           "byte fallback alone needs 259 pieces; use a few thousand or more")
+    if not 0.9 <= cfg.character_coverage <= 1.0:
+        raise ZhllamaError(f"--character-coverage {cfg.character_coverage} is out of range",
+                           "use a value between 0.9 and 1.0 (0.9995 is usual for Chinese)")
+    if not cfg.corpus:
+        raise ZhllamaError("no corpus files given", "pass --corpus FILE [FILE ...]")
+    return [require_file(f, "corpus file") for f in cfg.corpus]
+
+
+def train_tokenizer(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train into ``cfg.out``: ``tokenizer.model``, ``tokenizer.vocab`` and the Hugging Face files."""
+    import sentencepiece as spm
+
+    from ..io import atomic_dir
+    from .hf import write_hf_tokenizer
+
+    files = validate(cfg)
+    with atomic_dir(cfg.out, cfg.overwrite) as tmp:
+        corpus = CorpusLines(files, cfg.text_field, cfg.max_sentence_length, progress)
+        try:
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), **trainer_options(cfg, tmp / "tokenizer"))
+        except RuntimeError as e:
+            raise (corpus.error or translate_sp_error(e, cfg, corpus.lines)) from None
+        if corpus.error:
+            raise corpus.error
+        write_hf_tokenizer(tmp / "tokenizer.model", tmp)
+        _log(progress, f"trained a {cfg.vocab_size}-piece {cfg.model_type} model on {corpus.lines:,} lines"
+             + (f" ({corpus.too_long:,} longer than --max-sentence-length were skipped)" if corpus.too_long else ""))
+    return Path(cfg.out)
+
+
+def _log(enabled: bool, text: str) -> None:
+    if enabled:
+        print(f"zhllama: {text}", file=sys.stderr)
+
