@@ -90,7 +90,8 @@ def cached_build(kind: str, key: str, cache_dir: str | None, build: Callable[[Pa
     try:
         dsd, report = build(work)
         with atomic_dir(out, overwrite=True) as tmp:
-            dsd.save_to_disk(str(tmp))
+            # an empty split must be written as one (empty) shard, or it does not load back
+            dsd.save_to_disk(str(tmp), num_shards={k: 1 for k, v in dsd.items() if len(v) == 0})
             write_json_atomic(tmp / REPORT_FILE, report)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -229,7 +229,10 @@ def _build_sft(files, tokenizer, template, max_length, validation_split, skip_ba
     n_val = round(validation_split * len(kept))
     if validation_split > 0 and len(kept) >= 2:
         n_val = min(max(n_val, 1), len(kept) - 1)
-    split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True) if n_val else {"train": kept, "test": kept.select([])}
+    if n_val:
+        split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    else:
+        split = {"train": kept, "test": Dataset.from_dict({k: [] for k in kept.features}, features=kept.features)}
     response = sum(sum(1 for x in row if x != IGNORE_INDEX) for row in kept["labels"])
     total = sum(len(row) for row in kept["input_ids"])
     report = {**read, "template": template, "max_length": max_length, "examples": len(conversations),
