@@ -1,0 +1,70 @@
+"""`zhllama train pt|sft` and `zhllama merge`."""
+
+from __future__ import annotations
+
+import argparse
+
+TRAIN_HELP = {
+    "pt": ("continued pre-training on plain text (LoRA or full)",
+           "Continue pre-training a LLaMA-family model on text files (.txt, .jsonl, .json, .gz): documents are "
+           "tokenized, joined with EOS and cut into block_size blocks. A tokenizer larger than the model's "
+           "embeddings resizes them first. LoRA by default (--full for all parameters)."),
+    "sft": ("instruction tuning on Alpaca / ShareGPT / messages data",
+            "Instruction-tune on Alpaca JSON/JSONL, ShareGPT `conversations` or OpenAI `messages` records with a "
+            "chat template; loss falls only on the responses. LoRA by default (--full for all parameters)."),
+}
+
+EPILOG = ("Every recipe key is also a flag (recipe key lora_rank = flag --lora-rank); flags override the recipe. "
+          "Under torchrun / accelerate launch / deepspeed the same command trains on several GPUs or machines.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .config import TrainConfig
+    from ..config import add_dataclass_args
+
+    p = sub.add_parser("train", help="continued pre-training (pt) or instruction tuning (sft)",
+                       description="Train with Hugging Face Trainer + peft LoRA (or full-parameter).")
+    tsub = p.add_subparsers(dest="train_stage", metavar="STAGE", required=True)
+    for stage, (short, long) in TRAIN_HELP.items():
+        sp = tsub.add_parser(stage, help=short, description=long, epilog=EPILOG)
+        sp.add_argument("--config", help="YAML recipe (see recipes/train/); optional when the flags say enough")
+        add_dataclass_args(sp, TrainConfig)
+        sp.set_defaults(func=_train, stage=stage)
+
+    m = sub.add_parser("merge", help="merge LoRA adapters into a full model",
+                       description="Merge one or more LoRA adapters, in order, into the base model (resized and "
+                                   "trained embeddings/head included) and write a full Hugging Face model folder "
+                                   "with sharded safetensors, tokenizer and generation config.")
+    m.add_argument("--base", required=True, help="base model folder or hub id")
+    m.add_argument("--lora", required=True, action="append", metavar="ADAPTER",
+                   help="adapter folder; repeat to merge several in order (e.g. LLaMA-Plus then Alpaca-Plus)")
+    m.add_argument("--out", required=True, help="output folder")
+    m.add_argument("--dtype", default="auto", help="float16, bfloat16, float32 or auto (the base model's dtype)")
+    m.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (default 2GB)")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    m.set_defaults(func=_merge)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..config import apply_cli_overrides, load_yaml
+    from .config import TrainConfig
+    from .run import train
+
+    cfg = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
+    cfg = apply_cli_overrides(cfg, args)
+    result = train(cfg, args.stage)
+    m = result["metrics"]
+    line = f"train loss {m.get('train_loss', float('nan')):.4f}"
+    if m.get("eval_loss") is not None:
+        line += f", validation loss {m['eval_loss']:.4f} (perplexity {m['eval_perplexity']:.2f})"
+    print(f"{line}; wrote {result['model_dir']}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge_adapters
+
+    out = merge_adapters(args.base, args.lora, args.out, dtype=args.dtype, max_shard_size=args.max_shard_size,
+                         overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,49 @@
+"""The datasets and collator each training stage feeds the Trainer."""
+
+from __future__ import annotations
+
+from ..errors import ZhllamaError, require_file
+from .config import TrainConfig
+
+
+def check_files(files: list[str]) -> None:
+    """Every process checks the files before any of them waits on another (no hung ranks)."""
+    for f in files:
+        require_file(f, "training data file")
+
+
+def build_stage_data(cfg: TrainConfig, stage: str, tokenizer):
+    """Return ``(DatasetDict with train/validation, collator, report)`` for ``stage``."""
+    split = cfg.default_validation_split(stage)
+    if stage == "pt":
+        from transformers import default_data_collator
+
+        from ..data.corpora import build_pt_dataset
+
+        data, report = build_pt_dataset(cfg.train_files, tokenizer, cfg.block_size, validation_split=split,
+                                        cache_dir=cfg.cache_dir, num_proc=cfg.num_proc, text_field=cfg.text_field,
+                                        skip_bad=cfg.skip_bad, seed=cfg.seed)
+        collator = default_data_collator  # every block is full: no padding at all
+    else:
+        from ..data.instructions import SftCollator, build_sft_dataset
+        from ..templates import get_template
+
+        get_template(cfg.template)
+        data, report = build_sft_dataset(cfg.train_files, tokenizer, cfg.template, cfg.max_length,
+                                         validation_split=split, skip_bad=cfg.skip_bad, seed=cfg.seed,
+                                         num_proc=cfg.num_proc, cache_dir=cfg.cache_dir)
+        import torch
+
+        # a multiple of 8 suits GPU tensor cores; on CPU it would only add padding
+        collator = SftCollator(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+    if len(data["train"]) == 0:
+        raise ZhllamaError(f"no training examples in {', '.join(cfg.train_files)}",
+                           "check the files (pt: lower --block-size for a short corpus)")
+    return data, collator, report
+
+
+def with_length_column(dataset):
+    """Add the ``length`` column group-by-length sampling reads (instead of measuring every item)."""
+    if "length" in dataset.column_names:
+        return dataset
+    return dataset.map(lambda b: {"length": [len(x) for x in b["input_ids"]]}, batched=True, desc="lengths")

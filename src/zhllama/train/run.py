@@ -1,0 +1,183 @@
+"""``train(cfg, stage)``: the Trainer setup shared by continued pre-training and instruction tuning.
+
+Layout of ``output_dir``::
+
+    checkpoint-N/   Trainer checkpoints (complete once trainer_state.json is written)
+    metrics.json    final metrics, data and vocabulary reports, the log history
+    loss.png        training (and validation) loss curve
+    final/          the adapter (LoRA) or the full model, with tokenizer files and zhllama.json;
+                    moved into place last, so a run that has final/ is complete
+
+The same code runs in one process or under ``torchrun`` / ``accelerate launch`` / ``deepspeed``:
+the Trainer reads the launcher's environment; files are written by the main process only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .checkpoints import FINAL_DIR, plan_output_dir
+from .config import TrainConfig
+from .data import build_stage_data, check_files, with_length_column
+from .precision import load_dtype, resolve_deepspeed, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool):
+    from transformers import TrainingArguments
+
+    eval_steps = cfg.eval_steps if cfg.eval_steps is not None else cfg.save_steps
+    do_eval = has_eval and eval_steps > 0
+    return TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=precision == "fp32" and not _cuda(),
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if do_eval else "no",
+        eval_steps=eval_steps if do_eval else None,
+        seed=cfg.seed,
+        deepspeed=resolve_deepspeed(cfg.deepspeed),
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
+        report_to=[r for r in cfg.report_to if r != "none"] or "none",
+        disable_tqdm=False,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_model(cfg: TrainConfig, precision: str):
+    """Base model (resized to the tokenizer when needed), wrapped with LoRA unless ``full``."""
+    from .lora import apply_lora, count_parameters, modules_to_save_for
+    from .prepare import load_for_training
+
+    model, tok, tok_src, vocab = load_for_training(
+        cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed), cfg.resize_init,
+        cfg.pad_vocab_to_multiple_of)
+    if not cfg.full:
+        to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
+        model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False  # the KV cache is useless in training and conflicts with recomputation
+    return model, tok, tok_src, vocab, count_parameters(model)
+
+
+def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
+    """Run stage ``pt`` or ``sft``; return ``{"metrics": ..., "output_dir": ..., "model_dir": ...}``."""
+    from transformers import Trainer, set_seed
+
+    cfg.check(stage)
+    check_files(cfg.train_files)
+    out = Path(cfg.output_dir)
+    plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
+    precision = resolve_precision(cfg.precision)
+    set_seed(cfg.seed)
+    model, tok, tok_src, vocab, params = build_model(cfg, precision)
+    args = training_arguments(cfg, out, precision, has_eval=True)
+    with args.main_process_first(local=False, desc="preparing the output folder and data"):
+        if args.process_index == 0 and plan.wipe:
+            shutil.rmtree(out, ignore_errors=True)
+        data, collator, data_report = build_stage_data(cfg, stage, tok)
+    if len(data["validation"]) == 0 and args.eval_strategy != "no":
+        args = training_arguments(cfg, out, precision, has_eval=False)
+    train_set = with_length_column(data["train"]) if cfg.group_by_length else data["train"]
+    trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
+                      eval_dataset=data["validation"] if len(data["validation"]) else None,
+                      processing_class=tok, callbacks=callbacks)
+    seen_before = _tokens_seen_at(plan.resume_from)
+    result = trainer.train(resume_from_checkpoint=plan.resume_from)
+    metrics = dict(result.metrics)
+    if trainer.eval_dataset is not None:
+        metrics.update(_evaluate(trainer))
+    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen)
+    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    summary = {"stage": stage, "metrics": metrics, "parameters": params, "vocabulary": vocab, "data": data_report,
+               "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision}
+    model_dir = save_final(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
+    return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
+
+
+def _evaluate(trainer) -> dict:
+    """Validation metrics at the last step (reused when the Trainer has just evaluated there)."""
+    import math
+
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1].get("step") == trainer.state.global_step:
+        ev = {k: v for k, v in last[-1].items() if k.startswith("eval_")}
+    else:
+        ev = trainer.evaluate()
+    loss = ev.get("eval_loss")
+    return {**ev, "eval_perplexity": math.exp(min(loss, 50.0)) if loss is not None else None}
+
+
+def _tokens_seen_at(checkpoint: str | None) -> int:
+    if not checkpoint:
+        return 0
+    import json
+
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("num_input_tokens_seen") or 0)
+
+
+def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: dict, out: Path, summary: dict) -> Path:
+    """Write ``final/`` through a fixed temp folder every rank agrees on, then move it into place.
+
+    (``zhllama.io.atomic_dir`` picks a random temp name per process; under ZeRO-3 all ranks must
+    take part in gathering the weights into the same folder, so the name is fixed here.)
+    """
+    from ..model.load import write_model_meta
+    from .lora import verify_saved_adapter
+    from .prepare import save_tokenizer
+    from .report import write_run_outputs
+
+    final, tmp = out / FINAL_DIR, out / f".{FINAL_DIR}.partial"
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        if not cfg.full:
+            verify_saved_adapter(tmp, trainer.model)
+        save_tokenizer(tok_src, tok, tmp)
+        meta = {"stage": stage, "base_model": cfg.model, "lora": not cfg.full,
+                "vocab_size": vocab["embedding_rows"], "tokenizer_size": len(tok)}
+        if stage == "sft":
+            meta["template"] = cfg.template
+        write_model_meta(tmp, **meta)
+        write_run_outputs(out, summary, trainer.state.log_history)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        log.info("wrote %s", final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
