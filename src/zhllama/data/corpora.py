@@ -182,11 +182,16 @@ def list_or_generate(gen: Callable[[], Iterator[dict]], features, work: Path):
     generator is created inside ``_run`` from a picklable factory.)
     """
     from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
 
     seen = {"rows": 0}
     try:
         return Dataset.from_generator(_run, features=features, cache_dir=str(work),
                                       gen_kwargs={"factory": gen, "seen": seen})
+    except DatasetGenerationError as e:  # a bad line: show our one-line error, not the wrapper
+        if isinstance(e.__cause__, ZhllamaError):
+            raise e.__cause__ from None
+        raise
     except ValueError:
         if seen["rows"]:
             raise
