@@ -79,6 +79,24 @@ def client(engine):
         yield c
 
 
+@pytest.fixture
+def cli_process():
+    """Start `zhllama ARGS` and wait for a loopback URL: ``start(args, health_path, port) -> base URL``; stopped after the test."""
+    procs = []
+
+    def start(args: list[str], health_path: str, port: int) -> str:
+        procs.append(start_cli(args, health_path, port))
+        return f"http://127.0.0.1:{port}"
+    yield start
+    for proc in procs:
+        stop(proc)
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
     """A real `zhllama serve` process on a free loopback port, with an API key."""
