@@ -108,8 +108,10 @@ def _add_stats(tsub) -> None:
 
 
 def _run_stats(a) -> int:
-    from .stats import collect_stats, format_table, plot_stats, rows_json
+    from .stats import check_plot_path, collect_stats, format_table, plot_stats, rows_json
 
+    if a.plot:
+        check_plot_path(a.plot)  # before minutes of measuring, not after
     rows = collect_stats(a.tokenizer, a.text, a.text_field, progress=not a.json)
     print(rows_json(rows) if a.json else format_table(rows))
     if a.plot:

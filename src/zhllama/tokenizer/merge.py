@@ -137,8 +137,8 @@ def new_scores(base, count: int, mode: str, placement: str) -> list[float]:
         return [0.0] * count
     normal = [p.score for p in base.pieces if p.type == S.NORMAL and p.score > -1e6]
     if placement == "above":
-        top = max(normal, default=0.0)
-        return [float(int(top) + count - i) for i in range(count)]
+        top = max(0, int(max(normal, default=0.0)))  # above control pieces' 0 too: simply positive
+        return [float(top + count - i) for i in range(count)]
     low = min(normal, default=0.0)
     return [float(int(low) - 1 - i) for i in range(count)]
 

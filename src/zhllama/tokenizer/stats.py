@@ -107,7 +107,7 @@ def collect_stats(tokenizers: list[str], texts: list[str], text_field: str = "te
     labels = [tokenizer_label(t) for t in tokenizers]
     if len(set(labels)) < len(labels):
         labels = [str(t) for t in tokenizers]
-    with tqdm(total=len(tokenizers) * len(texts), desc="measuring", disable=not progress) as bar:
+    with tqdm(total=len(tokenizers) * len(texts), desc="measuring", disable=None if progress else True) as bar:
         for path, label in zip(tokenizers, labels):
             tok = open_tokenizer(path)
             for text, docs in corpora.items():
@@ -135,6 +135,13 @@ def rows_json(rows: list[TextStats]) -> str:
     return json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2)
 
 
+def check_plot_path(png: str | Path) -> Path:
+    out = Path(png)
+    if out.suffix.lower() != ".png":
+        raise ZhllamaError(f"--plot {out}: expected a .png file name", "end the file name in .png")
+    return out
+
+
 def plot_stats(rows: list[TextStats], png: str | Path) -> Path:
     """Grouped bars of Chinese characters per token and bytes per token, per text and tokenizer."""
     import matplotlib
@@ -142,9 +149,7 @@ def plot_stats(rows: list[TextStats], png: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(png)
-    if out.suffix.lower() != ".png":
-        raise ZhllamaError(f"--plot {out}: expected a .png file name", "end the file name in .png")
+    out = check_plot_path(png)
     toks = list(dict.fromkeys(r.tokenizer for r in rows))
     texts = list(dict.fromkeys(r.text for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(6 + 1.5 * len(texts) * len(toks) / 2, 4))

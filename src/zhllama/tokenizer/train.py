@@ -66,7 +66,8 @@ class CorpusLines:
 
         from ..data.text import iter_documents
 
-        bar = tqdm(desc="reading corpus", unit=" lines", disable=not self.progress, file=sys.stderr)
+        # disable=None: a bar on a terminal, none in logs and pipes
+        bar = tqdm(desc="reading corpus", unit=" lines", disable=None if self.progress else True, file=sys.stderr)
         try:
             for f in self.files:
                 for doc in iter_documents(f, self.text_field):
