@@ -72,7 +72,7 @@ def check_layout(task: str, data_dir: Path, split: str, need_dev: bool) -> None:
         folder = data_dir / part
         if not folder.is_dir() or not any(folder.glob("*.csv")):
             raise ZhllamaError(f"{data_dir}: no {part}/*.csv; expected {LAYOUT[task]}",
-                               "point --data-dir at the unpacked benchmark folder (or pick --task/--split to match it)")
+                               "point --data-dir at the unpacked benchmark folder, or pick the --task/--split that matches it")
 
 
 def read_questions(task: str, path: Path, split: str) -> list[Question]:
