@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from zhllama.train import train
 
@@ -25,4 +26,40 @@ def test_pt_lora_loss_falls_and_writes_outputs(tmp_path, tiny_model_dir, pt_corp
     assert (final / "adapter_config.json").is_file() and (final / "tokenizer.model").is_file()
     meta = json.loads((final / "zhllama.json").read_text())
     assert meta["stage"] == "pt" and meta["lora"] is True and "template" not in meta
-    assert metrics["metrics"]["tokens_seen"] == 12 * 4 * 64
+    assert metrics["metrics"]["tokens_seen"] == 12 * 4 * 64  # full blocks: every token is real
+    assert metrics["metrics"]["eval_loss"] > 0 and metrics["data"]["validation_blocks"] > 0
+    assert metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
+
+
+@pytest.mark.parametrize("stage,full", [("pt", True), ("sft", False), ("sft", True)])
+def test_loss_falls(stage, full, tmp_path, tiny_model_dir, pt_corpus, sft_data, tiny_config):
+    from transformers import AutoModelForCausalLM
+
+    data = pt_corpus if stage == "pt" else sft_data
+    train(tiny_config(tiny_model_dir, [data], tmp_path / "run", full=full, validation_split=0.0), stage)
+    curve, metrics = losses(tmp_path / "run")
+    assert curve[-1] < 0.8 * curve[0], curve
+    final = tmp_path / "run" / "final"
+    meta = json.loads((final / "zhllama.json").read_text())
+    assert meta["stage"] == stage and meta["lora"] is (not full)
+    assert meta.get("template") == ("alpaca" if stage == "sft" else None)
+    if full:
+        model = AutoModelForCausalLM.from_pretrained(str(final))
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+        assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+        assert (final / "tokenizer.model").is_file()
+    if stage == "sft":
+        assert metrics["data"]["train_examples"] == 32
+
+
+def test_resize_when_tokenizer_is_larger(tmp_path, tiny_model_dir, pt_corpus, grown_tokenizers, tiny_config):
+    plus, _ = grown_tokenizers
+    result = train(tiny_config(tiny_model_dir, [pt_corpus], tmp_path / "run", tokenizer=str(plus), max_steps=2,
+                               full=True, pad_vocab_to_multiple_of=64), "pt")
+    _, metrics = losses(tmp_path / "run")
+    vocab = metrics["vocabulary"]
+    assert vocab["resized"] and vocab["embedding_rows_before"] == 1200 and vocab["tokenizer_size"] == 1210
+    assert vocab["embedding_rows"] == 1216  # 1,210 padded up to a multiple of 64 (19 x 64)
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(result["model_dir"]).vocab_size == 1216

@@ -37,8 +37,7 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        **checkpointing_arguments(cfg.gradient_checkpointing),
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
@@ -65,6 +64,19 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
     )
+
+
+def checkpointing_arguments(enabled: bool) -> dict:
+    """Activation recomputation flags under their current name (transformers 5 renamed them)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if not enabled:
+        return {}
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: True, f"{key}_kwargs": {"use_reentrant": False}}
 
 
 def _cuda() -> bool:
