@@ -235,3 +235,18 @@ def test_collator_pads_right_and_masks_padding(tiny_tokenizer):
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 5, 6, -100], [-100, 7, -100, -100]]
     assert batch["input_ids"].dtype.is_floating_point is False
+
+
+def test_real_alpaca_zh_part(shared_data, tiny_tokenizer, tmp_path):
+    """One part of the Chinese Alpaca data (extra en_* fields are ignored)."""
+    f = shared_data / "alpaca-zh" / "alpaca_chinese_part_0.json"
+    records = json.loads(f.read_text(encoding="utf-8"))
+    convs, report = load_conversations([str(f)])
+    assert report["records"] == len(records) == len(convs) and report["skipped"] == 0
+    first = records[0]
+    user = first["instruction"] + (f"\n{first['input']}" if first["input"] else "")
+    assert convs[0] == [{"role": "user", "content": user}, {"role": "assistant", "content": first["output"]}]
+    dsd, rep = build_sft_dataset([str(f)], tiny_tokenizer, "alpaca", 256, cache_dir=str(tmp_path / "c"))
+    assert rep["kept"] + rep["dropped_no_response"] + rep["dropped_empty"] == len(records)
+    eos = tiny_tokenizer.eos_token_id
+    assert all(r[-1] == eos for r in dsd["train"]["labels"])

@@ -182,3 +182,20 @@ def test_refuses_unknown_init(small_tokenizers, trained):
     base, new, _ = small_tokenizers
     with pytest.raises(ZhllamaError, match="unknown embedding init"):
         resize_embeddings(copy.deepcopy(trained), new, base, "zeros")
+
+
+def test_tied_embeddings_grow_together(small_tokenizers):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    base, new, _ = small_tokenizers
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(base), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, tie_word_embeddings=True))
+    old = model.get_input_embeddings().weight.detach().clone()
+    report = resize_embeddings(model, new, base)
+    assert report["initialised_from_subwords"] == len(new) - len(base)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    idx = len(base)
+    parts = base_piece_ids(new.convert_ids_to_tokens(idx), new, base)
+    torch.testing.assert_close(model.get_input_embeddings().weight[idx], old[parts].mean(0))

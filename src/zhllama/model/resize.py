@@ -73,7 +73,9 @@ def resize_embeddings(model, new_tokenizer, base_tokenizer, init: str = "subword
     """Grow ``embed_tokens`` and ``lm_head`` of ``model`` (in place) to ``len(new_tokenizer)`` rows.
 
     Rows are rounded up to ``pad_to_multiple_of`` when given (e.g. 128: 55,296 = 432 x 128); the
-    extra padding rows get the mean embedding.  New rows are initialised by ``init``:
+    extra padding rows (no token uses them) get the mean row (random rows under ``random``).  If the
+    model already has more rows than the base tokenizer (padded), those rows are kept as they are.
+    New rows are initialised by ``init``:
 
     * ``subword-mean``: each new token's rows = mean of the base rows (input embedding and
       ``lm_head`` separately) of the pieces the base tokenizer splits it into; tokens that split
