@@ -1,0 +1,1 @@
+"""Inference: the generation engine (``engine.Engine``), ``zhllama chat`` and ``zhllama generate``."""

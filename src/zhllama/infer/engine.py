@@ -1,0 +1,264 @@
+"""The one generation engine: chat, generate, serve, webui and eval all generate through it.
+
+Why a hand-written decode loop rather than ``model.generate``: every request in a batch keeps its
+own sampling settings, seed, stop strings and token budget; text is streamed per request as soon
+as a character is complete; and a finished request leaves the batch at once (its rows are dropped
+from the KV cache), so the rest decode faster.  ``model.generate`` takes one setting per batch and
+streams only batch-size 1.  The loop is the same as transformers' greedy/sampling loop: left
+padding, position ids from the attention mask, a ``DynamicCache``, and transformers' logits
+processors (see ``sampling.py``); greedy output equals ``model.generate``'s (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..errors import ZhllamaError
+from ..templates import ChatTemplate, encode_messages, get_template, split_turns
+from .sampling import Sampler, SamplingParams, expand_params
+from .stream import TextStream
+
+__all__ = ["Completion", "Engine", "SamplingParams"]
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]  # generated ids, without the final EOS
+    finish_reason: str  # "stop" (EOS or stop string) | "length"
+    prompt_tokens: int
+    completion_tokens: int  # tokens the model generated (the EOS included when it ended the text)
+
+
+@dataclass
+class _Request:
+    prompt: list[int]
+    params: SamplingParams
+    budget: int  # max new tokens, clamped to the context
+    stream: TextStream
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    generated: int = 0
+    finish_reason: str | None = None
+
+
+def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
+    """--template if given, else the adapter's then the model's zhllama.json, else ``none``."""
+    from ..model.load import read_model_meta
+
+    if template:
+        return template
+    for src in ([lora] if lora else []) + [model_path]:
+        if Path(src).is_dir():
+            name = read_model_meta(src).get("template")
+            if name:
+                return name
+    return "none"
+
+
+class Engine:
+    """A causal LM + tokenizer + chat template, generating batched, streamed, per-request-sampled text."""
+
+    def __init__(self, model, tokenizer, template: str | ChatTemplate = "none", context_length: int | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = get_template(template) if isinstance(template, str) else template
+        self.context_length = int(context_length or _model_context(model))
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+
+    @classmethod
+    def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
+             context_length: int | None = None) -> "Engine":
+        from ..model.load import load_model
+
+        name = resolve_template_name(model_path, lora, template)
+        get_template(name)  # fail on an unknown template before loading weights
+        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device)
+        return cls(model, tokenizer, name, context_length)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # ----- prompts -----
+
+    def chat_prompt(self, messages: Sequence[dict], max_new_tokens: int = 256) -> list[int]:
+        """Prompt ids for a conversation, oldest turns dropped (system prompt kept) to leave room for the reply."""
+        system, turns = split_turns(messages)
+        head = [{"role": "system", "content": system}] if system is not None else []
+        rest = list(messages)[len(head):]
+        budget = self.context_length - max_new_tokens
+        while True:
+            ids, _ = encode_messages(self.tokenizer, self.template, head + rest, add_generation_prompt=True)
+            if len(ids) <= budget:
+                return ids
+            if len(rest) <= 1:
+                raise ZhllamaError(
+                    f"the last message alone is {len(ids)} prompt tokens; with max_new_tokens={max_new_tokens} it does "
+                    f"not fit the context of {self.context_length} tokens",
+                    "shorten the message or lower max_new_tokens")
+            rest = rest[2:]  # the oldest user message and its reply
+
+    def text_prompt(self, text: str) -> list[int]:
+        """A raw completion prompt: BOS + the text's ids (as the ``none`` template renders it)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        bos = self.tokenizer.bos_token_id
+        return ([bos] if bos is not None else []) + list(ids)
+
+    # ----- generation -----
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None) -> list[Completion]:
+        """Complete every prompt (batched); results in the order of ``prompts``."""
+        requests = self._requests(prompts, params)
+        for _ in self._decode(requests):
+            pass
+        return [_completion(r) for r in requests]
+
+    def stream(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None
+               ) -> Iterator[tuple[int, str, str | None]]:
+        """Yield ``(request index, text delta, finish_reason or None)`` as tokens are decoded."""
+        requests = self._requests(prompts, params)
+        yield from self._decode(requests)
+
+    def _requests(self, prompts, params) -> list[_Request]:
+        if not prompts:
+            return []
+        params = expand_params(params, len(prompts))
+        requests = []
+        for i, (prompt, p) in enumerate(zip(prompts, params)):
+            prompt = [int(t) for t in prompt]
+            if not prompt:
+                raise ZhllamaError(f"prompt {i} is empty", "give at least one token (text_prompt adds BOS)")
+            room = self.context_length - len(prompt)
+            if room < 1:
+                raise ZhllamaError(f"prompt {i} is {len(prompt)} tokens; the context is {self.context_length}",
+                                   "shorten the prompt")
+            stop = tuple(dict.fromkeys(p.stop + self.template.stop_strings))
+            requests.append(_Request(prompt, p, min(p.max_new_tokens, room), TextStream(self.tokenizer, stop)))
+        return requests
+
+    def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
+        """The decode loop: prefill the batch, then one token per live request per step."""
+        import torch
+        from transformers import DynamicCache
+
+        if not requests:
+            return
+        device = self.device
+        sampler = Sampler([r.params for r in requests], device=device)
+        ids, mask, history = _left_pad([r.prompt for r in requests], self.pad_id, device)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        cache = DynamicCache(config=self.model.config)
+        live = list(range(len(requests)))
+        with torch.inference_mode():
+            logits = self._forward(ids, mask, positions, cache)
+            while live:
+                tokens = sampler.next_tokens(logits, history, live)
+                keep = []
+                for row, (r, tok) in enumerate(zip(live, tokens.tolist())):
+                    delta, finish = self._advance(requests[r], tok)
+                    if delta or finish:
+                        yield r, delta, finish
+                    if finish is None:
+                        keep.append(row)
+                if not keep:
+                    break
+                if len(keep) < len(live):
+                    index = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(index)
+                    tokens, mask, history, positions = tokens[index], mask[index], history[index], positions[index]
+                    live = [live[k] for k in keep]
+                tokens = tokens[:, None]
+                mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
+                history = torch.cat([history, tokens], dim=1)
+                positions = positions[:, -1:] + 1
+                logits = self._forward(tokens, mask, positions, cache)
+
+    def _forward(self, ids, mask, positions, cache):
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def _advance(self, req: _Request, tok: int) -> tuple[str, str | None]:
+        """Record one generated token; return (text to release, finish_reason or None)."""
+        req.generated += 1
+        if tok in self.eos_ids:
+            delta, req.finish_reason = req.stream.finish(), "stop"
+        else:
+            req.ids.append(tok)
+            delta = req.stream.push(tok)
+            if req.stream.stopped:
+                req.finish_reason = "stop"
+            elif len(req.ids) >= req.budget:
+                delta, req.finish_reason = delta + req.stream.finish(), "length"
+        req.text += delta
+        return delta, req.finish_reason
+
+    # ----- embeddings -----
+
+    def embed(self, texts: list[str], batch_size: int = 16) -> list[list[float]]:
+        """Mean-pooled last hidden state (after the final norm) of each text, L2-normalised."""
+        import torch
+
+        decoder = _decoder(self.model)
+        vectors: list[list[float]] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                prompts = [self.text_prompt(t)[: self.context_length] for t in texts[start:start + batch_size]]
+                ids, mask, _ = _left_pad(prompts, self.pad_id, self.device)
+                positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+                hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state.float()
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+                vectors.extend(torch.nn.functional.normalize(pooled, dim=-1).cpu().tolist())
+        return vectors
+
+
+def _completion(r: _Request) -> Completion:
+    return Completion(text=r.text, token_ids=list(r.ids), finish_reason=r.finish_reason or "length",
+                      prompt_tokens=len(r.prompt), completion_tokens=r.generated)
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int, device):
+    """Left-padded ids, attention mask, and a history copy whose pads are the row's first id.
+
+    The history feeds the repetition penalty: repeating an id the row already has changes nothing,
+    whereas a pad id would be penalised as if the row had generated it.
+    """
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    history = torch.empty((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        row = torch.tensor(p, dtype=torch.long)
+        ids[i, width - len(p):] = row
+        history[i] = p[0]
+        history[i, width - len(p):] = row
+        mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device), history.to(device)
+
+
+def _model_context(model) -> int:
+    n = getattr(model.config, "max_position_embeddings", None)
+    if not n:
+        raise ZhllamaError("the model config has no max_position_embeddings", "pass context_length explicitly")
+    return int(n)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = set()
+    for src in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(src, "eos_token_id", None)
+        ids.update(v for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None)
+    return ids
+
+
+def _decoder(model):
+    """The transformer body (LoRA layers included) without the LM head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()

@@ -1,0 +1,123 @@
+"""Sampling parameters and choosing the next token for a batch whose rows have different settings.
+
+The logits are shaped with transformers' own processors (repetition penalty, temperature, top-k,
+top-p).  Those take one setting for the whole batch, so rows are grouped by identical settings and
+each group is processed in one call: a batch whose requests share their settings (the usual case)
+costs a single call per processor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..errors import ZhllamaError
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.7  # 0 -> greedy
+    top_p: float = 0.9
+    top_k: int = 40  # 0 -> off
+    repetition_penalty: float = 1.1  # 1.0 -> off
+    stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
+    seed: int | None = None
+
+    def validate(self) -> "SamplingParams":
+        """Return self with ``stop`` as a tuple, or raise a clear error for an out-of-range value."""
+        checks = [
+            (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "at least 1"),
+            (0.0 <= float(self.temperature) <= 100.0, "temperature", "between 0 and 100 (0 = greedy)"),
+            (0.0 < float(self.top_p) <= 1.0, "top_p", "in (0, 1]"),
+            (isinstance(self.top_k, int) and self.top_k >= 0, "top_k", "0 (off) or a positive integer"),
+            (float(self.repetition_penalty) > 0.0, "repetition_penalty", "positive (1.0 = off)"),
+        ]
+        for ok, name, want in checks:
+            if not ok:
+                raise ZhllamaError(f"{name}={getattr(self, name)!r} is out of range", f"{name} must be {want}")
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if any(not isinstance(s, str) or not s for s in stop):
+            raise ZhllamaError(f"stop={self.stop!r}: stop strings must be non-empty text", "e.g. stop=('\\n\\n',)")
+        return replace(self, stop=stop)
+
+    @property
+    def greedy(self) -> bool:
+        return float(self.temperature) == 0.0
+
+    def shaping_key(self) -> tuple:
+        """Rows with equal keys shape their logits identically and share one processor call."""
+        if self.greedy:
+            return (0.0, 1.0, 0, float(self.repetition_penalty))
+        return (float(self.temperature), float(self.top_p), int(self.top_k), float(self.repetition_penalty))
+
+
+def expand_params(params, n: int) -> list[SamplingParams]:
+    """One validated SamplingParams per request."""
+    if isinstance(params, SamplingParams) or params is None:
+        return [(params or SamplingParams()).validate()] * n
+    params = list(params)
+    if len(params) != n:
+        raise ZhllamaError(f"{len(params)} sampling params for {n} prompts", "give one SamplingParams, or one per prompt")
+    return [p.validate() for p in params]
+
+
+def build_processors(key: tuple):
+    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopKLogitsWarper, TopPLogitsWarper)
+
+    temperature, top_p, top_k, penalty = key
+    procs = LogitsProcessorList()
+    if penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(penalty))
+    if temperature > 0.0:
+        if temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(temperature))
+        if top_k > 0:
+            procs.append(TopKLogitsWarper(top_k))
+        if top_p < 1.0:
+            procs.append(TopPLogitsWarper(top_p))
+    return procs
+
+
+class Sampler:
+    """Chooses next tokens for the rows of a batch; keeps one random generator per request."""
+
+    def __init__(self, params: list[SamplingParams], device="cpu"):
+        import torch
+
+        self.params = params
+        self.device = device
+        self._processors: dict[tuple, object] = {}
+        self.generators = []
+        for p in params:
+            g = torch.Generator(device=device)
+            g.manual_seed(p.seed if p.seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+            self.generators.append(g)
+
+    def next_tokens(self, logits, history, rows: list[int]):
+        """Next token per row.
+
+        ``logits`` (n, vocab) are the last-position logits of the live rows, ``history`` (n, len) the
+        ids each row has seen (left pads replaced by one of the row's own ids, so the repetition
+        penalty sees nothing extra), ``rows`` the request index of each live row.
+        """
+        import torch
+
+        logits = logits.float()
+        chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(rows):
+            groups.setdefault(self.params[r].shaping_key(), []).append(i)
+        for key, members in groups.items():
+            idx = torch.tensor(members, device=logits.device)
+            if key not in self._processors:
+                self._processors[key] = build_processors(key)
+            procs = self._processors[key]
+            scores = procs(history[idx], logits[idx])
+            if key[0] == 0.0:
+                chosen[idx] = scores.argmax(dim=-1)
+                continue
+            probs = torch.softmax(scores, dim=-1)
+            for j, i in enumerate(members):
+                chosen[i] = torch.multinomial(probs[j], 1, generator=self.generators[rows[i]])[0]
+        return chosen

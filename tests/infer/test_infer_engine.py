@@ -1,0 +1,150 @@
+"""The generation engine against transformers' own generate, and its sampling, stops and trimming."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zhllama.errors import ZhllamaError
+from zhllama.infer.engine import Engine, SamplingParams
+
+from infer_memorized import QUESTION, RAW_CONTINUATION, RAW_PROMPT, REPLY
+
+GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0, repetition_penalty=1.0)
+TEXTS = ["Return the value of", "你好，世界", "x", "The quick brown fox jumps over the lazy dog"]
+
+
+def hf_greedy(engine, prompts, max_new_tokens, penalty=1.0):
+    """transformers' model.generate on the same left-padded batch."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    out = engine.model.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                repetition_penalty=penalty, pad_token_id=0)
+    eos = engine.tokenizer.eos_token_id
+    rows = []
+    for row in out[:, width:].tolist():
+        rows.append(row[:row.index(eos)] if eos in row else row)
+    return rows
+
+
+def test_greedy_equals_model_generate_single(tiny_engine):
+    for text in TEXTS:
+        prompt = tiny_engine.text_prompt(text)
+        [c] = tiny_engine.generate([prompt], GREEDY)
+        assert c.token_ids == hf_greedy(tiny_engine, [prompt], 24)[0]
+        assert c.finish_reason == "length" and c.completion_tokens == 24 and c.prompt_tokens == len(prompt)
+
+
+def test_greedy_equals_model_generate_batched_with_repetition_penalty(tiny_engine):
+    prompts = [tiny_engine.text_prompt(t) for t in TEXTS]
+    params = SamplingParams(max_new_tokens=16, temperature=0.0, repetition_penalty=1.3)
+    ours = [c.token_ids for c in tiny_engine.generate(prompts, params)]
+    assert ours == hf_greedy(tiny_engine, prompts, 16, penalty=1.3)
+
+
+def test_seeded_sampling_is_reproducible(tiny_engine):
+    prompts = [tiny_engine.text_prompt(t) for t in TEXTS[:2]]
+    a = tiny_engine.generate(prompts, SamplingParams(max_new_tokens=20, temperature=1.0, seed=7))
+    b = tiny_engine.generate(prompts, SamplingParams(max_new_tokens=20, temperature=1.0, seed=7))
+    c = tiny_engine.generate(prompts, SamplingParams(max_new_tokens=20, temperature=1.0, seed=8))
+    assert [x.token_ids for x in a] == [x.token_ids for x in b]
+    assert [x.token_ids for x in a] != [x.token_ids for x in c]
+    # a seeded request gives the same tokens alone as in a batch with another request
+    [alone] = tiny_engine.generate(prompts[:1], SamplingParams(max_new_tokens=20, temperature=1.0, seed=7))
+    assert alone.token_ids == a[0].token_ids
+
+
+def test_per_request_params_in_one_batch(tiny_engine):
+    prompts = [tiny_engine.text_prompt(t) for t in TEXTS[:3]]
+    params = [GREEDY, SamplingParams(max_new_tokens=5, temperature=0.9, seed=1),
+              SamplingParams(max_new_tokens=11, temperature=0.0, repetition_penalty=1.0)]
+    out = tiny_engine.generate(prompts, params)
+    assert [c.completion_tokens for c in out] == [24, 5, 11]
+    assert out[0].token_ids == tiny_engine.generate(prompts[:1], GREEDY)[0].token_ids
+    assert out[2].token_ids == out[0].token_ids[:0] + tiny_engine.generate(prompts[2:3], params[2])[0].token_ids
+
+
+def test_memorized_chat_reply_and_eos(memorized_engine):
+    assert memorized_engine.template.name == "alpaca"  # from the folder's zhllama.json
+    prompt = memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}])
+    [c] = memorized_engine.generate([prompt], SamplingParams(max_new_tokens=100, temperature=0.0))
+    assert c.text == REPLY
+    assert c.finish_reason == "stop" and c.completion_tokens == len(c.token_ids) + 1  # + EOS
+
+
+def test_stop_string_cuts_output(memorized_engine):
+    prompts = [memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}]),
+               memorized_engine.text_prompt(RAW_PROMPT)]
+    params = SamplingParams(max_new_tokens=100, temperature=0.0, stop=("麒麟", "和龙猫"))
+    out = memorized_engine.generate(prompts, params)
+    assert out[0].text == REPLY[:REPLY.index("麒麟")] and out[0].finish_reason == "stop"
+    assert out[1].text == RAW_CONTINUATION[:RAW_CONTINUATION.index("和龙猫")] and out[1].finish_reason == "stop"
+
+
+def test_stream_whole_characters_and_no_stop_text(memorized_engine):
+    prompts = [memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}]),
+               memorized_engine.text_prompt(RAW_PROMPT)]
+    params = [SamplingParams(max_new_tokens=100, temperature=0.0),
+              SamplingParams(max_new_tokens=100, temperature=0.0, stop=("鳄鱼和",))]
+    deltas = {0: [], 1: []}
+    finish = {}
+    for i, delta, reason in memorized_engine.stream(prompts, params):
+        assert "\ufffd" not in delta
+        assert i not in finish, "no event after a request's final one"
+        deltas[i].append(delta)
+        if reason:
+            finish[i] = reason
+    assert "".join(deltas[0]) == REPLY and finish[0] == "stop"
+    assert all(len(d) <= 2 for d in deltas[0])  # token by token, not all at the end
+    assert "".join(deltas[1]) == RAW_CONTINUATION[:RAW_CONTINUATION.index("鳄鱼和")]
+    assert not any("鳄" in d for d in deltas[1]), "part of a stop string was streamed"
+
+
+def test_length_cut_never_leaves_a_broken_character(memorized_engine):
+    prompt = memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}])
+    for n in range(1, 8):  # 龙 is 3 byte tokens after a "▁": most budgets end inside a character
+        [c] = memorized_engine.generate([prompt], SamplingParams(max_new_tokens=n, temperature=0.0))
+        assert "\ufffd" not in c.text and REPLY.startswith(c.text) and c.finish_reason == "length"
+
+
+def test_history_trimmed_oldest_turn_first(memorized_model_dir):
+    from zhllama.templates import encode_messages
+
+    engine = Engine.load(memorized_model_dir, context_length=200)
+    system = [{"role": "system", "content": "系统"}]
+    turns = [[{"role": "user", "content": f"问题{i} " * 4}, {"role": "assistant", "content": f"回答{i}"}] for i in range(4)]
+    last = [{"role": "user", "content": QUESTION}]
+    msgs = system + sum(turns, []) + last
+    ids = engine.chat_prompt(msgs, max_new_tokens=40)
+    encode = lambda m: encode_messages(engine.tokenizer, "alpaca", m, add_generation_prompt=True)[0]
+    kept = next(k for k in range(4, -1, -1) if len(encode(system + sum(turns[4 - k:], []) + last)) <= 160)
+    assert 0 < kept < 4, "the test needs some but not all turns to fit"
+    assert ids == encode(system + sum(turns[4 - kept:], []) + last)  # newest turns kept, system kept
+    assert len(ids) <= 200 - 40 < len(encode(system + sum(turns[3 - kept:], []) + last))
+    with pytest.raises(ZhllamaError, match="does not fit the context"):
+        engine.chat_prompt([{"role": "user", "content": "长" * 400}], max_new_tokens=40)
+
+
+def test_bad_inputs_are_clear_errors(tiny_engine):
+    prompt = tiny_engine.text_prompt("hi")
+    for bad in [SamplingParams(max_new_tokens=-1), SamplingParams(temperature=-0.5), SamplingParams(top_p=0),
+                SamplingParams(stop=("",))]:
+        with pytest.raises(ZhllamaError):
+            tiny_engine.generate([prompt], bad)
+    with pytest.raises(ZhllamaError, match="context"):
+        tiny_engine.generate([[1] * (tiny_engine.context_length + 1)], GREEDY)
+    with pytest.raises(ZhllamaError, match="unsupported role"):
+        tiny_engine.chat_prompt([{"role": "robot", "content": "x"}])
+
+
+def test_prompt_near_context_is_cut_at_the_context(tiny_engine):
+    prompt = [1] + [100] * (tiny_engine.context_length - 4)
+    [c] = tiny_engine.generate([prompt], GREEDY)
+    assert c.completion_tokens == 3 and c.finish_reason == "length"
+
+
+def test_embed_is_normalised_and_deterministic(tiny_engine):
+    a, b, a2 = tiny_engine.embed(["你好，世界", "return the value", "你好，世界"])
+    assert abs(sum(x * x for x in a) - 1.0) < 1e-5 and len(a) == tiny_engine.model.config.hidden_size
+    assert a == pytest.approx(a2, abs=1e-6) and a != pytest.approx(b, abs=1e-3)
