@@ -1,0 +1,73 @@
+"""Hand-off checks, run on the whole plan before any stage spends compute.
+
+Missing input files, a base tokenizer larger than the base model's embeddings, a ready-made
+tokenizer that does not extend the base tokenizer, an unknown template: each is a one-line
+:class:`ZhllamaError` naming the recipe field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ZhllamaError
+from .recipe import Recipe
+from .runner import Stage
+
+
+def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
+    from ..templates import get_template
+
+    get_template(recipe.template)
+    check_inputs_exist(recipe, stages, where)
+    check_vocabularies(recipe, where)
+
+
+def check_inputs_exist(recipe: Recipe, stages: list[Stage], where: str) -> None:
+    run = str(recipe.run_path)
+    for st in stages:
+        for role, value in st.inputs.items():
+            if value.startswith(run) or Path(value).exists():
+                continue
+            if not Path(value).is_absolute():  # a hub id, passed through by Recipe.resolve
+                continue
+            raise ZhllamaError(f"{where}: {st.name} {role}: not found: {value}", "check the path (relative paths are relative to the recipe file)")
+
+
+def embedding_rows(model_dir: Path) -> int | None:
+    cfg = model_dir / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text(encoding="utf-8"))
+    return data.get("vocab_size") or data.get("text_config", {}).get("vocab_size")
+
+
+def check_vocabularies(recipe: Recipe, where: str) -> None:
+    """Base tokenizer vs base embeddings, and a given tokenizer vs the base tokenizer."""
+    from ..tokenizer.hf import load_hf_tokenizer
+
+    if not recipe.base_model:
+        return
+    model_dir = Path(recipe.resolve(recipe.base_model, hub_ok=True))
+    base_tok_dir = Path(recipe.resolve(recipe.base_tokenizer, hub_ok=True)) if recipe.base_tokenizer else model_dir
+    if not (model_dir.is_dir() and base_tok_dir.is_dir()):
+        return  # a hub id: checked when the stage loads it
+    rows = embedding_rows(model_dir)
+    base_tok = load_hf_tokenizer(base_tok_dir)
+    if rows is not None and len(base_tok) > rows:
+        raise ZhllamaError(f"{where}: the base tokenizer ({base_tok_dir}) has {len(base_tok):,} tokens but the base model "
+                           f"({model_dir}) has {rows:,} embedding rows",
+                           "give the tokenizer the base model was trained with as base_tokenizer")
+    t = recipe.tokenizer
+    if t is not None and t.path:
+        new = load_hf_tokenizer(recipe.resolve(t.path))
+        if "resize" not in recipe.enabled() and rows is not None and len(new) > rows and not (recipe.pt or recipe.sft):
+            raise ZhllamaError(f"{where}: tokenizer.path has {len(new):,} tokens but the base model has {rows:,} embedding rows",
+                               "add a resize stage")
+        from ..model.resize import check_extension
+
+        try:
+            check_extension(new, base_tok)
+        except ZhllamaError as e:
+            raise ZhllamaError(f"{where}: tokenizer.path {t.path} does not extend the base tokenizer: {e.message}",
+                               "give the tokenizer merged from this base model's tokenizer (zhllama tokenizer merge)") from None

