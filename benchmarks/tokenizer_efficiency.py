@@ -6,9 +6,12 @@ Chinese-LLaMA-2's 55,296 pieces with ``<pad>``), and measures on the Chinese fie
 parts (never seen in training):
 
 * Chinese characters per token, tokens per character, bytes per token, unknown rate, round trip;
-* on the English fields of the same records, the share of documents whose ids equal Llama-2's;
-* for the merged tokenizers, the share of documents where the Hugging Face files give exactly the
-  SentencePiece ids (Chinese and English held-out text).
+* on the English fields of the same records (those without Chinese characters), the share of
+  documents whose ids equal Llama-2's;
+* the share of documents where the Hugging Face files (``zhllama.tokenizer.hf``; written here for
+  the tokenizers that ship none) give exactly the SentencePiece ids, Chinese and English.
+
+The ``extend`` merge is compared with its scores placed above and below the base's pieces.
 
 Usage: python benchmarks/tokenizer_efficiency.py [--data ../shared/data] [--train-parts 40]
 """
