@@ -161,7 +161,10 @@ def merge_protos(base, adds, mode: str = "extend", placement: str = "above", pad
         vocab.add(PAD)
     elif pad_token:
         result.pad_id = next(i for i, p in enumerate(base.pieces) if p.piece == PAD)
-    room = None if max_pieces is None else max(0, max_pieces - len(base.pieces))
+    if max_pieces is not None and max_pieces < len(base.pieces):
+        raise ZhllamaError(f"--max-pieces {max_pieces} is below the base's {len(base.pieces)} pieces",
+                           "raise --max-pieces (Chinese-LLaMA-2 uses 55296) or leave it out")
+    room = None if max_pieces is None else max_pieces - len(base.pieces)
     if mode == "extend":
         new = extend_pieces(vocab, adds, result, room)
     else:
