@@ -6,10 +6,24 @@ from ..errors import ZhllamaError, require_file
 from .config import TrainConfig
 
 
-def check_files(files: list[str]) -> None:
-    """Every process checks the files before any of them waits on another (no hung ranks)."""
+def expand_files(files: list[str]) -> list[str]:
+    """Expand glob patterns (``data/pt/*.txt``) in sorted order and check every file exists.
+
+    Every process runs this before any of them waits on another, so a bad path fails on all ranks
+    at once instead of leaving the others hanging at a barrier.
+    """
+    import glob
+
+    out = []
     for f in files:
-        require_file(f, "training data file")
+        if glob.has_magic(f):
+            matches = sorted(glob.glob(f))
+            if not matches:
+                raise ZhllamaError(f"no training data file matches {f}", "check the pattern in train_files")
+            out.extend(matches)
+        else:
+            out.append(str(require_file(f, "training data file")))
+    return out
 
 
 def build_stage_data(cfg: TrainConfig, stage: str, tokenizer):

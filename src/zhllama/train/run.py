@@ -14,6 +14,7 @@ the Trainer reads the launcher's environment; files are written by the main proc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
-from .data import build_stage_data, check_files, with_length_column
+from .data import build_stage_data, expand_files, with_length_column
 from .precision import load_dtype, resolve_deepspeed, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     from transformers import Trainer, set_seed
 
     cfg.check(stage)
-    check_files(cfg.train_files)
+    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
     out = Path(cfg.output_dir)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
     precision = resolve_precision(cfg.precision)
