@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     esub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
     _register_ppl(esub)
     _register_mc(esub)
+    _register_compare(esub)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -98,4 +99,71 @@ def _mc(args: argparse.Namespace) -> int:
                           args.device, args.dtype, progress=True)
     print(results_table(summary), end="")
     print(f"wrote {args.out}/results.json")
+    return 0
+
+
+def _register_compare(esub) -> None:
+    p = esub.add_parser("compare", help="side-by-side answers of several models; win rates and Elo",
+                        description="Generate the answers of several models (each with its own chat template) to "
+                                    "the same questions into OUT/answers.jsonl, a side-by-side OUT/report.md and "
+                                    "OUT/report.html. With --judgements (JSONL: id, model_a, model_b, winner "
+                                    "a|b|tie) also win rates with and without ties and Elo ratings (OUT/arena.md, "
+                                    "OUT/arena.json); judgements alone need no models.")
+    p.add_argument("--questions", default=None, help=".txt (one per line), .jsonl or .json with question, id, category")
+    p.add_argument("--model", action="append", default=[], metavar="SPEC",
+                   help="DIR or path=DIR,label=NAME,lora=ADAPTER,template=NAME; repeat for each model")
+    p.add_argument("--judgements", default=None, help="pairwise judgements (JSONL) -> win rates and Elo")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--max-new-tokens", type=int, default=400)
+    p.add_argument("--temperature", type=float, default=0.2, help="0 = greedy (default 0.2, as the seeds' examples)")
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--repetition-penalty", type=float, default=1.1)
+    p.add_argument("--seed", type=int, default=42, help="sampling seed (same for every model)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--elo-k", type=float, default=4.0, help="Elo K-factor (FastChat's 4)")
+    p.add_argument("--elo-init", type=float, default=1500.0, help="starting Elo rating")
+    p.add_argument("--elo-rounds", type=int, default=1000, help="bootstrap rounds (0: one pass in file order)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ZhllamaError
+    from ..io import write_json_atomic, write_text_atomic
+    from . import compare, elo
+
+    if not args.model and not args.judgements:
+        raise ZhllamaError("nothing to compare", "give --questions with two or more --model, and/or --judgements")
+    if args.model and not args.questions:
+        raise ZhllamaError("--model needs --questions", "give the questions file the models should answer")
+    specs = [compare.parse_model_spec(m) for m in args.model]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ZhllamaError(f"two models have the same label ({', '.join(labels)})", "add label=NAME to the --model specs")
+    questions = compare.read_questions(args.questions) if args.questions else None
+    battles = None
+    if args.judgements:
+        battles = elo.read_judgements(args.judgements, labels or None,
+                                      {q["id"] for q in questions} if questions else None)
+    out = Path(args.out)
+    rows = elo.arena(battles, args.elo_k, args.elo_init, args.elo_rounds, args.seed) if battles else None
+    if rows:
+        write_json_atomic(out / "arena.json", rows)
+        write_text_atomic(out / "arena.md", elo.arena_table(rows))
+        print(elo.arena_table(rows), end="")
+    if specs:
+        from ..infer.engine import SamplingParams
+
+        params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                                top_k=args.top_k, repetition_penalty=args.repetition_penalty, seed=args.seed)
+        answers = compare.generate_answers(specs, questions, params, args.batch_size, args.device, args.dtype)
+        records = compare.answer_records(questions, answers)
+        write_text_atomic(out / "answers.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_text_atomic(out / "report.md", compare.report_markdown(records, labels, elo.arena_table(rows) if rows else None))
+        write_text_atomic(out / "report.html", compare.report_html(records, labels, rows))
+        print(f"wrote {out}/report.md, {out}/report.html and {out}/answers.jsonl")
     return 0

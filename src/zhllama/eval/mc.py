@@ -212,9 +212,8 @@ def make_scorer(settings: McSettings, device: str = "auto", dtype: str = "auto")
     if settings.generate:
         from ..infer.engine import Engine
 
-        engine = Engine.load(settings.model, lora=settings.lora, template=settings.template, device=device, dtype=dtype)
-        if settings.max_length:
-            engine.context_length = settings.max_length
+        engine = Engine.load(settings.model, lora=settings.lora, template=settings.template, device=device, dtype=dtype,
+                             context_length=settings.max_length)
         settings.max_length = engine.context_length
         settings.template = engine.template.name
         return GenerateScorer(engine, settings.max_new_tokens or 32)
