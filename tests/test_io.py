@@ -1,0 +1,43 @@
+import os
+import stat
+
+import pytest
+
+from zhllama.errors import ZhllamaError
+from zhllama.io import atomic_dir, write_json_atomic
+
+
+def test_atomic_dir_appears_only_when_complete(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.bin").write_text("x")
+            raise RuntimeError("interrupted")
+    assert not out.exists() and not list(tmp_path.iterdir())
+    with atomic_dir(out) as tmp:
+        (tmp / "done.txt").write_text("ok")
+    assert (out / "done.txt").read_text() == "ok"
+
+
+def test_atomic_dir_refuses_existing_unless_overwrite(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old").write_text("keep")
+    with pytest.raises(ZhllamaError, match="already exists"):
+        with atomic_dir(out):
+            pass
+    assert (out / "old").read_text() == "keep"
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "new").write_text("n")
+    assert sorted(p.name for p in out.iterdir()) == ["new"]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "d") as tmp:
+            write_json_atomic(tmp / "m.json", {"a": 1})
+        assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+        assert stat.S_IMODE((tmp_path / "d" / "m.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
