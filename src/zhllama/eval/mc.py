@@ -72,15 +72,11 @@ class LogitScorer:
         device = next(self.model.parameters()).device
         width = max(len(it.ids) for it in items)
         ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(items), width), dtype=torch.long)
         for row, it in enumerate(items):
             ids[row, : len(it.ids)] = torch.tensor(it.ids)
-            mask[row, : len(it.ids)] = 1
-        # Right padding: padded positions come after the real ones, so under the causal mask they
-        # cannot change the logits we read; only the last real position goes through the LM head.
-        last = (mask.sum(1) - 1).view(-1, 1)
+        last = torch.tensor([[len(it.ids) - 1] for it in items])
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=last.to(device))
+            out = self.model(input_ids=ids.to(device), logits_to_keep=last.to(device))
         scores = out.logits[:, 0, self.letter_ids].float().cpu()
         return [{"pred": LETTERS[int(s.argmax())], "scores": [round(float(x), 4) for x in s]} for s in scores]
 
