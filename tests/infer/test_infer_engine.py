@@ -148,3 +148,44 @@ def test_embed_is_normalised_and_deterministic(tiny_engine):
     a, b, a2 = tiny_engine.embed(["你好，世界", "return the value", "你好，世界"])
     assert abs(sum(x * x for x in a) - 1.0) < 1e-5 and len(a) == tiny_engine.model.config.hidden_size
     assert a == pytest.approx(a2, abs=1e-6) and a != pytest.approx(b, abs=1e-3)
+
+
+@pytest.mark.parametrize("spec,rope_type", [("linear:2", "linear"), ("ntk:2", "dynamic"), ("yarn:2", "yarn")])
+def test_rope_scaling_extends_the_context(tiny_model_dir, tiny_engine, spec, rope_type):
+    engine = Engine.load(tiny_model_dir, rope_scaling=spec)
+    assert engine.context_length == 2 * tiny_engine.context_length
+    assert engine.model.config.rope_parameters["rope_type"] == rope_type
+    inv = engine.model.model.rotary_emb.inv_freq
+    base = tiny_engine.model.model.rotary_emb.inv_freq
+    if rope_type == "linear":
+        assert torch.allclose(inv, base / 2)
+    elif rope_type == "yarn":
+        assert not torch.allclose(inv, base)
+    prompt = [1] + [100, 200, 300] * (tiny_engine.context_length // 3)  # longer than the original context
+    [c] = engine.generate([prompt], SamplingParams(max_new_tokens=4, temperature=0))
+    assert c.completion_tokens == 4
+    with pytest.raises(ZhllamaError, match="unknown kind"):
+        Engine.load(tiny_model_dir, rope_scaling="cubic:2")
+
+
+def test_lora_adapter_unmerged_with_its_template(tiny_model_dir, tiny_engine, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from zhllama.model.load import write_model_meta
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)  # a trained-looking adapter (B starts at zero)
+    peft.save_pretrained(tmp_path / "adapter")
+    write_model_meta(tmp_path / "adapter", template="chatml")
+    engine = Engine.load(tiny_model_dir, lora=tmp_path / "adapter")
+    assert isinstance(engine.model, PeftModel) and engine.template.name == "chatml"
+    prompt = engine.text_prompt("Return the value of")
+    ours = engine.generate([prompt], GREEDY)[0].token_ids
+    assert ours != tiny_engine.generate([prompt], GREEDY)[0].token_ids
+    assert ours == hf_greedy(engine, [prompt], 24)[0]
+    assert len(engine.embed(["你好"])[0]) == engine.model.config.hidden_size

@@ -15,7 +15,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default="auto", help="auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16")
     p.add_argument("--context-length", type=int, default=None,
-                   help="tokens of context (default: the model's max_position_embeddings)")
+                   help="tokens of context (default: the model's max_position_embeddings, times the RoPE factor)")
+    p.add_argument("--rope-scaling", default=None, metavar="KIND:FACTOR",
+                   help="extend the context with RoPE scaling: linear:F (position interpolation), ntk:F (dynamic "
+                        "NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +48,7 @@ def load_engine(args: argparse.Namespace):
     from .engine import Engine
 
     return Engine.load(args.model, lora=args.lora, template=args.template, device=args.device, dtype=args.dtype,
-                       context_length=args.context_length)
+                       context_length=args.context_length, rope_scaling=args.rope_scaling)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -71,12 +71,18 @@ class Engine:
 
     @classmethod
     def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
-             context_length: int | None = None) -> "Engine":
+             context_length: int | None = None, rope_scaling: str | None = None) -> "Engine":
+        """Load a model folder (+ an unmerged LoRA adapter); ``rope_scaling`` e.g. ``ntk:2`` (see rope.py)."""
         from ..model.load import load_model
+        from .rope import apply_rope_scaling, parse_rope_scaling
 
         name = resolve_template_name(model_path, lora, template)
-        get_template(name)  # fail on an unknown template before loading weights
+        get_template(name)  # fail on bad options before loading weights
+        if rope_scaling:
+            parse_rope_scaling(rope_scaling)
         model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device)
+        if rope_scaling:
+            context_length = context_length or apply_rope_scaling(model, rope_scaling)
         return cls(model, tokenizer, name, context_length)
 
     @property

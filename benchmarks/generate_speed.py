@@ -1,0 +1,118 @@
+"""Time to first token and tokens/s: zhllama's engine (what `zhllama generate` runs) vs model.generate.
+
+Builds a ~20M-parameter LLaMA with random weights (`zhllama.model.init`, hidden 256, 4 layers, on
+Mistral-7B's 32,000-piece LLaMA-format tokenizer shipped by mistral-common) in a temp folder, then
+for batch sizes 1 and 8 and for greedy and sampled decoding (temperature 0.7, top-p 0.9, top-k 40,
+repetition penalty 1.1) measures, on the same left-padded prompts:
+
+* TTFT: wall time of a call generating one token (prefill + first token), median of --repeats;
+* tokens/s: generated tokens (summed over the batch, EOS included) / wall time for --new-tokens
+  tokens per request, median of --repeats.
+
+Usage: python benchmarks/generate_speed.py [--new-tokens 64] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS = [
+    "中国的首都是北京，它是一座历史悠久的城市。",
+    "Write a short poem about the moon and the sea.",
+    "人工智能正在改变我们的生活方式，例如",
+    "def fibonacci(n):",
+    "春节是中国最重要的传统节日之一，",
+    "The quick brown fox jumps over the lazy dog because",
+    "请用三句话介绍一下长城。",
+    "Large language models are trained on",
+]
+
+
+def build_model(root: Path) -> Path:
+    import mistral_common
+
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    tok = write_hf_tokenizer(sp, root / "tokenizer")
+    return init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=256, layers=4, heads=4,
+                                 max_position=2048, seed=0))
+
+
+def timed(fn, repeats: int) -> tuple[float, int]:
+    """Median wall time of ``fn()`` and the token count it returned."""
+    times, count = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), count
+
+
+def engine_run(engine, prompts, sampled: bool, new_tokens: int):
+    from zhllama.infer.engine import SamplingParams
+
+    params = (SamplingParams(max_new_tokens=new_tokens, seed=0) if sampled else
+              SamplingParams(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0))
+    return lambda: sum(c.completion_tokens for c in engine.generate(prompts, params))
+
+
+def hf_run(engine, prompts, sampled: bool, new_tokens: int):
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[engine.pad_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    kwargs = (dict(do_sample=True, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1) if sampled else
+              dict(do_sample=False, repetition_penalty=1.0))
+    eos = engine.tokenizer.eos_token_id
+
+    def run():
+        torch.manual_seed(0)
+        out = engine.model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, pad_token_id=engine.pad_id,
+                                    **kwargs)
+        new = out[:, width:].tolist()
+        return sum(row.index(eos) + 1 if eos in row else len(row) for row in new)
+
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the benchmark box's cores are shared)")
+    args = ap.parse_args()
+
+    import torch
+
+    from zhllama.infer.engine import Engine
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine.load(build_model(Path(tmp)))
+        params = sum(p.numel() for p in engine.model.parameters())
+        print(f"model: {params / 1e6:.1f}M parameters, vocab {len(engine.tokenizer)}, torch threads {args.threads}, "
+              f"{args.new_tokens} new tokens per request, median of {args.repeats}\n")
+        print(f"| batch | decoding | runner | TTFT (ms) | tokens/s |")
+        print(f"|---:|---|---|---:|---:|")
+        for batch in (1, 8):
+            prompts = [engine.text_prompt(t) for t in PROMPTS[:batch]]
+            for sampled in (False, True):
+                for name, make in (("model.generate", hf_run), ("zhllama engine", engine_run)):
+                    make(engine, prompts, sampled, 2)()  # warm-up
+                    ttft, _ = timed(make(engine, prompts, sampled, 1), args.repeats)
+                    secs, tokens = timed(make(engine, prompts, sampled, args.new_tokens), args.repeats)
+                    print(f"| {batch} | {'sampled' if sampled else 'greedy'} | {name} | {ttft * 1000:.1f} | "
+                          f"{tokens / secs:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
