@@ -101,12 +101,13 @@ def test_chat_stream_sse(client):
     assert text == plain
 
 
-def test_completion_stream_has_done(client):
-    with client.stream("POST", "/v1/completions",
-                       json={"model": MODEL, "prompt": "北京", "max_tokens": 5, "stream": True}) as r:
+def test_completion_stream_has_done_and_equals_the_whole_text(client):
+    body = {"model": MODEL, "prompt": "北京", "max_tokens": 5, "seed": 11, "temperature": 1.0}
+    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as r:
         events = sse_events(r.read().decode())
     assert events[-1] == "[DONE]" and events[-2]["choices"][0]["finish_reason"] in ("stop", "length")
-    assert "\ufffd" not in "".join(e["choices"][0]["text"] for e in events[:-1])
+    whole = client.post("/v1/completions", json=body).json()["choices"][0]["text"]
+    assert "".join(e["choices"][0]["text"] for e in events[:-1]) == whole
 
 
 def test_embeddings_float_and_base64(client):

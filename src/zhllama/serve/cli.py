@@ -47,6 +47,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "model/adapter's zhllama.json, else none")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice, one per core); on a busy machine fewer "
+                        "threads than cores avoids threads spinning against each other")
 
 
 def _positive(name: str, value: float) -> None:
@@ -62,6 +65,11 @@ def _load_engine(args: argparse.Namespace):
 
     if is_local(args.model):
         check_model_dir(args.model)  # one-line error before any heavy loading
+    if args.threads is not None:
+        import torch
+
+        _positive("--threads", args.threads)
+        torch.set_num_threads(args.threads)
     return Engine.load(args.model, lora=args.lora, template=args.template, device=args.device, dtype=args.dtype)
 
 

@@ -1,0 +1,210 @@
+"""Load test of `zhllama serve`: N concurrent streaming clients vs the same requests one by one.
+
+Builds a ~20M-parameter LLaMA (random weights, a LLaMA-style SentencePiece tokenizer trained on
+the built-in Chinese/English text) in a temp folder, starts a real `zhllama serve` process on
+127.0.0.1 and sends the same streaming chat requests (fixed seeds, ``max_tokens`` each)
+
+* one by one (the baseline), then
+* from C concurrent clients for each C in ``--clients``,
+
+and prints, per run: generated tokens per second (from the server's own ``usage`` counts), the
+speed-up over the baseline, request latency and time-to-first-token percentiles, and the mean
+batch size the server reported.
+
+Usage: python benchmarks/serve_load.py [--clients 4,8] [--requests 16] [--max-tokens 48] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+
+def build_model(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path, int]:
+    """A LLaMA-style SentencePiece tokenizer + a random LLaMA of the given shape; returns (folder, params)."""
+    import sentencepiece as spm
+    from safetensors import safe_open
+
+    from zhllama.data.builtin import people_daily_lines, stdlib_docstrings
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(list(people_daily_lines()[:6000]) + list(stdlib_docstrings()[:4000])), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(root / "sp"), vocab_size=vocab, model_type="bpe", byte_fallback=True,
+        split_digits=True, character_coverage=0.9995, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2,
+        hard_vocab_limit=False)
+    tok = write_hf_tokenizer(root / "sp.model", root / "tokenizer")
+    out = init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=hidden, layers=layers,
+                                heads=hidden // 64, intermediate_size=hidden * 8 // 3 // 32 * 32, max_position=1024))
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return out, params
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, port: int, batch: int, threads: int | None) -> subprocess.Popen:
+    extra = ["--threads", str(threads)] if threads else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zhllama", "serve", "--model", str(model), "--model-name", "bench", "--port", str(port),
+         "--max-batch-size", str(batch), "--max-queue", "256", "--log-level", "warning", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stdout.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("server did not start within 180 s")
+
+
+QUESTIONS = ["北京有什么好玩的地方？", "请介绍一下长江。", "How do I read a file in Python?", "写一首关于春天的诗。",
+             "什么是机器学习？", "Explain list comprehensions.", "上海的天气怎么样？", "给我讲一个笑话。"]
+
+
+def request_body(i: int, max_tokens: int) -> dict:
+    return {"model": "bench", "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+            "max_tokens": max_tokens, "temperature": 0.8, "seed": i, "stream": True,
+            "stream_options": {"include_usage": True}}
+
+
+async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
+    """Send one streaming request; return its latency, time to first token and generated tokens."""
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    async with client.stream("POST", url, json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif first is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                first = time.perf_counter() - start
+    latency = time.perf_counter() - start
+    return {"latency": latency, "ttft": first if first is not None else latency, "tokens": tokens}
+
+
+async def run_clients(base: str, bodies: list[dict], clients: int) -> tuple[list[dict], float]:
+    """``clients`` workers take requests from a shared queue, each sending its next one when the last ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    results: list[dict] = []
+
+    async def worker(client):
+        while not queue.empty():
+            results.append(await one_request(client, f"{base}/v1/chat/completions", queue.get_nowait()))
+
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    return results, wall
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def row(label: str, results: list[dict], wall: float, base_tps: float | None, batch: float) -> list[str]:
+    tokens = sum(r["tokens"] for r in results)
+    tps = tokens / wall
+    lat = [r["latency"] for r in results]
+    ttft = [r["ttft"] for r in results]
+    speed = f"{tps / base_tps:.2f}x" if base_tps else "1.00x"
+    return [label, str(len(results)), str(tokens), f"{wall:.1f}", f"{tps:.1f}", speed,
+            f"{pct(lat, 50):.2f}", f"{pct(lat, 90):.2f}", f"{pct(lat, 99):.2f}",
+            f"{pct(ttft, 50):.3f}", f"{pct(ttft, 90):.3f}", f"{pct(ttft, 99):.3f}", f"{batch:.1f}"]
+
+
+def batch_stats(base: str) -> tuple[int, int]:
+    h = httpx.get(f"{base}/health", timeout=10).json()
+    return h["batches"], h["jobs"]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    head = ["mode", "reqs", "tokens", "wall s", "tok/s", "speed-up", "lat p50", "lat p90", "lat p99",
+            "TTFT p50", "TTFT p90", "TTFT p99", "batch"]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print(" | ".join(h.ljust(w) for h, w in zip(head, widths)))
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", default="8", help="comma-separated concurrency levels (default 8)")
+    ap.add_argument("--requests", type=int, default=16, help="requests per run (the same ones in every run)")
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=8000)
+    ap.add_argument("--threads", type=int, default=None, help="the server's torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    with tempfile.TemporaryDirectory(prefix="zhllama-serve-bench-") as tmp:
+        model, params = build_model(Path(tmp), args.hidden, args.layers, args.vocab)
+        port = free_port()
+        proc = start_server(model, port, max(levels), args.threads)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
+                  f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
+                  f"server torch threads: {args.threads or 'default'}, {os.cpu_count()} CPU cores\n")
+            bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
+            asyncio.run(run_clients(base, bodies[:2], 1))  # warm-up
+            rows, base_tps = [], None
+            for clients in [1, *levels]:
+                b0, j0 = batch_stats(base)
+                results, wall = asyncio.run(run_clients(base, bodies, clients))
+                b1, j1 = batch_stats(base)
+                label = "sequential" if clients == 1 else f"{clients} clients"
+                rows.append(row(label, results, wall, base_tps, (j1 - j0) / max(1, b1 - b0)))
+                base_tps = base_tps or sum(r["tokens"] for r in results) / wall
+            print_table(rows)
+            print("\nlatency and TTFT in seconds; batch = mean requests per batch on the server")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
