@@ -106,3 +106,13 @@ def test_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0 and "--model" in capsys.readouterr().out
+
+
+def test_generate_with_a_draft_model_gives_the_same_greedy_text(memorized_model_dir, tiny_model_dir, tmp_path):
+    inp = tmp_path / "in.txt"
+    inp.write_text(f"{QUESTION}\nhello\n", encoding="utf-8")
+    assert gen(memorized_model_dir, inp, tmp_path / "plain.jsonl") == 0
+    assert gen(memorized_model_dir, inp, tmp_path / "spec.jsonl", "--batch-size", "1", "--draft-model",
+               str(tiny_model_dir), "--draft-tokens", "3") == 0
+    plain, spec = read_jsonl(tmp_path / "plain.jsonl"), read_jsonl(tmp_path / "spec.jsonl")
+    assert plain[0]["output"] == REPLY and spec == plain

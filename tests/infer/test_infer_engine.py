@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -189,3 +191,45 @@ def test_lora_adapter_unmerged_with_its_template(tiny_model_dir, tiny_engine, tm
     assert ours != tiny_engine.generate([prompt], GREEDY)[0].token_ids
     assert ours == hf_greedy(engine, [prompt], 24)[0]
     assert len(engine.embed(["你好"])[0]) == engine.model.config.hidden_size
+
+
+@pytest.fixture(scope="module")
+def draft_dir(tiny_model_dir, tmp_path_factory):
+    from zhllama.model.init import InitConfig, init_model
+
+    out = tmp_path_factory.mktemp("draft") / "model"
+    return init_model(InitConfig(tokenizer=str(tiny_model_dir), out=str(out), hidden_size=32, layers=1, heads=2,
+                                 max_position=512, seed=1))
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_speculative_greedy_equals_the_target_greedy(tiny_model_dir, tiny_engine, draft_dir, penalty):
+    engine = Engine.load(tiny_model_dir, draft_model=draft_dir, draft_tokens=3)
+    params = SamplingParams(max_new_tokens=20, temperature=0.0, repetition_penalty=penalty)
+    for text in TEXTS:
+        prompt = engine.text_prompt(text)
+        assert engine.generate([prompt], params)[0].token_ids == tiny_engine.generate([prompt], params)[0].token_ids
+
+
+def test_speculative_sampling_is_seeded_and_streams_whole_characters(memorized_engine, tiny_model_dir, draft_dir):
+    engine = Engine.load(tiny_model_dir, draft_model=draft_dir)
+    prompt = engine.text_prompt(TEXTS[0])
+    runs = [engine.generate([prompt], SamplingParams(max_new_tokens=30, temperature=1.0, seed=s))[0] for s in (3, 3, 4)]
+    assert runs[0].token_ids == runs[1].token_ids != runs[2].token_ids
+    assert runs[0].completion_tokens == 30 or runs[0].finish_reason == "stop"
+    own = Engine(memorized_engine.model, memorized_engine.tokenizer, "alpaca", draft=memorized_engine.model)
+    prompt = own.chat_prompt([{"role": "user", "content": QUESTION}])
+    deltas = [d for _, d, _ in own.stream([prompt], SamplingParams(max_new_tokens=100, temperature=0.0, stop=("🐊",)))]
+    assert "".join(deltas) == REPLY[:REPLY.index("🐊")] and not any("\ufffd" in d for d in deltas)
+
+
+def test_draft_with_another_tokenizer_is_refused(tiny_model_dir, tmp_path):
+    import mistral_common
+
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    tok = write_hf_tokenizer(Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1", tmp_path / "tok")
+    other = init_model(InitConfig(tokenizer=str(tok), out=str(tmp_path / "m"), hidden_size=16, layers=1, heads=2))
+    with pytest.raises(ZhllamaError, match="tokenizer differs"):
+        Engine.load(tiny_model_dir, draft_model=other)

@@ -19,6 +19,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rope-scaling", default=None, metavar="KIND:FACTOR",
                    help="extend the context with RoPE scaling: linear:F (position interpolation), ntk:F (dynamic "
                         "NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K")
+    p.add_argument("--draft-model", default=None,
+                   help="a small model with the same tokenizer for speculative sampling (used for one request at "
+                        "a time: chat, generate --batch-size 1)")
+    p.add_argument("--draft-tokens", type=int, default=4, help="tokens the draft proposes per step (default 4)")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -48,7 +52,8 @@ def load_engine(args: argparse.Namespace):
     from .engine import Engine
 
     return Engine.load(args.model, lora=args.lora, template=args.template, device=args.device, dtype=args.dtype,
-                       context_length=args.context_length, rope_scaling=args.rope_scaling)
+                       context_length=args.context_length, rope_scaling=args.rope_scaling,
+                       draft_model=args.draft_model, draft_tokens=args.draft_tokens)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -61,8 +61,14 @@ def resolve_template_name(model_path, lora=None, template: str | None = None) ->
 class Engine:
     """A causal LM + tokenizer + chat template, generating batched, streamed, per-request-sampled text."""
 
-    def __init__(self, model, tokenizer, template: str | ChatTemplate = "none", context_length: int | None = None):
+    def __init__(self, model, tokenizer, template: str | ChatTemplate = "none", context_length: int | None = None,
+                 draft=None, draft_tokens: int = 4):
+        """``draft``: a smaller model with the same tokenizer for speculative sampling (single requests)."""
+        if draft_tokens < 1:
+            raise ZhllamaError(f"draft_tokens={draft_tokens} must be at least 1", "e.g. --draft-tokens 4")
         self.model = model
+        self.draft = draft
+        self.draft_tokens = draft_tokens
         self.tokenizer = tokenizer
         self.template = get_template(template) if isinstance(template, str) else template
         self.context_length = int(context_length or _model_context(model))
@@ -71,10 +77,15 @@ class Engine:
 
     @classmethod
     def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
-             context_length: int | None = None, rope_scaling: str | None = None) -> "Engine":
-        """Load a model folder (+ an unmerged LoRA adapter); ``rope_scaling`` e.g. ``ntk:2`` (see rope.py)."""
+             context_length: int | None = None, rope_scaling: str | None = None, draft_model=None,
+             draft_tokens: int = 4) -> "Engine":
+        """Load a model folder (+ an unmerged LoRA adapter).
+
+        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling.
+        """
         from ..model.load import load_model
         from .rope import apply_rope_scaling, parse_rope_scaling
+        from .speculative import check_draft
 
         name = resolve_template_name(model_path, lora, template)
         get_template(name)  # fail on bad options before loading weights
@@ -83,7 +94,13 @@ class Engine:
         model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device)
         if rope_scaling:
             context_length = context_length or apply_rope_scaling(model, rope_scaling)
-        return cls(model, tokenizer, name, context_length)
+        draft = None
+        if draft_model:
+            draft, draft_tokenizer = load_model(draft_model, dtype=dtype, device=device)
+            check_draft(tokenizer, draft_tokenizer, draft, model)
+            if rope_scaling:
+                apply_rope_scaling(draft, rope_scaling)
+        return cls(model, tokenizer, name, context_length, draft=draft, draft_tokens=draft_tokens)
 
     @property
     def device(self):
@@ -155,6 +172,9 @@ class Engine:
             return
         device = self.device
         sampler = Sampler([r.params for r in requests], device=device)
+        if self.draft is not None and len(requests) == 1:
+            yield from self._decode_speculative(requests[0], sampler.generators[0])
+            return
         ids, mask, history = _left_pad([r.prompt for r in requests], self.pad_id, device)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         cache = DynamicCache(config=self.model.config)
@@ -182,6 +202,21 @@ class Engine:
                 history = torch.cat([history, tokens], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = self._forward(tokens, mask, positions, cache)
+
+    def _decode_speculative(self, req: _Request, generator) -> Iterator[tuple[int, str, str | None]]:
+        import torch
+
+        from .speculative import speculative_tokens
+
+        with torch.inference_mode():
+            tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator, self.draft_tokens)
+            for tok in tokens:
+                delta, finish = self._advance(req, tok)
+                if delta or finish:
+                    yield 0, delta, finish
+                if finish:
+                    tokens.close()
+                    return
 
     def _forward(self, ids, mask, positions, cache):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
