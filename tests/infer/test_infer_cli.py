@@ -116,3 +116,28 @@ def test_generate_with_a_draft_model_gives_the_same_greedy_text(memorized_model_
                str(tiny_model_dir), "--draft-tokens", "3") == 0
     plain, spec = read_jsonl(tmp_path / "plain.jsonl"), read_jsonl(tmp_path / "spec.jsonl")
     assert plain[0]["output"] == REPLY and spec == plain
+
+
+def test_generate_killed_then_resumed(tiny_model_dir, tmp_path):
+    import signal
+    import time
+
+    inp, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    inp.write_text("".join(f"prompt number {i}\n" for i in range(12)), encoding="utf-8")
+    cmd = [sys.executable, "-m", "zhllama", "generate", "--model", str(tiny_model_dir), "--input", str(inp),
+           "--output", str(out), "--batch-size", "2", "--max-new-tokens", "60", "--seed", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not (out.exists() and out.stat().st_size):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    first = read_jsonl(out)
+    assert 0 < len(first) < 12, "the run was killed part-way"
+    assert subprocess.run(cmd, capture_output=True, env=env, timeout=240).returncode == 0
+    rows = read_jsonl(out)
+    assert sorted(r["id"] for r in rows) == sorted(f"line {i}" for i in range(1, 13))  # all, once each
+    assert rows[:len(first)] == first
