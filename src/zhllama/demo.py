@@ -41,11 +41,11 @@ base:
     batch_size: 16
     learning_rate: 0.003
     warmup_ratio: 0.05
-    max_steps: 250
+    max_steps: 200
     validation_split: 0.02
     logging_steps: 10
     save_steps: 50
-    eval_steps: 125
+    eval_steps: 100
 
 # A Chinese SentencePiece model trained on People's Daily, merged into the English tokenizer
 # (English text keeps its exact ids; Chinese pieces are appended).
@@ -65,14 +65,14 @@ pt:
   batch_size: 16
   learning_rate: 0.002
   warmup_ratio: 0.05
-  max_steps: 300
+  max_steps: 250
   lora_rank: 16
   lora_alpha: 32
   modules_to_save: [embed_tokens, lm_head]
   validation_split: 0.02
   logging_steps: 10
   save_steps: 50
-  eval_steps: 150
+  eval_steps: 125
 
 # Instruction tuning on tasks whose answers can be checked (Alpaca template).
 sft:

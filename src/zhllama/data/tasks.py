@@ -8,7 +8,8 @@ split can be compared with the majority-class baseline:
 * ``pos``: a word from the People's Daily POS-tagged corpus -> 名词 / 动词.
 
 Examples are Alpaca records (instruction, input, output) plus ``task`` and ``choices``, balanced
-across labels, with train and held-out texts disjoint.
+across labels (held-out labels alternate, so any prefix is balanced), with train and held-out
+texts disjoint.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def split_task(task: str, train_n: int, heldout_n: int, seed: int) -> tuple[list
     for text, label in POOLS[task]():
         by_label[label].append(text)
     rng = random.Random(f"{task}:{seed}")
-    train, heldout = [], []
+    train, per_label = [], []
     for label in CHOICES[task]:
         texts = sorted(set(by_label[label]))
         rng.shuffle(texts)
@@ -84,10 +85,11 @@ def split_task(task: str, train_n: int, heldout_n: int, seed: int) -> tuple[list
         if k_train + k_held > len(texts):
             raise ZhllamaError(f"task '{task}': only {len(texts)} '{label}' examples, asked for {k_train + k_held}",
                                "ask for fewer examples per task")
-        heldout += [record(task, t, label) for t in texts[:k_held]]
+        per_label.append([record(task, t, label) for t in texts[:k_held]])
         train += [record(task, t, label) for t in texts[k_held:k_held + k_train]]
     rng.shuffle(train)
-    rng.shuffle(heldout)
+    # labels alternate in the held-out list, so any prefix of it is balanced too
+    heldout = [r for group in zip(*per_label) for r in group]
     return train, heldout
 
 

@@ -44,7 +44,7 @@ def embedding_rows(model_dir: Path) -> int | None:
 
 def check_vocabularies(recipe: Recipe, where: str) -> None:
     """Base tokenizer vs base embeddings, and a given tokenizer vs the base tokenizer."""
-    from ..tokenizer.hf import load_hf_tokenizer
+    from .stages import load_any_tokenizer
 
     if not recipe.base_model:
         return
@@ -53,14 +53,14 @@ def check_vocabularies(recipe: Recipe, where: str) -> None:
     if not (model_dir.is_dir() and base_tok_dir.is_dir()):
         return  # a hub id: checked when the stage loads it
     rows = embedding_rows(model_dir)
-    base_tok = load_hf_tokenizer(base_tok_dir)
+    base_tok = load_any_tokenizer(base_tok_dir)
     if rows is not None and len(base_tok) > rows:
         raise ZhllamaError(f"{where}: the base tokenizer ({base_tok_dir}) has {len(base_tok):,} tokens but the base model "
                            f"({model_dir}) has {rows:,} embedding rows",
                            "give the tokenizer the base model was trained with as base_tokenizer")
     t = recipe.tokenizer
     if t is not None and t.path:
-        new = load_hf_tokenizer(recipe.resolve(t.path))
+        new = load_any_tokenizer(Path(recipe.resolve(t.path)))
         if "resize" not in recipe.enabled() and rows is not None and len(new) > rows and not (recipe.pt or recipe.sft):
             raise ZhllamaError(f"{where}: tokenizer.path has {len(new):,} tokens but the base model has {rows:,} embedding rows",
                                "add a resize stage")

@@ -129,7 +129,8 @@ class Planner:
         if self.model is None:
             raise ZhllamaError("eval: the sft stage's LoRA adapter is not merged", "add a merge stage before eval")
         inputs = {f"model:{label}": path for label, path in self.evaluated.items()}
-        inputs.setdefault("model:final", self.model)
+        if self.model not in self.evaluated.values():
+            inputs["model:final"] = self.model
         inputs.update(self.files(e.text, "text"))
         if e.tasks:
             inputs["tasks"] = self.path(e.tasks)
@@ -180,14 +181,13 @@ def run_base(ctx: StageRun) -> dict:
 
 def run_tokenizer(ctx: StageRun) -> dict:
     from ..io import atomic_dir
-    from ..tokenizer.hf import copy_tokenizer_files
     from ..tokenizer.merge import merge_tokenizers
     from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
 
     s, base = ctx.settings, ctx.inputs["base_tokenizer"]
     if "tokenizer" in ctx.inputs:
         with atomic_dir(ctx.out, overwrite=True) as tmp:
-            copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
+            write_tokenizer_folder(ctx.inputs["tokenizer"], tmp)
     else:
         corpus = [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
         sp_dir = ctx.work / "chinese_sp"
@@ -203,6 +203,33 @@ def run_tokenizer(ctx: StageRun) -> dict:
     return metrics
 
 
+def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
+    """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
+    from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
+
+    p = Path(src)
+    if p.is_file() or not (p / "tokenizer.json").is_file():
+        write_hf_tokenizer(p, dst)
+    else:
+        copy_tokenizer_files(p, dst)
+
+
+def load_any_tokenizer(path: str | Path):
+    """A Hugging Face tokenizer folder, or a bare SentencePiece model (converted in a temp folder)."""
+    import tempfile
+
+    from ..tokenizer.hf import load_hf_tokenizer
+
+    p = Path(path)
+    if p.is_dir() and (p / "tokenizer.json").is_file():
+        return load_hf_tokenizer(p)
+    if not p.exists():
+        return load_hf_tokenizer(path)  # a hub id
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer_folder(p, Path(tmp))
+        return load_hf_tokenizer(tmp)
+
+
 def run_resize(ctx: StageRun) -> dict:
     from transformers import AutoModelForCausalLM
 
@@ -213,7 +240,7 @@ def run_resize(ctx: StageRun) -> dict:
 
     src = ctx.inputs["model"]
     model = AutoModelForCausalLM.from_pretrained(str(check_model_dir(src)) if is_local(src) else src, dtype="auto")
-    report = resize_embeddings(model, load_hf_tokenizer(ctx.inputs["tokenizer"]), load_hf_tokenizer(ctx.inputs["base_tokenizer"]),
+    report = resize_embeddings(model, load_hf_tokenizer(ctx.inputs["tokenizer"]), load_any_tokenizer(ctx.inputs["base_tokenizer"]),
                                init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
     with atomic_dir(ctx.out, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -294,9 +321,7 @@ def training_metrics(train_dir: Path) -> dict:
 
 
 def vocab_size(tokenizer_dir: str | Path) -> int:
-    from ..tokenizer.hf import load_hf_tokenizer
-
-    return len(load_hf_tokenizer(tokenizer_dir))
+    return len(load_any_tokenizer(tokenizer_dir))
 
 
 def chinese_cpt(tokenizers: dict[str, str], text: list[str]) -> dict[str, float]:

@@ -1,0 +1,96 @@
+"""`zhllama demo`: the embedded recipe, end to end at tiny sizes (same stages, same data sources)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from zhllama.demo import DEMO_RECIPE, run_demo
+from zhllama.pipeline import parse_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def reduced_demo(run_dir: Path):
+    """The demo recipe with every size cut down so the whole pipeline runs in seconds."""
+    data = yaml.safe_load(DEMO_RECIPE)
+    data["run_dir"] = str(run_dir)
+    data["base"].update(corpus=["builtin:stdlib_docstrings?max_chars=100000"], vocab_size=400, hidden_size=32, layers=1,
+                        heads=2, intermediate_size=64, max_position=320)
+    data["base"]["train"].update(block_size=64, batch_size=8, max_steps=6, save_steps=100, eval_steps=6, logging_steps=2)
+    data["tokenizer"].update(corpus=["builtin:people_daily?split=train&max_chars=30000"], vocab_size=2000,
+                             options={"character_coverage": 0.98})
+    data["pt"].update(train_files=["builtin:people_daily?split=train&max_chars=20000"], block_size=64, batch_size=8,
+                      max_steps=4, lora_rank=4, save_steps=100, eval_steps=4, logging_steps=2)
+    tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
+    data["sft"].update(train_files=[tasks.format("train")], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
+                       save_steps=100, logging_steps=2)
+    data["eval"].update(text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4)
+    return parse_recipe(data, where="reduced demo", root=run_dir)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    lines: list[str] = []
+    result = run_demo(recipe=reduced_demo(run_dir), echo=lines.append)
+    return run_dir, result, "\n".join(lines)
+
+
+def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
+    run_dir, result, printed = demo_run
+    assert result.ran == ["base", "tokenizer", "resize", "pt", "sft", "merge", "eval"]
+    tok = result.metrics("tokenizer")
+    assert tok["vocab_before"] == 400 and tok["vocab_after"] > 400
+    assert tok["chars_per_token_after"] > 2 * tok["chars_per_token_before"]
+    ev = result.metrics("eval")
+    assert set(ev["bits_per_char"]) == {"English base", "resized", "pre-trained", "instruction-tuned"}
+    assert set(ev["accuracy"]) == {"before_sft", "after_sft", "majority"}
+    assert set(ev["accuracy"]["after_sft"]) == {"sentiment", "genre", "pos", "all"}
+    assert ev["accuracy"]["majority"] == {"sentiment": 0.5, "genre": 0.5, "pos": 0.5}
+    for row in ("Chinese characters per token", "validation bits/char (pre-training)", "sentiment (正面/负面)", "majority class"):
+        assert row in result.summary
+    assert "Q: 判断下面这条评论的情感是正面还是负面。" in result.summary
+
+
+def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
+    run_dir, _, printed = demo_run
+    final = run_dir / "merge" / "out"
+    assert f"zhllama serve --model {final}" in printed
+    assert "recipes/chinese-llama2-7b.yaml" in printed
+    assert json.loads((final / "zhllama.json").read_text(encoding="utf-8"))["template"] == "alpaca"
+    from zhllama.model.load import load_model
+
+    model, tok = load_model(final, device="cpu")
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+
+
+def test_demo_writes_summary_and_loss_curves(demo_run):
+    run_dir, result, _ = demo_run
+    assert (run_dir / "summary.md").read_text(encoding="utf-8").strip() == result.summary.strip()
+    png = run_dir / "loss_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in ("base", "pt", "sft"):
+        assert result.metrics(stage)["loss_curve"]["train"]
+
+
+def test_second_demo_run_does_no_work_and_prints_the_same_summary(demo_run):
+    run_dir, first, _ = demo_run
+    lines: list[str] = []
+    again = run_demo(recipe=reduced_demo(run_dir), echo=lines.append)
+    assert again.ran == [] and again.summary == first.summary
+    assert "nothing to do: every stage is up to date" in lines
+
+
+def test_recipes_demo_yaml_is_the_embedded_recipe():
+    assert (REPO / "recipes" / "demo.yaml").read_text(encoding="utf-8") == DEMO_RECIPE
+
+
+def test_demo_print_recipe_cli(capsys):
+    from zhllama.cli import main
+
+    assert main(["demo", "--print-recipe"]) == 0
+    assert capsys.readouterr().out == DEMO_RECIPE
