@@ -24,7 +24,6 @@ STAGE_MODULES = [
     "zhllama.infer.cli",  # chat, generate
     "zhllama.serve.cli",  # serve, webui
     "zhllama.eval.cli",  # eval ppl | mc | compare
-    "zhllama.export.cli",  # export gguf
     "zhllama.pipeline_cli",  # pipeline, demo
 ]
 
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:  # stage not built yet
+            if e.name and name.startswith(e.name):  # stage not built in this version
                 continue
             raise
         module.register(sub)
