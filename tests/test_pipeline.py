@@ -232,3 +232,34 @@ def test_cli_reports_recipe_errors_in_one_line_with_exit_2(tmp_path, capsys):
     assert main(["pipeline", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key 'run_dri'" in err and "run_dir" in err
+
+
+def test_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
+    import zhllama.train as train_mod
+    from transformers import TrainerCallback
+
+    class StopAtStep3(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    real_train = train_mod.train
+    calls = []
+
+    def train_once_interrupted(cfg, stage, callbacks=None):
+        calls.append(cfg.resume)
+        return real_train(cfg, stage, callbacks=[StopAtStep3()] if len(calls) == 1 else callbacks)
+
+    monkeypatch.setattr(train_mod, "train", train_once_interrupted)
+    data = {"run_dir": str(tmp_path / "run"), "base_model": str(tiny_model_dir),
+            "pt": {"train_files": ["builtin:people_daily?split=train&max_chars=6000"], "block_size": 32, "batch_size": 4,
+                   "max_steps": 4, "save_steps": 2, "eval_steps": 0, "logging_steps": 1, "lora_rank": 2,
+                   "validation_split": 0.05}}
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    assert (tmp_path / "run" / "pt" / "work" / "train" / "checkpoint-2").is_dir()
+    result = run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    assert calls == [False, True] and result.outcomes[0].action == "resumed"
+    metrics = json.loads((tmp_path / "run" / "pt" / "work" / "train" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    assert (tmp_path / "run" / "pt" / "out" / "model" / "config.json").is_file()

@@ -98,12 +98,13 @@ eval:
 """
 
 GPU_HINT = """\
-The same pipeline on a real LLaMA-family model (GPUs):
-  zhllama pipeline recipes/chinese-llama2-7b.yaml     # Llama-2-7B -> 55,296-piece vocabulary, LoRA pre-training
-  zhllama pipeline recipes/chinese-alpaca2-7b.yaml    # instruction tuning with the llama2-zh template, merge
-  zhllama pipeline recipes/chatllama-7b.yaml          # full-parameter training with DeepSpeed ZeRO-3
-or copy recipes/demo.yaml, replace its base: section with `base_model: meta-llama/Llama-2-7b-hf` and your corpora,
-and run it under `torchrun`/`accelerate launch` for several GPUs (see docs/pipeline.md)."""
+The same pipeline on a real LLaMA-family model (a GPU; bf16 is chosen automatically):
+  zhllama pipeline recipes/chinese-llama2-7b.yaml --check   # Llama-2-7B -> 55,296-piece vocabulary, LoRA pt
+  zhllama pipeline recipes/chinese-llama2-7b.yaml
+  zhllama pipeline recipes/chinese-alpaca2-7b.yaml          # SFT with the llama2-zh template, then merge
+  zhllama pipeline recipes/chatllama-7b.yaml                # full-parameter training with DeepSpeed ZeRO-3
+or copy recipes/demo.yaml, replace its base: section with `base_model: meta-llama/Llama-2-7b-hf` and
+give your own corpora. For several GPUs, run the pt/sft stages with `zhllama train` under torchrun."""
 
 
 def demo_recipe(run_dir: str | None = None):

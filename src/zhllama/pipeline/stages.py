@@ -268,10 +268,13 @@ def run_train(ctx: StageRun, stage: str) -> dict:
 def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings: dict, tokenizer: str | None) -> dict:
     from ..train import TrainConfig, train
 
+    from ..train.checkpoints import last_complete_checkpoint
+
+    out = ctx.work / "train"
+    resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))  # else start over
     fields = {k: v for k, v in settings.items() if k != "train_files"}
-    cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files,
-                      output_dir=str(ctx.work / "train"), resume=ctx.resume and (ctx.work / "train").exists(),
-                      overwrite=not ctx.resume)
+    cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files, output_dir=str(out),
+                      resume=resume, overwrite=not resume)
     return train(cfg, stage)
 
 
