@@ -68,8 +68,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, batch: int, threads: int | None) -> subprocess.Popen:
-    extra = ["--threads", str(threads)] if threads else []
+def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float) -> subprocess.Popen:
+    extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "zhllama", "serve", "--model", str(model), "--model-name", "bench", "--port", str(port),
          "--max-batch-size", str(batch), "--max-queue", "256", "--log-level", "warning", *extra],
@@ -117,23 +117,33 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
     return {"latency": latency, "ttft": first if first is not None else latency, "tokens": tokens}
 
 
-async def run_clients(base: str, bodies: list[dict], clients: int) -> tuple[list[dict], float]:
-    """``clients`` workers take requests from a shared queue, each sending its next one when the last ends."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for b in bodies:
-        queue.put_nowait(b)
+async def run_clients(base: str, bodies: list[dict], clients: int) -> tuple[list[dict], float, tuple[int, int]]:
+    """``clients`` workers take requests from a shared queue, each sending its next one when the last ends.
+
+    One round of tiny requests first opens every client's keep-alive connection (long-running
+    clients have theirs open); the server's batch counters are read around the timed part.
+    """
     results: list[dict] = []
 
-    async def worker(client):
+    async def drain(client, queue, sink):
         while not queue.empty():
-            results.append(await one_request(client, f"{base}/v1/chat/completions", queue.get_nowait()))
+            sink.append(await one_request(client, f"{base}/v1/chat/completions", queue.get_nowait()))
 
-    limits = httpx.Limits(max_connections=clients + 2)
+    async def round_of(client, items, sink):
+        queue: asyncio.Queue = asyncio.Queue()
+        for b in items:
+            queue.put_nowait(b)
+        await asyncio.gather(*(drain(client, queue, sink) for _ in range(clients)))
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        await round_of(client, [request_body(i, 2) for i in range(clients)], [])
+        before = (await client.get(f"{base}/health")).json()
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        await round_of(client, bodies, results)
         wall = time.perf_counter() - start
-    return results, wall
+        after = (await client.get(f"{base}/health")).json()
+    return results, wall, (after["batches"] - before["batches"], after["jobs"] - before["jobs"])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -150,11 +160,6 @@ def row(label: str, results: list[dict], wall: float, base_tps: float | None, ba
     return [label, str(len(results)), str(tokens), f"{wall:.1f}", f"{tps:.1f}", speed,
             f"{pct(lat, 50):.2f}", f"{pct(lat, 90):.2f}", f"{pct(lat, 99):.2f}",
             f"{pct(ttft, 50):.3f}", f"{pct(ttft, 90):.3f}", f"{pct(ttft, 99):.3f}", f"{batch:.1f}"]
-
-
-def batch_stats(base: str) -> tuple[int, int]:
-    h = httpx.get(f"{base}/health", timeout=10).json()
-    return h["batches"], h["jobs"]
 
 
 def print_table(rows: list[list[str]]) -> None:
@@ -176,6 +181,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--threads", type=int, default=None, help="the server's torch threads (default: torch's choice)")
+    ap.add_argument("--batch-wait-ms", type=float, default=30.0, help="the server's --batch-wait-ms")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -183,23 +189,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="zhllama-serve-bench-") as tmp:
         model, params = build_model(Path(tmp), args.hidden, args.layers, args.vocab)
         port = free_port()
-        proc = start_server(model, port, max(levels), args.threads)
+        proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms)
         base = f"http://127.0.0.1:{port}"
         try:
             print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
                   f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
                   f"server torch threads: {args.threads or 'default'}, {os.cpu_count()} CPU cores\n")
             bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
-            asyncio.run(run_clients(base, bodies[:2], 1))  # warm-up
             rows, base_tps = [], None
             for clients in [1, *levels]:
-                b0, j0 = batch_stats(base)
-                results, wall = asyncio.run(run_clients(base, bodies, clients))
-                b1, j1 = batch_stats(base)
+                results, wall, (batches, jobs) = asyncio.run(run_clients(base, bodies, clients))
                 label = "sequential" if clients == 1 else f"{clients} clients"
-                rows.append(row(label, results, wall, base_tps, (j1 - j0) / max(1, b1 - b0)))
+                rows.append(row(label, results, wall, base_tps, jobs / max(1, batches)))
                 base_tps = base_tps or sum(r["tokens"] for r in results) / wall
             print_table(rows)
+            print("\nserver batch sizes (size: count, whole run):", httpx.get(f"{base}/health", timeout=10).json()["batch_sizes"])
             print("\nlatency and TTFT in seconds; batch = mean requests per batch on the server")
         finally:
             proc.terminate()

@@ -191,3 +191,36 @@ def test_http_503_when_the_queue_is_full_and_queued_requests_still_complete():
         gate.set()
         assert running.result(10).status_code == 200 and queued.result(10).status_code == 200
         assert running.result().json()["choices"][0]["text"] == "ccc"
+
+
+def test_close_stops_the_batch_in_progress():
+    async def main():
+        gate = threading.Event()
+        engine = ScriptedEngine(steps=1000, gate=gate)
+        sched = BatchScheduler(engine, batch_wait_s=0.0)
+        channel = Channel()
+        sched.submit(gen_jobs(channel, [0, 1]))
+        sched.start()
+        assert await asyncio.to_thread(engine.started.wait, 10)
+        sched.close(timeout=0)  # flags the running jobs; returns at once
+        gate.set()
+        await asyncio.to_thread(sched._thread.join, 10)
+        assert not sched._thread.is_alive() and engine.yielded == 1
+    asyncio.run(main())
+
+
+def test_a_staggered_burst_lands_in_one_batch():
+    async def main():
+        engine = ScriptedEngine()
+        sched = BatchScheduler(engine, max_batch_size=8, batch_wait_s=1.0)  # gaps below 1 s keep the batch open
+        sched.start()
+        channel = Channel()
+        try:
+            for k in range(3):
+                sched.submit(gen_jobs(channel, [k], start=k))
+                await asyncio.sleep(0.05)
+            await drain(channel, 3)
+        finally:
+            sched.close()
+        assert engine.batches == [[[0], [1], [2]]]
+    asyncio.run(main())

@@ -1,8 +1,8 @@
 """Dynamic batching: one worker thread owns the model; concurrent requests share its forward passes.
 
 Requests are queued as jobs (one per choice: ``n=3`` is three jobs).  The worker takes every job
-waiting (up to ``max_batch_size``; after the first arrives it lingers ``batch_wait_s`` so that
-requests sent together are batched together), runs them as one batch through
+waiting (up to ``max_batch_size``; it lingers while requests keep arriving, see
+:meth:`BatchScheduler._linger_for_more`), runs them as one batch through
 :meth:`Engine.stream`, and hands each job its own deltas through a :class:`Channel` that the
 asyncio side awaits.  Jobs arriving while a batch runs wait for the next batch.  The queue is
 bounded: :meth:`BatchScheduler.submit` raises :class:`QueueFull` (HTTP 503) instead of letting
@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 log = logging.getLogger("zhllama.serve")
+
+
+LINGER_CAP = 5  # a batch waits at most this many batch_wait_s for more requests
 
 
 class QueueFull(Exception):
@@ -104,7 +107,7 @@ class SchedulerStats:
 
 
 class BatchScheduler:
-    def __init__(self, engine, max_batch_size: int = 8, max_queue: int = 64, batch_wait_s: float = 0.01):
+    def __init__(self, engine, max_batch_size: int = 8, max_queue: int = 64, batch_wait_s: float = 0.03):
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be >= 1")
         self.engine = engine
@@ -115,6 +118,7 @@ class BatchScheduler:
         self._pending: deque = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._running: list[GenJob] = []
         self._thread = threading.Thread(target=self._run, name="zhllama-model-worker", daemon=True)
 
     # ---- asyncio side ----
@@ -124,6 +128,8 @@ class BatchScheduler:
     def close(self, timeout: float = 10.0) -> None:
         with self._cv:
             self._closed = True
+            for job in self._running:  # the batch in progress stops at its next step
+                job.cancelled = True
             self._cv.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -174,10 +180,20 @@ class BatchScheduler:
             return batch
 
     def _linger_for_more(self) -> None:
-        """Wait briefly (lock released) so requests sent together land in the same batch."""
-        deadline = time.monotonic() + self.batch_wait_s
+        """Wait (lock released) while requests keep arriving, so a burst lands in one batch.
+
+        The batch starts when it is full, when no new job came for ``batch_wait_s``, or after
+        ``LINGER_CAP`` gaps in all: a burst of clients rarely arrives within one fixed window, and a
+        straggler left out would wait for the whole batch to finish.
+        """
+        start = time.monotonic()
+        seen = len(self._pending)
+        last_arrival = start
         while len(self._pending) < self.max_batch_size and not self._closed:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            if len(self._pending) > seen:
+                seen, last_arrival = len(self._pending), now
+            left = min(last_arrival + self.batch_wait_s, start + LINGER_CAP * self.batch_wait_s) - now
             if left <= 0:
                 break
             self._cv.wait(left)
@@ -208,6 +224,7 @@ class BatchScheduler:
         if not ready:
             return
         self.stats.record(len(ready))
+        self._running = ready
         finished = [False] * len(ready)
         texts = [""] * len(ready)
         stream = self.engine.stream(prompts, [j.params for j in ready])
@@ -228,6 +245,7 @@ class BatchScheduler:
                     job.emit(e)
             return
         finally:
+            self._running = []
             getattr(stream, "close", lambda: None)()
         for job, done in zip(ready, finished):
             if not done and not job.cancelled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-request-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     serve.add_argument("--max-batch-size", type=int, default=8, help="requests decoded together at most")
     serve.add_argument("--max-queue", type=int, default=64, help="queued requests at most; beyond it 503")
-    serve.add_argument("--batch-wait-ms", type=float, default=10.0,
-                       help="how long the first request of a batch waits for others to join")
+    serve.add_argument("--batch-wait-ms", type=float, default=30.0,
+                       help="a batch starts once no new request came for this long (at most 5x this in all), so "
+                            "requests sent together are decoded together")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_serve)
 
@@ -87,6 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
         default_max_tokens=args.max_tokens, max_batch_size=args.max_batch_size, max_queue=args.max_queue,
         batch_wait_s=args.batch_wait_ms / 1000)
     app = create_app(engine, settings)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"zhllama: warning: listening on {args.host} without --api-key: anyone who can reach this port can "
+              "use the model", file=sys.stderr)
     print(f"zhllama: serving '{settings.model_name}' (template {engine.template.name}, context "
           f"{engine.context_length}) on http://{args.host}:{args.port}/v1", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

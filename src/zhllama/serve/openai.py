@@ -36,7 +36,7 @@ class ServeSettings:
     default_max_tokens: int = 256
     max_batch_size: int = 8
     max_queue: int = 64
-    batch_wait_s: float = 0.01
+    batch_wait_s: float = 0.03
 
 
 class Service:
@@ -174,7 +174,8 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     async def health():
         s = scheduler.stats
         return {"status": "ok", "model": settings.model_name, "queued": scheduler.queued,
-                "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch}
+                "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch,
+                "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())}}
 
     @app.get("/v1/models", response_model=S.ModelList, dependencies=auth, tags=["openai"])
     async def list_models():
