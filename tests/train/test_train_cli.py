@@ -68,6 +68,8 @@ def test_bad_inputs_exit_2(tmp_path, tiny_model_dir, pt_corpus, sft_data, capsys
          "needs a CUDA GPU"),
         (["train", "pt", "--train-files", str(pt_corpus), "--output-dir", str(tmp_path / "o"),
           "--lora-target-modules", "q_prj"], "did you mean 'q_proj'"),
+        (["train", "pt", "--train-files", str(pt_corpus), "--output-dir", str(tmp_path / "o"), "--deepspeed",
+          str(tmp_path / "ds.json")], "DeepSpeed"),
     ]
     for argv, match in cases:
         code, _, err = run_cli(argv[:2] + base + argv[2:], capsys)

@@ -111,7 +111,10 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     out = Path(cfg.output_dir)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
     precision = resolve_precision(cfg.precision)
+    resolve_deepspeed(cfg.deepspeed)  # a missing DeepSpeed or config fails before the model is loaded
     set_seed(cfg.seed)
+    # The model is loaded before TrainingArguments exist, so ZeRO-3 does not partition it at load
+    # time (zero.Init): a resize can then touch whole embedding matrices; DeepSpeed shards it later.
     model, tok, tok_src, vocab, params = build_model(cfg, precision)
     args = training_arguments(cfg, out, precision, has_eval=True)
     with args.main_process_first(local=False, desc="preparing the output folder and data"):
