@@ -47,7 +47,7 @@ def test_shipped_deepspeed_configs():
     assert z3["stage3_gather_16bit_weights_on_model_save"] is True  # else saved adapters come out empty
 
 
-def test_chinese_llama2_vocabulary_is_read_from_files(tmp_path, shared_data, tiny_config, pt_corpus):
+def test_chinese_llama2_vocabulary_is_read_from_files(tmp_path, shared_data):
     """A tiny model on the real 55,296-piece tokenizer; the 32,000-piece Llama-2 one is refused."""
     from zhllama.model.init import InitConfig, init_model
     from zhllama.tokenizer.hf import write_hf_tokenizer
