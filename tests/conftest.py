@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import pytest
+from sp_fixtures import train_llama_style_sp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -26,20 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 TINY_VOCAB = 1200
-
-
-def train_llama_style_sp(text_lines, prefix: Path, vocab_size: int, model_type: str = "bpe") -> Path:
-    import sentencepiece as spm
-
-    corpus = prefix.with_suffix(".txt")
-    corpus.write_text("\n".join(text_lines), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(prefix), vocab_size=vocab_size, model_type=model_type,
-        character_coverage=0.99, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2, max_sentence_length=8192,
-    )
-    return prefix.with_suffix(".model")
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,7 @@ def merged_pairs(tokenizer, lines, k: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def small_tokenizers(tmp_path_factory):
-    from conftest import train_llama_style_sp
+    from sp_fixtures import train_llama_style_sp
     from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
 
     d = tmp_path_factory.mktemp("resize_tok")
