@@ -177,7 +177,7 @@ def run_mc(subjects: list[Subject], scorer, shots: int, out: Path, done: dict, b
     from tqdm.auto import tqdm
 
     items = pending_items(subjects, done)
-    for it in items:
+    for it in tqdm(items, desc="prompts", unit="q", disable=not progress or len(items) < 500):
         scorer.prepare(it, shots)
     items.sort(key=lambda it: len(it.ids))  # similar lengths together: less padding
     total = sum(len(s.questions) for s in subjects)
