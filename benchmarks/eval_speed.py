@@ -34,7 +34,7 @@ def tokenizer_dir(tmp: Path) -> tuple[Path, str]:
     if sp.is_file():
         return write_hf_tokenizer(sp, tmp / "tok"), "Chinese-LLaMA-2 (55,296)"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import train_llama_style_sp
+    from sp_fixtures import train_llama_style_sp
     from zhllama.data.builtin import people_daily_lines
 
     model = train_llama_style_sp(list(people_daily_lines()[:5000]), tmp / "sp", 8000)
