@@ -84,6 +84,17 @@ def test_stop_string_cuts_output(memorized_engine):
     assert out[1].text == RAW_CONTINUATION[:RAW_CONTINUATION.index("和龙猫")] and out[1].finish_reason == "stop"
 
 
+def test_stream_reports_the_same_token_counts_as_generate(memorized_engine):
+    prompts = [memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}]),
+               memorized_engine.text_prompt(RAW_PROMPT)]
+    params = [SamplingParams(max_new_tokens=100, temperature=0.0),  # ends on EOS
+              SamplingParams(max_new_tokens=100, temperature=0.0, stop=("和龙猫",))]  # ends on a stop string
+    expected = [c.completion_tokens for c in memorized_engine.generate(prompts, params)]
+    counts: list[int] = []
+    finished = {i: counts[i] for i, _, finish in memorized_engine.stream(prompts, params, token_counts=counts) if finish}
+    assert [finished[0], finished[1]] == expected and all(n > 1 for n in expected)
+
+
 def test_stream_whole_characters_and_no_stop_text(memorized_engine):
     prompts = [memorized_engine.chat_prompt([{"role": "user", "content": QUESTION}]),
                memorized_engine.text_prompt(RAW_PROMPT)]

@@ -24,15 +24,19 @@ class ScriptedEngine:
     def tokenizer(self, text, add_special_tokens=False):
         return {"input_ids": list(range(len(text)))}
 
-    def stream(self, prompts, params):
+    def stream(self, prompts, params, token_counts=None):
         self.batches.append([list(p) for p in prompts])
         self.started.set()
+        if token_counts is not None:
+            token_counts[:] = [0] * len(prompts)
         for step in range(self.steps):
             if self.gate is not None:
                 assert self.gate.wait(10), "test gate never opened"
             for i in range(len(prompts)):
                 last = step == self.steps - 1
                 self.yielded += 1
+                if token_counts is not None:
+                    token_counts[i] = step + 1
                 yield i, chr(ord("a") + prompts[i][0]), ("length" if last else None)
 
     def embed(self, texts):
@@ -113,7 +117,7 @@ def test_full_queue_refuses_all_or_nothing():
 
 def test_failing_prompt_and_failing_engine_reach_only_their_requests():
     class Boom(ScriptedEngine):
-        def stream(self, prompts, params):
+        def stream(self, prompts, params, token_counts=None):
             yield 0, "x", None
             raise RuntimeError("device lost")
 

@@ -140,11 +140,21 @@ class Engine:
             pass
         return [_completion(r) for r in requests]
 
-    def stream(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None
-               ) -> Iterator[tuple[int, str, str | None]]:
-        """Yield ``(request index, text delta, finish_reason or None)`` as tokens are decoded."""
+    def stream(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None,
+               token_counts: list[int] | None = None) -> Iterator[tuple[int, str, str | None]]:
+        """Yield ``(request index, text delta, finish_reason or None)`` as tokens are decoded.
+
+        ``token_counts``, when given a list, is kept filled with each request's generated-token
+        count (the EOS included when it ended the text), final once its finish event is yielded:
+        deltas are text, so this is how a caller gets exact usage numbers.
+        """
         requests = self._requests(prompts, params)
-        yield from self._decode(requests)
+        if token_counts is not None:
+            token_counts[:] = [0] * len(requests)
+        for index, delta, finish in self._decode(requests):
+            if token_counts is not None:
+                token_counts[index] = requests[index].generated
+            yield index, delta, finish
 
     def _requests(self, prompts, params) -> list[_Request]:
         if not prompts:

@@ -226,13 +226,12 @@ class BatchScheduler:
         self.stats.record(len(ready))
         self._running = ready
         finished = [False] * len(ready)
-        texts = [""] * len(ready)
-        stream = self.engine.stream(prompts, [j.params for j in ready])
+        counts: list[int] = []
+        stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts)
         try:
             for i, text, finish in stream:
                 job = ready[i]
-                texts[i] += text
-                used = self._completion_tokens(len(prompts[i]), job.params, texts[i], finish) if finish else 0
+                used = counts[i] if finish else 0
                 if not job.cancelled:
                     job.emit(Delta(text, finish, used))
                 finished[i] = finished[i] or finish is not None
@@ -250,15 +249,3 @@ class BatchScheduler:
         for job, done in zip(ready, finished):
             if not done and not job.cancelled:
                 job.emit(RuntimeError("the engine ended a request without a finish reason"))
-
-    def _completion_tokens(self, prompt_len: int, params, text: str, finish: str) -> int:
-        """Tokens generated for a finished choice.
-
-        ``Engine.stream`` yields text, not ids, so the count is rebuilt here: exact for
-        ``length`` (the budget, clamped to the context as the engine does); for ``stop`` the
-        re-tokenized text plus the EOS or stop string that ended it (exact unless the model chose
-        a non-canonical tokenization of its text).
-        """
-        if finish == "length":
-            return min(params.max_new_tokens, self.engine.context_length - prompt_len)
-        return len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
