@@ -9,7 +9,6 @@ without BOS/EOS.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -144,11 +143,9 @@ def check_plot_path(png: str | Path) -> Path:
 
 def plot_stats(rows: list[TextStats], png: str | Path) -> Path:
     """Grouped bars of Chinese characters per token and bytes per token, per text and tokenizer."""
-    import matplotlib
+    from ..plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = check_plot_path(png)
     toks = list(dict.fromkeys(r.tokenizer for r in rows))
     texts = list(dict.fromkeys(r.text for r in rows))
@@ -163,9 +160,4 @@ def plot_stats(rows: list[TextStats], png: str | Path) -> Path:
         ax.set_title(title)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out, dpi=120)

@@ -51,7 +51,7 @@ def check_tokenizer_extends_base(tokenizer, base_tokenizer, tok_src: str, model_
         raise ZhllamaError(
             f"tokenizer {tok_src} has {len(tokenizer):,} tokens but the model's own tokenizer in {model_src} has "
             f"{len(base_tokenizer):,}: the model was trained with a larger vocabulary",
-            f"drop --tokenizer to use the model's tokenizer, or give the tokenizer the model was trained with")
+            "drop --tokenizer to use the model's tokenizer, or give the tokenizer the model was trained with")
     diff = first_difference(tokenizer, base_tokenizer)
     if diff is not None:
         ours, theirs = tokenizer.convert_ids_to_tokens(diff), base_tokenizer.convert_ids_to_tokens(diff)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..io import write_json_atomic
@@ -20,30 +18,11 @@ def loss_series(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_loss(series: dict, path: Path, title: str) -> None:
-    import matplotlib
+    from ..plots import draw_loss, pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for name, style in (("train", "-"), ("validation", "o--")):
-        if series[name]:
-            steps, losses = zip(*series[name])
-            ax.plot(steps, losses, style, label=name)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
+    draw_loss(ax, series, title)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def write_run_outputs(out: Path, summary: dict, log_history: list[dict]) -> None:
