@@ -24,6 +24,7 @@ STAGE_MODULES = [
     "zhllama.infer.cli",  # chat, generate
     "zhllama.serve.cli",  # serve, webui
     "zhllama.eval.cli",  # eval ppl | mc | compare
+    "zhllama.export.cli",  # export gguf
     "zhllama.pipeline_cli",  # pipeline, demo
 ]
 

@@ -1,0 +1,148 @@
+"""Export a Hugging Face LLaMA model folder to a GGUF file llama.cpp can run.
+
+Written with the ``gguf`` package's own writer and quantizers (the library llama.cpp's converter
+uses), not with convert_hf_to_gguf.py, which is not installable from PyPI.  The file is written to
+a temp file beside ``out`` and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ZhllamaError, require_dir
+from .hparams import LlamaHParams, add_llama_keys, llama_hparams, read_config
+from .tensors import OUTTYPES, CheckpointReader, PlannedTensor, convert, stored_nbytes, tensor_qtype
+from .vocab import add_vocab_keys, build_vocab
+
+# HF tensor types LLaMA's GGUF layout holds; rotary inv_freq buffers are recomputed by llama.cpp.
+_SKIPPED = ("rotary_emb.inv_freq",)
+
+
+def _file_type(outtype: str):
+    from gguf import LlamaFileType as F
+
+    return {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16,
+            "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0}[outtype]
+
+
+def _allowed_types():
+    from gguf import MODEL_TENSOR as T
+
+    return {T.TOKEN_EMBD, T.OUTPUT_NORM, T.OUTPUT, T.ATTN_NORM, T.ATTN_Q, T.ATTN_K, T.ATTN_V, T.ATTN_OUT,
+            T.FFN_NORM, T.FFN_GATE, T.FFN_UP, T.FFN_DOWN}
+
+
+def plan_tensors(reader: CheckpointReader, hp: LlamaHParams, outtype: str) -> list[PlannedTensor]:
+    """Map every checkpoint tensor to its GGUF name and type; unknown or missing tensors are errors."""
+    import gguf
+
+    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, hp.layers)
+    allowed = _allowed_types()
+    plan = []
+    for hf_name in reader.names():
+        if hf_name.endswith(_SKIPPED):
+            continue
+        found = name_map.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if found is None or found[0] not in allowed:
+            raise ZhllamaError(f"{reader.model_dir}: tensor {hf_name!r} has no place in a LLaMA GGUF file",
+                               "export LLaMA-architecture checkpoints only (merge LoRA adapters first)")
+        kind, gguf_name = found
+        heads = {gguf.MODEL_TENSOR.ATTN_Q: hp.heads, gguf.MODEL_TENSOR.ATTN_K: hp.kv_heads}.get(kind)
+        shape = reader.shape(hf_name)
+        plan.append(PlannedTensor(hf_name, gguf_name, shape, tensor_qtype(gguf_name, shape, outtype), heads))
+    _check_complete(plan, hp, reader.model_dir)
+    return sorted(plan, key=_file_order)
+
+
+def _file_order(t: PlannedTensor) -> tuple[int, str]:
+    """token_embd, then the blocks in order, then output_norm and output (llama.cpp's own order)."""
+    if t.gguf_name.startswith("blk."):
+        return 1 + int(t.gguf_name.split(".")[1]), t.gguf_name
+    last = ("output_norm.weight", "output.weight")
+    return (1 << 30) + last.index(t.gguf_name) if t.gguf_name in last else 0, t.gguf_name
+
+
+def _check_complete(plan: list[PlannedTensor], hp: LlamaHParams, where: Path) -> None:
+    names = {t.gguf_name for t in plan}
+    needed = ["token_embd.weight", "output_norm.weight"]
+    if not hp.tie_word_embeddings:
+        needed.append("output.weight")  # tied models leave it out; llama.cpp then reuses token_embd
+    for i in range(hp.layers):
+        needed += [f"blk.{i}.{t}.weight" for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")]
+    missing = [n for n in needed if n not in names]
+    if missing:
+        raise ZhllamaError(f"{where}: the checkpoint lacks {len(missing)} LLaMA tensors (first: {missing[0]})",
+                           "the model folder is incomplete or its config.json does not match its weights")
+
+
+def _add_general_keys(writer, name: str, outtype: str) -> None:
+    from gguf import GGML_QUANT_VERSION
+
+    writer.add_type("model")
+    writer.add_name(name)
+    writer.add_file_type(int(_file_type(outtype)))
+    writer.add_quantization_version(GGML_QUANT_VERSION)
+
+
+def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: LlamaHParams, vocab,
+           name: str, outtype: str, progress: bool) -> None:
+    import gguf
+    from tqdm import tqdm
+
+    from .tensors import permute_qk
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    _add_general_keys(writer, name, outtype)
+    add_llama_keys(writer, hp, len(vocab.tokens))
+    add_vocab_keys(writer, vocab)
+    for t in plan:  # header first, from shapes only; the data follows one tensor at a time
+        writer.add_tensor_info(t.gguf_name, t.shape, np.float32, stored_nbytes(t.shape, t.qtype), raw_dtype=t.qtype)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        bar = tqdm(plan, desc=f"gguf {outtype}", unit="tensor", disable=not progress)
+        for t in bar:
+            data = reader.load(t.hf_name)
+            if t.permute_heads:
+                data = permute_qk(data, t.permute_heads)
+            writer.write_tensor_data(convert(data, t.qtype))
+    finally:
+        writer.close()
+
+
+def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: str | None = None,
+                overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``model`` (a LLaMA folder in Hugging Face format) as a GGUF file at ``out``."""
+    model_dir = require_dir(model, "model folder")
+    out = Path(out)
+    if outtype not in OUTTYPES:
+        raise ZhllamaError(f"unknown outtype {outtype!r}", f"choose one of {', '.join(OUTTYPES)}")
+    if out.is_dir():
+        raise ZhllamaError(f"--out is a folder: {out}", "give a file name such as model-q8_0.gguf")
+    if out.exists() and not overwrite:
+        raise ZhllamaError(f"output file already exists: {out}", "pass --overwrite or choose another --out")
+    config = read_config(model_dir)
+    hp = llama_hparams(config, model_dir)
+    reader = CheckpointReader(model_dir)
+    plan = plan_tensors(reader, hp, outtype)
+    n_rows = next(t.shape[0] for t in plan if t.gguf_name == "token_embd.weight")
+    vocab = build_vocab(model_dir, n_rows, {"bos": hp.bos_token_id, "eos": hp.eos_token_id, "pad": hp.pad_token_id})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        _write(Path(tmp), reader, plan, hp, vocab, name or model_dir.resolve().name, outtype, progress)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return out

@@ -1,0 +1,128 @@
+"""LLaMA hyper-parameters from a Hugging Face ``config.json``, written as GGUF ``llama.*`` keys.
+
+The config is read as plain JSON (not through transformers) so that export works on any folder a
+LLaMA checkpoint was saved in, whichever transformers version wrote it: older configs carry
+``rope_theta`` / ``rope_scaling``, transformers 5 writes ``rope_parameters``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ZhllamaError
+
+LLAMA_ARCHITECTURES = ("LlamaForCausalLM", "LLaMAForCausalLM")
+
+
+@dataclass
+class LlamaHParams:
+    hidden_size: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate_size: int
+    context_length: int
+    rms_eps: float
+    head_dim: int
+    rope_theta: float
+    rope_scaling: dict | None
+    tie_word_embeddings: bool
+    bos_token_id: int | None
+    eos_token_id: int | None
+    pad_token_id: int | None
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        hint = ("this is a LoRA adapter: merge it into its base model first (zhllama merge)"
+                if (model_dir / "adapter_config.json").is_file() else "give a Hugging Face model folder")
+        raise ZhllamaError(f"no config.json in {model_dir}", hint)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ZhllamaError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", "re-save the model folder") from None
+
+
+def _first_id(value) -> int | None:
+    if isinstance(value, list):
+        return int(value[0]) if value else None
+    return None if value is None else int(value)
+
+
+def _rope(config: dict) -> tuple[float, dict | None]:
+    """(rope base, scaling dict or None) from either config layout."""
+    params = config.get("rope_parameters") or {}
+    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
+    scaling = config.get("rope_scaling") or None
+    if scaling is None and params.get("rope_type", "default") != "default":
+        scaling = params
+    return float(theta), scaling
+
+
+def llama_hparams(config: dict, where: Path) -> LlamaHParams:
+    """Check that ``config`` is a LLaMA model and pull out what the GGUF header needs."""
+    archs = config.get("architectures") or []
+    if config.get("model_type") != "llama" or (archs and archs[0] not in LLAMA_ARCHITECTURES):
+        got = archs[0] if archs else config.get("model_type")
+        raise ZhllamaError(f"{where}/config.json: architecture {got!r} is not LLaMA",
+                           "zhllama export gguf writes LLaMA-architecture models (LlamaForCausalLM) only")
+    try:
+        hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+        theta, scaling = _rope(config)
+        return LlamaHParams(
+            hidden_size=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
+            kv_heads=int(config.get("num_key_value_heads") or heads),
+            intermediate_size=int(config["intermediate_size"]),
+            context_length=int(config.get("max_position_embeddings") or 2048),
+            rms_eps=float(config.get("rms_norm_eps", 1e-6)),
+            head_dim=int(config.get("head_dim") or hidden // heads),
+            rope_theta=theta, rope_scaling=scaling,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            bos_token_id=_first_id(config.get("bos_token_id")),
+            eos_token_id=_first_id(config.get("eos_token_id")),
+            pad_token_id=_first_id(config.get("pad_token_id")),
+        )
+    except KeyError as e:
+        raise ZhllamaError(f"{where}/config.json: missing field {e.args[0]!r}", "re-save the model folder") from None
+
+
+def add_llama_keys(writer, hp: LlamaHParams, vocab_size: int) -> None:
+    """The ``llama.*`` keys llama.cpp reads for the LLaMA architecture."""
+    writer.add_vocab_size(vocab_size)
+    writer.add_context_length(hp.context_length)
+    writer.add_embedding_length(hp.hidden_size)
+    writer.add_block_count(hp.layers)
+    writer.add_feed_forward_length(hp.intermediate_size)
+    writer.add_head_count(hp.heads)
+    writer.add_head_count_kv(hp.kv_heads)
+    writer.add_layer_norm_rms_eps(hp.rms_eps)
+    writer.add_rope_dimension_count(hp.head_dim)
+    writer.add_rope_freq_base(hp.rope_theta)
+    if hp.head_dim != hp.hidden_size // hp.heads:
+        writer.add_key_length(hp.head_dim)
+        writer.add_value_length(hp.head_dim)
+    if hp.rope_scaling:
+        _add_rope_scaling(writer, hp.rope_scaling)
+
+
+def _add_rope_scaling(writer, scaling: dict) -> None:
+    from gguf import RopeScalingType
+
+    kind = scaling.get("rope_type") or scaling.get("type")
+    factor = scaling.get("factor")
+    if kind == "linear" and factor:
+        writer.add_rope_scaling_type(RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(factor))
+    elif kind == "yarn" and factor:
+        writer.add_rope_scaling_type(RopeScalingType.YARN)
+        writer.add_rope_scaling_factor(float(factor))
+        if scaling.get("original_max_position_embeddings"):
+            writer.add_rope_scaling_orig_ctx_len(int(scaling["original_max_position_embeddings"]))
+    else:
+        # dynamic NTK and llama3-style scaling change the model in ways this exporter does not write;
+        # exporting without them would give a file that silently computes something else.
+        raise ZhllamaError(f"config.json: rope scaling {kind!r} is not supported by GGUF export",
+                           "supported: linear and yarn; remove rope_scaling if the model was not trained with it")
