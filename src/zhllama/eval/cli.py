@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (Hugging Face format) or hub id")
+    p.add_argument("--model", required=True, help="model folder (Hugging Face format) or hub id; "
+                   "eval ppl also takes a .gguf file (needs llama-cpp-python)")
     p.add_argument("--lora", default=None, help="LoRA adapter folder applied on top of --model")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
@@ -45,16 +46,20 @@ def _ppl(args: argparse.Namespace) -> int:
     from ..model.load import load_model
     from .ppl import check_window, perplexity, read_texts
 
-    if str(args.model).endswith(".gguf"):
-        raise ZhllamaError(f"{args.model}: GGUF files are not supported by eval ppl yet",
-                           "evaluate the Hugging Face model folder the GGUF file was exported from")
     check_window(args.context, args.stride)
     texts = read_texts(args.text, args.text_field)
-    model, tokenizer = load_model(args.model, lora=args.lora, dtype=args.dtype, device=args.device)
-    context = int(model.config.max_position_embeddings) if args.context is None else args.context
-    stride = max(1, context // 2) if args.stride is None else args.stride
-    result = {"model": str(args.model), "lora": args.lora, "text": str(args.text),
-              **perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())}
+    if str(args.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
+        from ..export.llamacpp import gguf_perplexity
+
+        if args.lora:
+            raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")
+        scores = gguf_perplexity(args.model, texts, args.context, args.stride, progress=sys.stderr.isatty())
+    else:
+        model, tokenizer = load_model(args.model, lora=args.lora, dtype=args.dtype, device=args.device)
+        context = int(model.config.max_position_embeddings) if args.context is None else args.context
+        stride = max(1, context // 2) if args.stride is None else args.stride
+        scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
+    result = {"model": str(args.model), "lora": args.lora, "text": str(args.text), **scores}
     if args.out:
         write_json_atomic(args.out, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))
