@@ -263,3 +263,10 @@ def test_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path, tiny_m
     metrics = json.loads((tmp_path / "run" / "pt" / "work" / "train" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["resumed_from"].endswith("checkpoint-2")
     assert (tmp_path / "run" / "pt" / "out" / "model" / "config.json").is_file()
+
+
+def test_export_section_is_refused_before_anything_runs(tmp_path, tiny_model_dir):
+    data = small(tmp_path, tiny_model_dir, stages=None, export={"outtype": "f16"})
+    with pytest.raises(ZhllamaError, match=r"export: GGUF export is not available"):
+        run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    assert not (tmp_path / "run" / "tokenizer").exists()

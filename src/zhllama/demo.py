@@ -38,7 +38,7 @@ base:
   max_position: 512
   train:
     block_size: 128
-    batch_size: 16
+    batch_size: 8
     learning_rate: 0.003
     warmup_ratio: 0.05
     max_steps: 200
@@ -62,30 +62,35 @@ resize:
 pt:
   train_files: ["builtin:people_daily?split=train&max_chars=400000"]
   block_size: 128
-  batch_size: 16
+  batch_size: 8
   learning_rate: 0.002
   warmup_ratio: 0.05
-  max_steps: 250
+  max_steps: 400
   lora_rank: 16
   lora_alpha: 32
   modules_to_save: [embed_tokens, lm_head]
   validation_split: 0.02
   logging_steps: 10
-  save_steps: 50
-  eval_steps: 125
+  save_steps: 100
+  eval_steps: 200
 
-# Instruction tuning on tasks whose answers can be checked (Alpaca template).
+# Instruction tuning on tasks whose answers can be checked (Alpaca template): 2,400 review-sentiment
+# examples plus 600 each of genre and part of speech; the held-out examples are disjoint.
 sft:
-  train_files: ["builtin:tasks?split=train&per_task=600&heldout=200"]
-  batch_size: 16
+  train_files:
+    - "builtin:tasks?split=train&per_task=2400&heldout=200&tasks=sentiment"
+    - "builtin:tasks?split=train&per_task=600&heldout=200&tasks=genre,pos"
+  batch_size: 8
+  group_by_length: true
   max_length: 160
   learning_rate: 0.002
   warmup_ratio: 0.05
-  max_steps: 150
+  max_steps: 600
   lora_rank: 16
   lora_alpha: 32
-  logging_steps: 10
-  save_steps: 50
+  modules_to_save: [embed_tokens, lm_head]
+  logging_steps: 20
+  save_steps: 200
 
 merge:
   dtype: float32

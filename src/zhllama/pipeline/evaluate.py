@@ -56,7 +56,7 @@ def evaluate_models(ctx: StageRun) -> dict:
             report["answer"] = {"question": s["question"], "text": answer(model, tok, s["template"], s["question"])}
         del model
     if held:
-        train = load_records(ctx.inputs["sft_train"], "sft.train_files") if "sft_train" in ctx.inputs else []
+        train = [r for k, v in ctx.inputs.items() if k.startswith("sft_train[") for r in load_records(v, "sft.train_files")]
         report["accuracy"]["majority"] = {t: majority_baseline(train, held, t) for t in sorted({r["task"] for r in held})}
     ctx.out.mkdir(parents=True, exist_ok=True)
     from ..io import write_json_atomic

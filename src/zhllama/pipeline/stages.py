@@ -134,16 +134,18 @@ class Planner:
         inputs.update(self.files(e.text, "text"))
         if e.tasks:
             inputs["tasks"] = self.path(e.tasks)
-        if self.r.sft:
-            inputs["sft_train"] = self.files(self.r.sft["train_files"][:1], "sft")["sft[0]"]
+        tuned = self.sft_base is not None
+        if tuned:
+            inputs.update(self.files(self.r.sft["train_files"], "sft_train"))
         settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
-                    "template": self.r.template if self.r.sft else "none", "final": self.model,
-                    "before_sft": self.sft_base if self.r.sft else None}
+                    "template": self.r.template if tuned else "none", "final": self.model,
+                    "before_sft": self.sft_base}
         return Stage("eval", inputs, settings, run_eval)
 
     def stage_export(self) -> Stage:
-        inputs = {"model": self.model}
-        return Stage("export", inputs, asdict(self.r.export), run_export)
+        # GGUF export has no stage module in this version; refuse before anything runs.
+        raise ZhllamaError("export: GGUF export is not available in this version of zhllama",
+                           "remove the export: section and convert the merged model with llama.cpp's convert_hf_to_gguf.py")
 
     def take_tokenizer(self) -> dict[str, str]:
         """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
@@ -291,16 +293,6 @@ def run_eval(ctx: StageRun) -> dict:
     from .evaluate import evaluate_models
 
     return evaluate_models(ctx)
-
-
-def run_export(ctx: StageRun) -> dict:
-    try:
-        from ..export.gguf import export_gguf
-    except ImportError:
-        raise ZhllamaError("the export stage is not available in this version", "remove 'export' from the recipe") from None
-    ctx.out.mkdir(parents=True, exist_ok=True)
-    path = export_gguf(ctx.inputs["model"], ctx.out / "model.gguf", outtype=ctx.settings["outtype"])
-    return {"gguf": str(path)}
 
 
 # --- helpers -------------------------------------------------------------------------------
