@@ -188,3 +188,21 @@ def test_tensors_are_streamed_one_at_a_time(sharp_model_dir, tmp_path, monkeypat
                         lambda self, t, *a: events.append("write") or real_write(self, t, *a))
     export_gguf(sharp_model_dir, tmp_path / "x.gguf", outtype="f16", progress=False)
     assert events == ["load", "write"] * 21
+
+
+def test_pytorch_bin_checkpoint_gives_the_same_tensors(sharp_model_dir, exported, tmp_path):
+    from safetensors.torch import load_file
+
+    d = copy_model(sharp_model_dir, tmp_path / "bin")
+    torch.save(load_file(str(d / "model.safetensors")), d / "pytorch_model.bin")
+    (d / "model.safetensors").unlink()
+    _, a = read_gguf(export_gguf(d, tmp_path / "b.gguf", outtype="f32", progress=False))
+    _, b = read_gguf(exported["f32"])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_cli_outtype_choices_are_the_exporters():
+    from zhllama.export import OUTTYPES
+    from zhllama.export.cli import OUTTYPES as CLI_OUTTYPES
+
+    assert CLI_OUTTYPES == OUTTYPES
