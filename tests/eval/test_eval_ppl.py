@@ -115,8 +115,9 @@ def test_bad_input_one_line(tiny_model_dir, tmp_path, capsys, argv, needle):
     assert needle in err and len(err.strip().splitlines()) == 1
 
 
-def test_gguf_not_supported_yet(tmp_path, capsys):
+def test_missing_gguf_file_is_a_one_line_error(tmp_path, capsys):
     t = tmp_path / "t.txt"
     t.write_text("abc", encoding="utf-8")
     assert main(["eval", "ppl", "--model", str(tmp_path / "m.gguf"), "--text", str(t)]) == 2
-    assert "GGUF" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "GGUF file not found" in err and len(err.strip().splitlines()) == 1
