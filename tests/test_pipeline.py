@@ -265,8 +265,16 @@ def test_interrupted_training_stage_resumes_from_its_checkpoint(tmp_path, tiny_m
     assert (tmp_path / "run" / "pt" / "out" / "model" / "config.json").is_file()
 
 
-def test_export_section_is_refused_before_anything_runs(tmp_path, tiny_model_dir):
-    data = small(tmp_path, tiny_model_dir, stages=None, export={"outtype": "f16"})
-    with pytest.raises(ZhllamaError, match=r"export: GGUF export is not available"):
+def test_export_stage_writes_a_gguf_file_of_the_last_model(tmp_path, tiny_model_dir):
+    data = small(tmp_path, tiny_model_dir, stages=["tokenizer", "resize", "export"], export={"outtype": "f32"})
+    result = run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    gguf = tmp_path / "run" / "export" / "out" / "model-f32.gguf"
+    assert result.ran == ["tokenizer", "resize", "export"] and gguf.read_bytes()[:4] == b"GGUF"
+    assert result.metrics("export")["gguf_bytes"] == gguf.stat().st_size
+
+
+def test_unknown_export_outtype_is_refused_before_anything_runs(tmp_path, tiny_model_dir):
+    data = small(tmp_path, tiny_model_dir, stages=None, export={"outtype": "q3_k"})
+    with pytest.raises(ZhllamaError, match=r"export.outtype: 'q3_k' is not one of"):
         run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
     assert not (tmp_path / "run" / "tokenizer").exists()

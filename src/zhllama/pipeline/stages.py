@@ -143,9 +143,12 @@ class Planner:
         return Stage("eval", inputs, settings, run_eval)
 
     def stage_export(self) -> Stage:
-        # GGUF export has no stage module in this version; refuse before anything runs.
-        raise ZhllamaError("export: GGUF export is not available in this version of zhllama",
-                           "remove the export: section and convert the merged model with llama.cpp's convert_hf_to_gguf.py")
+        from ..export.gguf import OUTTYPES
+
+        outtype = self.r.export.outtype
+        if outtype not in OUTTYPES:
+            raise ZhllamaError(f"export.outtype: '{outtype}' is not one of {list(OUTTYPES)}", "pick one of those")
+        return Stage("export", {"model": self.model}, {"outtype": outtype}, run_export)
 
     def take_tokenizer(self) -> dict[str, str]:
         """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
@@ -293,6 +296,15 @@ def run_eval(ctx: StageRun) -> dict:
     from .evaluate import evaluate_models
 
     return evaluate_models(ctx)
+
+
+def run_export(ctx: StageRun) -> dict:
+    from ..export.gguf import export_gguf
+
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    path = export_gguf(ctx.inputs["model"], ctx.out / f"model-{ctx.settings['outtype']}.gguf",
+                       outtype=ctx.settings["outtype"], overwrite=True, progress=False)
+    return {"gguf": path.name, "gguf_bytes": path.stat().st_size}
 
 
 # --- helpers -------------------------------------------------------------------------------
