@@ -3,8 +3,6 @@ same table) and the loss-curve PNG."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -99,28 +97,10 @@ def plot_loss_curves(manifests: dict[str, dict], png: Path) -> Path | None:
               if v.get("metrics", {}).get("loss_curve", {}).get("train")}
     if not curves:
         return None
-    import matplotlib
+    from ..plots import draw_loss, pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), dpi=100, squeeze=False)
+    fig, axes = pyplot().subplots(1, len(curves), figsize=(5 * len(curves), 3.6), dpi=100, squeeze=False)
     for ax, (stage, curve) in zip(axes[0], curves.items()):
-        for key, style in (("train", "-"), ("validation", "o--")):
-            if curve.get(key):
-                steps, losses = zip(*curve[key])
-                ax.plot(steps, losses, style, label=key)
-        ax.set_title(f"{stage} loss")
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fd, tmp = tempfile.mkstemp(dir=png.parent, prefix=f".{png.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        os.replace(tmp, png)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        draw_loss(ax, curve, f"{stage} loss")
+    save_figure(fig, png, bbox_inches="tight")
     return png
