@@ -42,13 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="model folder (Hugging Face format) or hub id")
-    p.add_argument("--lora", default=None, help="a LoRA adapter folder applied on top (not merged)")
-    p.add_argument("--template", default=None,
-                   help="chat template (alpaca, llama2-zh, llama2, chatml, none); default: the one recorded in the "
-                        "model/adapter's zhllama.json, else none")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16")
+    from ..infer.cli import add_engine_args
+
+    add_engine_args(p)
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice, one per core); on a busy machine fewer "
                         "threads than cores avoids threads spinning against each other")
@@ -62,7 +58,7 @@ def _positive(name: str, value: float) -> None:
 
 
 def _load_engine(args: argparse.Namespace):
-    from ..infer.engine import Engine
+    from ..infer.cli import load_engine
     from ..model.load import check_model_dir, is_local
 
     if is_local(args.model):
@@ -72,7 +68,7 @@ def _load_engine(args: argparse.Namespace):
 
         _positive("--threads", args.threads)
         torch.set_num_threads(args.threads)
-    return Engine.load(args.model, lora=args.lora, template=args.template, device=args.device, dtype=args.dtype)
+    return load_engine(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
