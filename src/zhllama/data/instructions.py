@@ -22,11 +22,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import ZhllamaError, require_file
 from ..templates import alpaca_record_to_messages, get_template, split_turns
-from .text import base_suffix, open_text
+from .text import iter_records
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +36,6 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
 
 
 # ---------------------------------------------------------------- reading records
-
-def _records(path: Path) -> Iterator[tuple[str, object]]:
-    """``(where, parsed record or JSONDecodeError)`` for each record of a .json/.jsonl(.gz) file."""
-    kind = base_suffix(path)
-    try:
-        with open_text(path) as f:
-            if kind == ".json":
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ZhllamaError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})",
-                                       "fix the file, or convert it to JSONL to skip bad lines") from None
-                for i, obj in enumerate(data if isinstance(data, list) else [data]):
-                    yield f"{path}: record {i}", obj
-            elif kind == ".jsonl":
-                for lineno, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            yield f"{path}: line {lineno}", json.loads(line)
-                        except json.JSONDecodeError as e:
-                            yield f"{path}: line {lineno}", e
-            else:
-                raise ZhllamaError(f"{path}: unsupported instruction-data format '{kind or path.name}'",
-                                   "give .json (an array of records) or .jsonl (one record per line), optionally .gz")
-    except UnicodeDecodeError as e:
-        raise ZhllamaError(f"{path}: not UTF-8 text (byte {e.start})", "convert the file to UTF-8") from None
-    except (OSError, EOFError) as e:
-        raise ZhllamaError(f"{path}: cannot read ({e})", "check that the file is not truncated or corrupt") from None
-
 
 def _text_field(obj: dict, name: str, where: str, required: bool = True) -> str:
     if name not in obj or obj[name] is None:
@@ -95,7 +65,7 @@ def _sharegpt_messages(turns, where: str) -> list[dict]:
 def record_to_messages(obj, where: str) -> list[dict]:
     """One record (Alpaca, ShareGPT or OpenAI) as a validated, complete training conversation."""
     if isinstance(obj, json.JSONDecodeError):
-        raise ZhllamaError(f"{where}: invalid JSON ({obj.msg})", "fix the line or pass --skip-bad-lines")
+        raise ZhllamaError(f"{where}: invalid JSON ({obj.msg})", "fix the line or pass --skip-bad")
     if not isinstance(obj, dict):
         raise ZhllamaError(f"{where}: expected a JSON object, got {type(obj).__name__}", "one object per record")
     if "messages" in obj:
@@ -132,7 +102,7 @@ def load_conversations(files: list[str], skip_bad: bool = False) -> tuple[list[l
     records, skipped, reasons = 0, 0, []
     for name in files:
         path = require_file(name, "instruction file")
-        for where, obj in _records(path):
+        for where, obj in iter_records(path, "instruction-data"):
             records += 1
             try:
                 conversations.append(record_to_messages(obj, where))

@@ -12,6 +12,7 @@ counts them in :attr:`ReadStats.skipped`.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -55,54 +56,72 @@ def record_texts(obj: dict, text_field: str, where: str) -> list[str]:
     raise ZhllamaError(f"{where}: no '{text_field}' field", f"add it, or pass the right field name (found: {', '.join(list(obj)[:5])})")
 
 
+@contextlib.contextmanager
+def reading_errors(path: Path) -> Iterator[None]:
+    """Turn decoding and I/O failures while reading ``path`` into one-line errors."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise ZhllamaError(f"{path}: not UTF-8 text (byte {e.start})", "convert the file to UTF-8") from None
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError) as e:
+        raise ZhllamaError(f"{path}: cannot read ({e})", "check that the file is not truncated or corrupt") from None
+
+
+def iter_records(path: Path, what: str = "data") -> Iterator[tuple[str, object]]:
+    """``(where, parsed record or JSONDecodeError)`` for each record of a .json/.jsonl(.gz) file.
+
+    ``where`` names the file and line (.jsonl) or record index (.json).  A bad .jsonl line is
+    yielded as its ``JSONDecodeError`` so the caller may skip it; a .json file that does not parse
+    raises, since its records cannot be told apart.
+    """
+    kind = base_suffix(path)
+    if kind not in (".json", ".jsonl"):
+        raise ZhllamaError(f"{path}: unsupported {what} format '{kind or path.name}'",
+                           "give .json (an array of records) or .jsonl (one record per line), optionally .gz")
+    with reading_errors(path), open_text(path) as f:
+        if kind == ".json":
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ZhllamaError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})",
+                                   "fix the file, or convert it to JSONL to skip bad lines") from None
+            for i, obj in enumerate(data if isinstance(data, list) else [data]):
+                yield f"{path}: record {i}", obj
+        else:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield f"{path}: line {lineno}", json.loads(line)
+                    except json.JSONDecodeError as e:
+                        yield f"{path}: line {lineno}", e
+
+
 def iter_documents(path: str | Path, text_field: str = "text", skip_bad: bool = False,
                    stats: ReadStats | None = None) -> Iterator[str]:
     """Yield the documents of one corpus file (see module docstring for formats)."""
     p = require_file(path, "corpus file")
     stats = stats if stats is not None else ReadStats()
-    kind = base_suffix(p)
-    try:
-        with open_text(p) as f:
-            if kind == ".json":
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ZhllamaError(f"{p}: line {e.lineno}: invalid JSON ({e.msg})", "fix the file or convert it to JSONL") from None
-                items = data if isinstance(data, list) else [data]
-                for i, obj in enumerate(items):
-                    for text in record_texts(obj, text_field, f"{p}: record {i}"):
-                        if text.strip():
-                            stats.documents += 1
-                            yield text
-            elif kind == ".jsonl":
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        texts = record_texts(json.loads(line), text_field, f"{p}: line {lineno}")
-                    except json.JSONDecodeError as e:
-                        if skip_bad:
-                            stats.skipped += 1
-                            continue
-                        raise ZhllamaError(f"{p}: line {lineno}: invalid JSON ({e.msg})", "fix the line or pass --skip-bad-lines") from None
-                    except ZhllamaError:
-                        if skip_bad:
-                            stats.skipped += 1
-                            continue
-                        raise
-                    for text in texts:
-                        if text.strip():
-                            stats.documents += 1
-                            yield text
-            else:
-                for line in f:
-                    line = line.rstrip("\n")
-                    if line.strip():
-                        stats.documents += 1
-                        yield line
-    except UnicodeDecodeError as e:
-        raise ZhllamaError(f"{p}: not UTF-8 text (byte {e.start})", "convert the file to UTF-8") from None
-    except (OSError, EOFError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ZhllamaError(f"{p}: cannot read ({e})", "check that the file is not truncated or corrupt") from None
+    if base_suffix(p) in (".json", ".jsonl"):
+        for where, obj in iter_records(p, "corpus"):
+            try:
+                if isinstance(obj, json.JSONDecodeError):
+                    raise ZhllamaError(f"{where}: invalid JSON ({obj.msg})", "fix the line or pass --skip-bad")
+                texts = record_texts(obj, text_field, where)
+            except ZhllamaError:
+                if skip_bad:
+                    stats.skipped += 1
+                    continue
+                raise
+            for text in texts:
+                if text.strip():
+                    stats.documents += 1
+                    yield text
+        return
+    with reading_errors(p), open_text(p) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.strip():
+                stats.documents += 1
+                yield line
