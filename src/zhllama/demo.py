@@ -74,18 +74,18 @@ pt:
   save_steps: 100
   eval_steps: 200
 
-# Instruction tuning on tasks whose answers can be checked (Alpaca template): 2,400 review-sentiment
-# examples plus 600 each of genre and part of speech; the held-out examples are disjoint.
+# Instruction tuning on a task whose answers can be checked (Alpaca template): 2,400 review-sentiment
+# examples, disjoint from the held-out ones. Genre and part of speech stay untrained (the eval reports
+# them as a control): mixing them in at this model size left sentiment near chance.
 sft:
   train_files:
     - "builtin:tasks?split=train&per_task=2400&heldout=200&tasks=sentiment"
-    - "builtin:tasks?split=train&per_task=600&heldout=200&tasks=genre,pos"
   batch_size: 8
   group_by_length: true
   max_length: 160
   learning_rate: 0.002
   warmup_ratio: 0.05
-  max_steps: 600
+  max_steps: 800
   lora_rank: 16
   lora_alpha: 32
   modules_to_save: [embed_tokens, lm_head]
