@@ -83,7 +83,7 @@ sft:
   batch_size: 8
   group_by_length: true
   max_length: 160
-  learning_rate: 0.002
+  learning_rate: 0.001
   warmup_ratio: 0.05
   max_steps: 800
   lora_rank: 16
