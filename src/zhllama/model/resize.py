@@ -5,7 +5,7 @@ A new piece such as ``▁中国`` was, for the base model, a sequence of pieces 
 those pieces' input embeddings and the new ``lm_head`` row with the mean of their output rows, so the
 model starts from a guess of what the piece means instead of from noise.  ``mean`` (every new row =
 mean of all old rows, what transformers' ``mean_resizing`` does) and ``random`` (normal with the
-model's ``initializer_range``) are there for comparison; ``docs/data.md`` has measured losses.
+model's ``initializer_range``) are there for comparison; the README (Training data and embedding resize) has measured losses.
 """
 
 from __future__ import annotations
