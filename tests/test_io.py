@@ -41,3 +41,15 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         assert stat.S_IMODE((tmp_path / "d" / "m.json").stat().st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+def test_read_json_names_file_and_line(tmp_path):
+    from zhllama.io import read_json
+
+    p = tmp_path / "config.json"
+    p.write_text('{\n  "a": 1,\n  oops\n}')
+    with pytest.raises(ZhllamaError, match=r"config.json:3: not valid JSON") as e:
+        read_json(p, "re-save it")
+    assert e.value.hint == "re-save it"
+    p.write_text('{"a": [1, 2]}')
+    assert read_json(p, "x") == {"a": [1, 2]}

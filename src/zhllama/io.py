@@ -63,3 +63,16 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def read_json(path: str | Path, hint: str) -> Any:
+    """Parse a JSON file; a malformed one is a one-line error naming the file and line, with ``hint``."""
+    from .errors import ZhllamaError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ZhllamaError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", hint) from None
+    except UnicodeDecodeError as e:
+        raise ZhllamaError(f"{path}: not valid JSON (not UTF-8 at byte {e.start})", hint) from None

@@ -7,11 +7,11 @@ LLaMA checkpoint was saved in, whichever transformers version wrote it: older co
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..io import read_json
 
 LLAMA_ARCHITECTURES = ("LlamaForCausalLM", "LLaMAForCausalLM")
 
@@ -40,10 +40,7 @@ def read_config(model_dir: Path) -> dict:
         hint = ("this is a LoRA adapter: merge it into its base model first (zhllama merge)"
                 if (model_dir / "adapter_config.json").is_file() else "give a Hugging Face model folder")
         raise ZhllamaError(f"no config.json in {model_dir}", hint)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ZhllamaError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", "re-save the model folder") from None
+    return read_json(path, "re-save the model folder")
 
 
 def _first_id(value) -> int | None:

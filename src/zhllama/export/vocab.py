@@ -10,11 +10,11 @@ pieces of type unused, then the added tokens from ``added_tokens.json`` /
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..io import read_json
 from ..tokenizer import spm as S
 
 
@@ -42,10 +42,7 @@ def _gguf_token_type(piece_type: int) -> int:
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ZhllamaError(f"{path}:{e.lineno}: not valid JSON ({e.msg})", "fix or re-save the tokenizer files") from None
+    return read_json(path, "fix or re-save the tokenizer files")
 
 
 def _token_text(value) -> str | None:

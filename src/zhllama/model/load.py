@@ -117,15 +117,12 @@ META_FILE = "zhllama.json"
 
 def read_model_meta(path: str | Path) -> dict:
     """zhllama's notes about a model folder (e.g. ``{"template": "llama2-zh"}``), or {}."""
-    import json
+    from ..io import read_json
 
     p = Path(path) / META_FILE
     if not p.is_file():
         return {}
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ZhllamaError(f"{p} is not valid JSON", "delete it or fix it") from None
+    return read_json(p, "delete it or fix it")
 
 
 def write_model_meta(path: str | Path, **fields) -> None:

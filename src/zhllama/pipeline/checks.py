@@ -7,10 +7,10 @@ tokenizer that does not extend the base tokenizer, an unknown template: each is 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..io import read_json
 from .recipe import Recipe
 from .runner import Stage
 
@@ -38,7 +38,7 @@ def embedding_rows(model_dir: Path) -> int | None:
     cfg = model_dir / "config.json"
     if not cfg.is_file():
         return None
-    data = json.loads(cfg.read_text(encoding="utf-8"))
+    data = read_json(cfg, "give a Hugging Face model folder with a valid config.json")
     return data.get("vocab_size") or data.get("text_config", {}).get("vocab_size")
 
 

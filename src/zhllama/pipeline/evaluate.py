@@ -3,19 +3,15 @@ before and after instruction tuning (with the majority-class baseline), and one 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..io import read_json
 from .runner import StageRun
 
 
 def load_records(path: str, where: str) -> list[dict]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ZhllamaError(f"{where}: {path} is not valid JSON ({e})", "give an Alpaca JSON list") from None
+    data = read_json(path, f"{where}: give an Alpaca JSON list")
     return data if isinstance(data, list) else []
 
 

@@ -17,8 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..errors import ZhllamaError
-from ..io import write_json_atomic
+from ..io import read_json, write_json_atomic
 
 MANIFEST = "manifest.json"
 VERSIONED = ("zhllama", "torch", "transformers", "peft", "accelerate", "datasets", "sentencepiece", "tokenizers")
@@ -95,10 +94,7 @@ def read_manifest(stage_dir: Path) -> dict | None:
     p = stage_dir / MANIFEST
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ZhllamaError(f"{p} is not valid JSON", "delete the stage folder to run the stage again") from None
+    return read_json(p, "delete the stage folder to run the stage again")
 
 
 def write_manifest(stage_dir: Path, **fields) -> dict:

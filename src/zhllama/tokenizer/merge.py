@@ -18,12 +18,12 @@ Two modes:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..io import read_json
 from . import spm as S
 
 MODES = ("extend", "chinese-llama")
@@ -190,10 +190,7 @@ def _base_hf_config(base_path: Path) -> dict:
     cfg = base_path / "tokenizer_config.json" if base_path.is_dir() else None
     if not cfg or not cfg.is_file():
         return {}
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ZhllamaError(f"{cfg}: not valid JSON", "fix or remove the file") from None
+    data = read_json(cfg, "fix or remove the file")
     keep = {"add_bos_token": "add_bos", "add_eos_token": "add_eos", "chat_template": "chat_template"}
     return {ours: data[k] for k, ours in keep.items() if isinstance(data.get(k), (bool, str))}
 

@@ -10,12 +10,11 @@ adapter (Alpaca-Plus: 32,000 -> LLaMA-Plus 49,953 -> Alpaca-Plus 49,954).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from ..errors import ZhllamaError, check_output_dir, require_dir
-from ..io import atomic_dir
+from ..io import atomic_dir, read_json
 from .lora import read_adapter_shapes
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,7 @@ def read_adapter_config(adapter: Path) -> dict:
     if not path.is_file():
         raise ZhllamaError(f"{adapter} is not a LoRA adapter (no adapter_config.json)",
                            "give a folder written by `zhllama train` (its final/ folder)")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise ZhllamaError(f"{path} is not valid JSON", "the adapter folder is damaged; re-run training") from None
+    cfg = read_json(path, "the adapter folder is damaged; re-run training")
     if cfg.get("peft_type") != "LORA":
         raise ZhllamaError(f"{adapter} is a {cfg.get('peft_type')} adapter, not LoRA", "only LoRA adapters can be merged")
     return cfg
