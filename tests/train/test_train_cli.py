@@ -96,3 +96,17 @@ def test_merge_cli_errors(tmp_path, tiny_model_dir, capsys):
     code, _, err = run_cli(["merge", "--base", str(tiny_model_dir), "--lora", str(tmp_path), "--out",
                             str(tmp_path / "m")], capsys)
     assert code == 2 and "not a LoRA adapter" in err
+
+
+def test_misspelt_template_fails_before_any_model_is_loaded(tmp_path, tiny_model_dir, sft_data, monkeypatch, capsys):
+    from transformers import AutoModelForCausalLM
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the template was checked")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_loading)
+    code, out, err = run_cli(["train", "sft", "--model", str(tiny_model_dir), "--train-files", str(sft_data),
+                              "--output-dir", str(tmp_path / "o"), "--template", "alpacca"], capsys)
+    assert code == 2 and "unknown template 'alpacca'" in err and "alpaca" in err.split("unknown template")[1]
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
