@@ -96,6 +96,10 @@ class TrainConfig:
             raise ZhllamaError(f"'lora_dropout' must be in [0, 1), got {self.lora_dropout}", "e.g. 0.05")
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
+        if stage == "sft":
+            from ..templates import get_template
+
+            get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
 
     def default_validation_split(self, stage: str) -> float:

@@ -40,9 +40,7 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer):
         collator = default_data_collator  # every block is full: no padding at all
     else:
         from ..data.instructions import SftCollator, build_sft_dataset
-        from ..templates import get_template
 
-        get_template(cfg.template)
         data, report = build_sft_dataset(cfg.train_files, tokenizer, cfg.template, cfg.max_length,
                                          validation_split=split, skip_bad=cfg.skip_bad, seed=cfg.seed,
                                          num_proc=cfg.num_proc, cache_dir=cfg.cache_dir)
