@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 LossSeries = dict[str, list[tuple[int, float]]]
@@ -35,16 +32,11 @@ def draw_loss(ax, series: LossSeries, title: str) -> None:
 
 def save_figure(fig, path: str | Path, **savefig_kwargs) -> Path:
     """Save ``fig`` as PNG to a temp file beside ``path``, rename it into place, close the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    from .io import atomic_file
+
     try:
-        fig.savefig(tmp, format="png", **savefig_kwargs)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", **savefig_kwargs)
     finally:
         pyplot().close(fig)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
+    return Path(path)

@@ -47,7 +47,8 @@ def one_torch_thread():
 def memorized_model_dir(tmp_path_factory, tiny_model_dir):
     import torch
 
-    from zhllama.model.load import load_model, write_model_meta
+    from zhllama.meta import write_meta
+    from zhllama.model.load import load_model
     from zhllama.templates import encode_messages
     from zhllama.tokenizer.hf import copy_tokenizer_files
 
@@ -59,7 +60,7 @@ def memorized_model_dir(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("memorized") / "model"
     model.save_pretrained(out)
     copy_tokenizer_files(tiny_model_dir, out)
-    write_model_meta(out, template="alpaca")
+    write_meta(out, template="alpaca")
     return out
 
 

@@ -185,7 +185,7 @@ def test_lora_adapter_unmerged_with_its_template(tiny_model_dir, tiny_engine, tm
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from zhllama.model.load import write_model_meta
+    from zhllama.meta import write_meta
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
@@ -194,7 +194,7 @@ def test_lora_adapter_unmerged_with_its_template(tiny_model_dir, tiny_engine, tm
         if "lora_B" in name:
             p.data.normal_(0, 0.5)  # a trained-looking adapter (B starts at zero)
     peft.save_pretrained(tmp_path / "adapter")
-    write_model_meta(tmp_path / "adapter", template="chatml")
+    write_meta(tmp_path / "adapter", template="chatml")
     engine = Engine.load(tiny_model_dir, lora=tmp_path / "adapter")
     assert isinstance(engine.model, PeftModel) and engine.template.name == "chatml"
     prompt = engine.text_prompt("Return the value of")

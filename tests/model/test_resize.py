@@ -173,7 +173,7 @@ def test_no_growth_is_a_no_op(small_tokenizers, trained):
 def test_refuses_a_tokenizer_that_is_not_an_extension(small_tokenizers, trained, tiny_tokenizer):
     base, _, _ = small_tokenizers
     model = copy.deepcopy(trained)
-    with pytest.raises(ZhllamaError, match="not an extension"):
+    with pytest.raises(ZhllamaError, match="does not extend the base tokenizer"):
         resize_embeddings(model, tiny_tokenizer, base)
     assert model.get_input_embeddings().weight.shape[0] == len(base)  # untouched
 

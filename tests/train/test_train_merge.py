@@ -43,7 +43,7 @@ def peft_reference_logits(base_dir, adapters, ids):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from zhllama.train.merge import fit_vocabulary
+    from zhllama.model.load import fit_vocabulary
     from zhllama.train.lora import read_adapter_shapes
 
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)

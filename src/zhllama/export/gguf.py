@@ -7,14 +7,12 @@ a temp file beside ``out`` and renamed into place when complete.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ZhllamaError, require_dir
+from ..io import atomic_file
 from .hparams import LlamaHParams, add_llama_keys, llama_hparams, read_config
 from .tensors import OUTTYPES, CheckpointReader, PlannedTensor, convert, stored_nbytes, tensor_qtype
 from .vocab import add_vocab_keys, build_vocab
@@ -134,15 +132,6 @@ def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: 
     plan = plan_tensors(reader, hp, outtype)
     n_rows = next(t.shape[0] for t in plan if t.gguf_name == "token_embd.weight")
     vocab = build_vocab(model_dir, n_rows, {"bos": hp.bos_token_id, "eos": hp.eos_token_id, "pad": hp.pad_token_id})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        _write(Path(tmp), reader, plan, hp, vocab, name or model_dir.resolve().name, outtype, progress)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(out, suffix=".partial") as tmp:
+        _write(tmp, reader, plan, hp, vocab, name or model_dir.resolve().name, outtype, progress)
     return out

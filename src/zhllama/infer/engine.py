@@ -12,7 +12,6 @@ processors (see ``sampling.py``); greedy output equals ``model.generate``'s (tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
@@ -46,15 +45,14 @@ class _Request:
 
 def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
     """--template if given, else the adapter's then the model's zhllama.json, else ``none``."""
-    from ..model.load import read_model_meta
+    from ..meta import read_meta
 
     if template:
         return template
     for src in ([lora] if lora else []) + [model_path]:
-        if Path(src).is_dir():
-            name = read_model_meta(src).get("template")
-            if name:
-                return name
+        name = read_meta(src).template
+        if name:
+            return name
     return "none"
 
 

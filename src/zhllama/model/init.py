@@ -62,9 +62,10 @@ def init_model(cfg: InitConfig) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    from ..tokenizer.hf import copy_tokenizer_files, load_hf_tokenizer
+    from ..tokenizer.hf import copy_tokenizer_files
+    from .load import load_tokenizer
 
-    tokenizer = load_hf_tokenizer(cfg.tokenizer)
+    tokenizer = load_tokenizer(cfg.tokenizer)
     config = llama_config(len(tokenizer), cfg, tokenizer)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(config)

@@ -1,26 +1,52 @@
-"""Loading a model (+ tokenizer, + optional LoRA adapter) with hand-off checks.
+"""The one place that loads models, tokenizers and LoRA adapters, with the hand-off checks.
 
-A local folder or a Hugging Face hub id.  Every problem a user can fix (missing folder, missing
-weights, tokenizer larger than the embeddings, adapter for another base) is a one-line
-:class:`ZhllamaError` that says what to do.
+Every stage (train, merge, resize, chat/generate/serve/webui, eval, the pipeline) loads through
+here, so a folder that loads in one stage loads in all of them:
+
+* a model from a local folder or a Hugging Face hub id (:func:`load_causal_lm`, :func:`load_model`);
+* a tokenizer of any kind (:func:`load_tokenizer`): ``tokenizer.json``, a folder transformers
+  reads otherwise (slow tokenizers, hub ids), or a bare SentencePiece ``tokenizer.model`` (file or
+  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`;
+* LoRA adapters (:func:`apply_adapter`), after growing the model to the vocabulary the adapter was
+  trained with (:func:`fit_vocabulary`: a resized or padded vocabulary), and checking that its
+  tensors fit the model's layers;
+* the hand-off checks: a tokenizer must extend the base model's tokenizer
+  (:func:`check_tokenizer_extends_base`) and must not have more tokens than the embedding has rows
+  (:func:`check_tokenizer_fits`).
+
+Every problem a user can fix is a one-line :class:`ZhllamaError` that says what to do.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 from ..errors import ZhllamaError
 
+log = logging.getLogger(__name__)
+
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+PEFT_PREFIX = "base_model.model."
+
+
+# --- where a model comes from ---------------------------------------------------------------
+def is_hub_id(path: str | Path, root: str | Path | None = None) -> bool:
+    """``meta-llama/Llama-2-7b-hf``: one slash, not path-like, and not a path that exists here (or under ``root``)."""
+    text = str(path)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or Path(text).exists():
+        return False
+    return root is None or not (Path(root) / text).exists()
 
 
 def is_local(path: str | Path) -> bool:
-    p = Path(path)
-    return p.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1
+    return not is_hub_id(path)
 
 
 def check_model_dir(path: str | Path) -> Path:
-    """A local model folder must hold config.json and weights; a hub id is passed through."""
+    """A local model folder must hold config.json and weights."""
     p = Path(path).expanduser()
     if not p.exists():
         raise ZhllamaError(f"model folder not found: {p}", "check the path, or give a Hugging Face hub id such as meta-llama/Llama-2-7b-hf")
@@ -29,6 +55,11 @@ def check_model_dir(path: str | Path) -> Path:
     if not any((p / w).is_file() for w in WEIGHT_FILES):
         raise ZhllamaError(f"{p} has no model weights (*.safetensors)", "the folder is incomplete; re-run the stage that wrote it")
     return p
+
+
+def model_source(path: str | Path) -> str:
+    """A checked local folder or a hub id, as a string for transformers."""
+    return str(check_model_dir(path)) if is_local(path) else str(path)
 
 
 def resolve_dtype(dtype: str | None, device: str):
@@ -57,78 +88,230 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def load_causal_lm(path: str | Path, dtype="auto"):
+    """The causal LM of a local folder (checked first) or hub id; ``dtype`` a torch dtype or "auto"."""
+    from transformers import AutoModelForCausalLM
+
+    src = model_source(path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
+    except OSError as e:
+        raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
+
+
+# --- tokenizers --------------------------------------------------------------------------------
+def has_tokenizer_files(folder: str | Path) -> bool:
+    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
+
+
 def load_tokenizer(path: str | Path):
-    from ..tokenizer.hf import load_hf_tokenizer
+    """A tokenizer from a folder, a hub id or a bare SentencePiece model (file or folder)."""
+    p = Path(path).expanduser()
+    if p.is_file() or (p.is_dir() and not (p / "tokenizer.json").is_file() and (p / "tokenizer.model").is_file()):
+        return _load_sentencepiece(p)
+    if not p.exists() and is_local(path):
+        raise ZhllamaError(f"tokenizer not found: {p}", "give a tokenizer folder, a tokenizer.model file or a hub id")
+    from transformers import AutoTokenizer
 
-    return load_hf_tokenizer(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(p) if p.exists() else str(path))
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise ZhllamaError(f"cannot load a tokenizer from {path}: {str(e).splitlines()[0]}",
+                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
 
 
-def check_vocab(model, tokenizer, where: str) -> None:
-    """The tokenizer must not have ids beyond the embedding matrix."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
+def _load_sentencepiece(p: Path):
+    """Write the exact Hugging Face files for a SentencePiece model in a temp folder and load them.
+
+    transformers' own conversion of ``tokenizer.model`` gives other ids (see zhllama.tokenizer.hf).
+    Settings of a ``tokenizer_config.json`` beside it (BOS/EOS, length, chat template) are kept.
+    """
+    import tempfile
+
+    from ..io import read_json
+    from ..tokenizer.hf import write_hf_tokenizer
+
+    folder = p if p.is_dir() else p.parent
+    config = {}
+    if (folder / "tokenizer_config.json").is_file():
+        config = read_json(folder / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
+    keep = {"add_bos": config.get("add_bos_token", True), "add_eos": config.get("add_eos_token", False),
+            "model_max_length": config.get("model_max_length"), "chat_template": config.get("chat_template")}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_hf_tokenizer(p, tmp, **keep)
+        return load_tokenizer(tmp)
+
+
+def load_base_tokenizer(model_src: str | Path):
+    """The tokenizer that ships with a model (folder or hub id), or None when its folder has none."""
+    if Path(model_src).is_dir() and not has_tokenizer_files(model_src):
+        return None
+    return load_tokenizer(model_src)
+
+
+def tokenizer_source(base: str, adapters: list[Path]) -> str:
+    """The last adapter that carries tokenizer files, else the base model."""
+    for a in reversed(adapters):
+        if (a / "tokenizer.json").is_file() or (a / "tokenizer.model").is_file():
+            return str(a)
+    return base
+
+
+# --- hand-off checks ------------------------------------------------------------------------
+def embedding_rows(model) -> int:
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def check_tokenizer_extends_base(tokenizer, base_tokenizer, name: str = "the tokenizer",
+                                 base_name: str = "the model's tokenizer") -> None:
+    """``tokenizer`` must keep every id of ``base_tokenizer`` and may only add tokens after them."""
+    n, n_base = len(tokenizer), len(base_tokenizer)
+    hint = ("give the tokenizer the model was trained with, or one built from it with `zhllama tokenizer merge` "
+            "(new pieces go after the old ones; a model read with another model's tokenizer gives garbage)")
+    if n < n_base:
+        raise ZhllamaError(f"{name} does not extend {base_name}: it has {n:,} tokens, {base_name} has {n_base:,}", hint)
+    ours = tokenizer.convert_ids_to_tokens(list(range(n_base)))
+    theirs = base_tokenizer.convert_ids_to_tokens(list(range(n_base)))
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        if a != b:
+            raise ZhllamaError(f"{name} does not extend {base_name}: id {i} is {a!r} there but {b!r} in the base", hint)
+
+
+def check_tokenizer_fits(n_tokens: int, rows: int, name: str = "the tokenizer", model_name: str = "the model",
+                         hint: str = "resize the model to the tokenizer first (zhllama train pt resizes automatically), "
+                                     "or use the matching tokenizer") -> None:
+    """No token id may lie beyond the embedding matrix."""
+    if n_tokens > rows:
+        raise ZhllamaError(f"{name} has {n_tokens:,} tokens but {model_name} has {rows:,} embedding rows", hint)
+
+
+# --- LoRA adapters -------------------------------------------------------------------------
+def read_adapter_config(adapter: Path) -> dict:
+    from ..io import read_json
+
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise ZhllamaError(f"{adapter} is not a LoRA adapter (no adapter_config.json)",
+                           "give a folder written by `zhllama train` (its final/ folder)")
+    cfg = read_json(path, "the adapter folder is damaged; re-run training")
+    if cfg.get("peft_type") != "LORA":
+        raise ZhllamaError(f"{adapter} is a {cfg.get('peft_type')} adapter, not LoRA", "only LoRA adapters are supported")
+    return cfg
+
+
+def adapter_embedding_rows(shapes: dict[str, tuple]) -> int | None:
+    """Vocabulary rows a saved adapter carries in full (modules_to_save embed_tokens / lm_head)."""
+    rows = {shape[0] for key, shape in shapes.items()
+            if key.endswith(("embed_tokens.weight", "lm_head.weight")) and ".lora_" not in key}
+    if len(rows) > 1:
+        raise ZhllamaError(f"the adapter's embed_tokens and lm_head have different row counts {sorted(rows)}",
+                           "the adapter is damaged; re-run training")
+    return rows.pop() if rows else None
+
+
+def fit_vocabulary(model, adapter: Path, shapes: dict[str, tuple]) -> None:
+    """Grow the model to the adapter's vocabulary (resized or padded rows), or refuse when they cannot match."""
+    from ..meta import read_meta
+
+    rows = embedding_rows(model)
+    carried = adapter_embedding_rows(shapes)
+    trained_with = read_meta(adapter).vocab_size
+    if carried is None:
+        if trained_with and trained_with != rows:
+            raise ZhllamaError(
+                f"{adapter} was trained with {trained_with:,} embedding rows but holds no embedding weights, and the "
+                f"model it is applied to has {rows:,}",
+                "apply it to the (resized) model it was trained on, or retrain with modules_to_save: [embed_tokens, lm_head]")
+        return
+    if carried < rows:
         raise ZhllamaError(
-            f"{where}: tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows",
-            "resize the model to the tokenizer first (zhllama train pt resizes automatically), or use the matching tokenizer")
+            f"{adapter} has a {carried:,}-row vocabulary but the model it is applied to already has {rows:,} rows",
+            "check the base model and the order of --lora (the adapter with the smaller vocabulary goes first)")
+    if carried > rows:
+        log.info("growing the vocabulary %d -> %d rows for %s", rows, carried, adapter)
+        model.resize_token_embeddings(carried, mean_resizing=False)  # rows are replaced by the adapter's
 
 
+def check_adapter_fits(model, shapes: dict[str, tuple], adapter: Path) -> None:
+    """Every tensor of the adapter must belong to a layer of ``model`` with matching sizes."""
+    hint = "apply the adapter to the base model it was trained from (see its adapter_config.json)"
+    for key, shape in shapes.items():
+        name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+        module_name, kind = _module_and_kind(name)
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            raise ZhllamaError(f"{adapter} does not fit the base model: it has weights for '{module_name}', "
+                               "which the base model does not have", hint) from None
+        expected = _expected_shape(module, kind, shape)
+        if expected is not None and tuple(expected) != tuple(shape):
+            raise ZhllamaError(f"{adapter} does not fit the base model: '{name}' is {list(shape)} in the adapter "
+                               f"but the base model's layer needs {list(expected)}", hint)
+
+
+def _module_and_kind(name: str) -> tuple[str, str]:
+    for kind in ("lora_A", "lora_B"):
+        marker = f".{kind}."
+        if marker in name:
+            return name.split(marker)[0], kind
+    return name.rsplit(".", 1)[0], "full"
+
+
+def _expected_shape(module, kind: str, shape: tuple):
+    weight = getattr(module, "weight", None)
+    if weight is None:
+        return None
+    out_features, in_features = weight.shape[0], weight.shape[-1]
+    if kind == "lora_A":
+        return (shape[0], in_features)
+    if kind == "lora_B":
+        return (out_features, shape[-1])
+    return tuple(weight.shape)
+
+
+def apply_adapter(model, adapter: str | Path, merge: bool = False):
+    """Check ``adapter`` against ``model``, grow the vocabulary to it and apply it with peft.
+
+    ``merge`` folds it into the weights (returns a plain model); otherwise a ``PeftModel``.
+    """
+    from peft import PeftModel
+
+    from ..train.lora import read_adapter_shapes
+
+    adapter = Path(adapter)
+    read_adapter_config(adapter)
+    shapes = read_adapter_shapes(adapter)
+    fit_vocabulary(model, adapter, shapes)
+    check_adapter_fits(model, shapes, adapter)
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    return peft_model.merge_and_unload() if merge else peft_model
+
+
+# --- everything together -------------------------------------------------------------------
 def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: str | None = "auto",
                device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False):
     """Return ``(model, tokenizer)`` in eval mode on ``device``.
 
-    ``lora`` is an adapter folder (or a list, applied in order) loaded with peft on top of the
-    base; ``merge_lora`` folds it into the weights for faster inference.
+    ``lora`` is an adapter folder (or a list, applied in order: all but the last are merged) put on
+    top of the base; ``merge_lora`` folds the last one in too, for faster inference.  The tokenizer
+    is ``tokenizer``, else the last adapter's, else the model's; it must extend the model's own.
     """
-    from transformers import AutoModelForCausalLM
-
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    src = check_model_dir(path) if is_local(path) else str(path)
-    tok_src = tokenizer or (lora[-1] if isinstance(lora, list) and lora else lora) or src
-    if lora and not (Path(tok_src) / "tokenizer.json").exists():
-        tok_src = tokenizer or src
+    src = model_source(path)
+    adapters = [Path(a) for a in ([lora] if isinstance(lora, (str, Path)) else (lora or []))]
+    for a in adapters:
+        read_adapter_config(a)  # before any weights are read
+    tok_src = str(tokenizer) if tokenizer else tokenizer_source(src, adapters)
     tok = load_tokenizer(tok_src)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch_dtype)
-    except OSError as e:
-        raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
-    for adapter in ([lora] if isinstance(lora, (str, Path)) else (lora or [])):
-        model = _apply_lora(model, adapter, tok, merge_lora)
-    check_vocab(model, tok, str(src))
+    if tok_src != src:
+        base_tok = load_base_tokenizer(src)
+        if base_tok is not None:
+            check_tokenizer_extends_base(tok, base_tok, f"the tokenizer in {tok_src}", f"the model's tokenizer ({src})")
+    model = load_causal_lm(src, torch_dtype)
+    for i, adapter in enumerate(adapters):
+        model = apply_adapter(model, adapter, merge=merge_lora or i < len(adapters) - 1)
+    check_tokenizer_fits(len(tok), embedding_rows(model), f"the tokenizer in {tok_src}", str(src))
     model.to(device)
     model.eval()
     return model, tok
-
-
-def _apply_lora(model, adapter: str | Path, tokenizer, merge: bool):
-    from peft import PeftModel
-
-    a = Path(adapter)
-    if not (a / "adapter_config.json").is_file():
-        raise ZhllamaError(f"{a} is not a LoRA adapter (no adapter_config.json)", "give a folder written by `zhllama train`")
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    model = PeftModel.from_pretrained(model, str(a))
-    return model.merge_and_unload() if merge else model
-
-
-META_FILE = "zhllama.json"
-
-
-def read_model_meta(path: str | Path) -> dict:
-    """zhllama's notes about a model folder (e.g. ``{"template": "llama2-zh"}``), or {}."""
-    from ..io import read_json
-
-    p = Path(path) / META_FILE
-    if not p.is_file():
-        return {}
-    return read_json(p, "delete it or fix it")
-
-
-def write_model_meta(path: str | Path, **fields) -> None:
-    """Record facts later stages need (the chat template an SFT model was trained with, ...)."""
-    from ..io import write_json_atomic
-
-    meta = read_model_meta(path)
-    meta.update(fields)
-    write_json_atomic(Path(path) / META_FILE, meta)

@@ -21,22 +21,6 @@ INITS = ("subword-mean", "mean", "random")
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
-def check_extension(new_tokenizer, base_tokenizer) -> None:
-    """The new tokenizer must keep the base's pieces, in order, as its first ids."""
-    n_base, n_new = len(base_tokenizer), len(new_tokenizer)
-    if n_new < n_base:
-        raise ZhllamaError(f"the new tokenizer has {n_new} tokens, fewer than the base tokenizer's {n_base}",
-                           "give the extended tokenizer (zhllama tokenizer merge output) as the new one")
-    base = base_tokenizer.convert_ids_to_tokens(list(range(n_base)))
-    new = new_tokenizer.convert_ids_to_tokens(list(range(n_base)))
-    for i, (a, b) in enumerate(zip(base, new)):
-        if a != b:
-            raise ZhllamaError(
-                f"the tokenizer is not an extension of the model's tokenizer: id {i} is {b!r} but the base has {a!r}",
-                "use the tokenizer written by `zhllama tokenizer merge` from this model's own tokenizer "
-                "(a LLaMA model with another model's tokenizer gives garbage)")
-
-
 def base_piece_ids(piece: str, new_tokenizer, base_tokenizer) -> list[int]:
     """The base ids that ``piece`` (a new token) splits into, unknown pieces excluded.
 
@@ -92,11 +76,12 @@ def resize_embeddings(model, new_tokenizer, base_tokenizer, init: str = "subword
 
     if init not in INITS:
         raise ZhllamaError(f"unknown embedding init '{init}'", f"choose one of: {', '.join(INITS)}")
-    check_extension(new_tokenizer, base_tokenizer)
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    if len(base_tokenizer) > old_rows:
-        raise ZhllamaError(f"the base tokenizer has {len(base_tokenizer)} tokens but the model has only {old_rows} embedding rows",
-                           "give the tokenizer the base model was trained with as the base tokenizer")
+    from .load import check_tokenizer_extends_base, check_tokenizer_fits, embedding_rows
+
+    check_tokenizer_extends_base(new_tokenizer, base_tokenizer, "the new tokenizer", "the base tokenizer")
+    old_rows = embedding_rows(model)
+    check_tokenizer_fits(len(base_tokenizer), old_rows, "the base tokenizer", "the model",
+                         "give the tokenizer the base model was trained with as the base tokenizer")
     n_tokens = len(new_tokenizer)
     new_rows = _target_rows(n_tokens, old_rows, pad_to_multiple_of)
     report = {"old_rows": old_rows, "new_rows": new_rows, "tokens": n_tokens, "init": init,

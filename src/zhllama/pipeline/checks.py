@@ -44,7 +44,7 @@ def embedding_rows(model_dir: Path) -> int | None:
 
 def check_vocabularies(recipe: Recipe, where: str) -> None:
     """Base tokenizer vs base embeddings, and a given tokenizer vs the base tokenizer."""
-    from .stages import load_any_tokenizer
+    from ..model.load import check_tokenizer_extends_base, check_tokenizer_fits, load_tokenizer
 
     if not recipe.base_model:
         return
@@ -53,21 +53,13 @@ def check_vocabularies(recipe: Recipe, where: str) -> None:
     if not (model_dir.is_dir() and base_tok_dir.is_dir()):
         return  # a hub id: checked when the stage loads it
     rows = embedding_rows(model_dir)
-    base_tok = load_any_tokenizer(base_tok_dir)
-    if rows is not None and len(base_tok) > rows:
-        raise ZhllamaError(f"{where}: the base tokenizer ({base_tok_dir}) has {len(base_tok):,} tokens but the base model "
-                           f"({model_dir}) has {rows:,} embedding rows",
-                           "give the tokenizer the base model was trained with as base_tokenizer")
+    base_tok = load_tokenizer(base_tok_dir)
+    if rows is not None:
+        check_tokenizer_fits(len(base_tok), rows, f"{where}: the base tokenizer ({base_tok_dir})",
+                             f"the base model ({model_dir})", "give the tokenizer the base model was trained with as base_tokenizer")
     t = recipe.tokenizer
     if t is not None and t.path:
-        new = load_any_tokenizer(Path(recipe.resolve(t.path)))
-        if "resize" not in recipe.enabled() and rows is not None and len(new) > rows and not (recipe.pt or recipe.sft):
-            raise ZhllamaError(f"{where}: tokenizer.path has {len(new):,} tokens but the base model has {rows:,} embedding rows",
-                               "add a resize stage")
-        from ..model.resize import check_extension
-
-        try:
-            check_extension(new, base_tok)
-        except ZhllamaError as e:
-            raise ZhllamaError(f"{where}: tokenizer.path {t.path} does not extend the base tokenizer: {e.message}",
-                               "give the tokenizer merged from this base model's tokenizer (zhllama tokenizer merge)") from None
+        new = load_tokenizer(Path(recipe.resolve(t.path)))
+        if "resize" not in recipe.enabled() and rows is not None and not (recipe.pt or recipe.sft):
+            check_tokenizer_fits(len(new), rows, f"{where}: tokenizer.path", "the base model", "add a resize stage")
+        check_tokenizer_extends_base(new, base_tok, f"{where}: tokenizer.path {t.path}", "the base tokenizer")

@@ -39,6 +39,7 @@ def evaluate_models(ctx: StageRun) -> dict:
         raise ZhllamaError(f"eval.tasks: no records with 'task', 'choices' and an 'output' among the choices in {ctx.inputs['tasks']}",
                            "use builtin:tasks?split=heldout or records in that form")
     models = {k.split(":", 1)[1]: v for k, v in ctx.inputs.items() if k.startswith("model:")}
+    template = final_template(s)
     report: dict = {"bits_per_char": {}, "accuracy": {}, "examples": len(held)}
     for label, path in models.items():
         model, tok = load_model(path, device="cpu")
@@ -47,9 +48,9 @@ def evaluate_models(ctx: StageRun) -> dict:
             report["bits_per_char"][label] = round(bits_per_char(model, tok, texts, context), 4)
         if held and path in (s["before_sft"], s["final"]):
             key = "after_sft" if path == s["final"] else "before_sft"
-            report["accuracy"][key] = task_accuracy(model, tok, s["template"], held)
+            report["accuracy"][key] = task_accuracy(model, tok, template, held)
         if path == s["final"] and s["question"]:
-            report["answer"] = {"question": s["question"], "text": answer(model, tok, s["template"], s["question"])}
+            report["answer"] = {"question": s["question"], "text": answer(model, tok, template, s["question"])}
         del model
     if held:
         train = [r for k, v in ctx.inputs.items() if k.startswith("sft_train[") for r in load_records(v, "sft.train_files")]
@@ -59,6 +60,16 @@ def evaluate_models(ctx: StageRun) -> dict:
 
     write_json_atomic(ctx.out / "eval.json", report)
     return report
+
+
+def final_template(settings: dict) -> str:
+    """The template the final model records in its zhllama.json (the one it was tuned with), else the
+    pipeline's; the model before instruction tuning is asked in the same format, for a fair comparison."""
+    from ..meta import read_meta
+
+    if settings.get("before_sft") is None:
+        return settings["template"]
+    return read_meta(settings["final"]).template or settings["template"]
 
 
 def answer(model, tokenizer, template: str, question: str) -> str:

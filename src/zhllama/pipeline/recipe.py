@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import from_dict, read_yaml
 from ..errors import ZhllamaError
+from ..model.load import is_hub_id
 
 STAGES = ("base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export")
 
@@ -99,7 +100,7 @@ class Recipe:
 
     def resolve(self, path: str, hub_ok: bool = False) -> str:
         """A recipe path made absolute against the recipe's folder (builtin: and, for models, hub ids stay as given)."""
-        if path.startswith("builtin:") or (hub_ok and _looks_like_hub_id(path, self.root)):
+        if path.startswith("builtin:") or (hub_ok and is_hub_id(path, self.root)):
             return path
         p = Path(path).expanduser()
         return str(p if p.is_absolute() else (self.root / p).resolve())
@@ -108,12 +109,6 @@ class Recipe:
     def run_path(self) -> Path:
         """The run folder; relative to the current directory (like a training output_dir)."""
         return Path(self.run_dir).expanduser().resolve()
-
-
-def _looks_like_hub_id(path: str, root: Path) -> bool:
-    """``meta-llama/Llama-2-7b-hf``: one slash, not a path that exists here."""
-    return (path.count("/") == 1 and not path.startswith((".", "/", "~"))
-            and not (root / path).exists() and not Path(path).exists())
 
 
 def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) -> Recipe:

@@ -219,38 +219,22 @@ def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
         copy_tokenizer_files(p, dst)
 
 
-def load_any_tokenizer(path: str | Path):
-    """A Hugging Face tokenizer folder, or a bare SentencePiece model (converted in a temp folder)."""
-    import tempfile
-
-    from ..tokenizer.hf import load_hf_tokenizer
-
-    p = Path(path)
-    if p.is_dir() and (p / "tokenizer.json").is_file():
-        return load_hf_tokenizer(p)
-    if not p.exists():
-        return load_hf_tokenizer(path)  # a hub id
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer_folder(p, Path(tmp))
-        return load_hf_tokenizer(tmp)
-
-
 def run_resize(ctx: StageRun) -> dict:
-    from transformers import AutoModelForCausalLM
-
     from ..io import atomic_dir
-    from ..model.load import check_model_dir, is_local, write_model_meta
+    from ..meta import write_meta
+    from ..model.load import load_causal_lm, load_tokenizer
     from ..model.resize import resize_embeddings
-    from ..tokenizer.hf import copy_tokenizer_files, load_hf_tokenizer
+    from ..tokenizer.hf import copy_tokenizer_files
 
-    src = ctx.inputs["model"]
-    model = AutoModelForCausalLM.from_pretrained(str(check_model_dir(src)) if is_local(src) else src, dtype="auto")
-    report = resize_embeddings(model, load_hf_tokenizer(ctx.inputs["tokenizer"]), load_any_tokenizer(ctx.inputs["base_tokenizer"]),
+    src, tokenizer = ctx.inputs["model"], load_tokenizer(ctx.inputs["tokenizer"])
+    model = load_causal_lm(src)
+    report = resize_embeddings(model, tokenizer, load_tokenizer(ctx.inputs["base_tokenizer"]),
                                init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
     with atomic_dir(ctx.out, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
-        write_model_meta(tmp, stage="resize", base_model=src)
+        write_meta(tmp, stage="resize", base_model=src, tokenizer_size=len(tokenizer), vocab_size=report["new_rows"],
+                   pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
     return report
 
 
@@ -284,11 +268,10 @@ def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings
 
 
 def run_merge(ctx: StageRun) -> dict:
-    from ..model.load import write_model_meta
     from ..train import merge_adapters
 
-    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True)
-    write_model_meta(ctx.out, template=ctx.settings["template"])
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True,
+                   template=ctx.settings["template"])
     return {"parameters": parameter_count(ctx.out)}
 
 
@@ -328,7 +311,9 @@ def training_metrics(train_dir: Path) -> dict:
 
 
 def vocab_size(tokenizer_dir: str | Path) -> int:
-    return len(load_any_tokenizer(tokenizer_dir))
+    from ..model.load import load_tokenizer
+
+    return len(load_tokenizer(tokenizer_dir))
 
 
 def chinese_cpt(tokenizers: dict[str, str], text: list[str]) -> dict[str, float]:

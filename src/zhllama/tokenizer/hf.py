@@ -1,6 +1,6 @@
 """Exact Hugging Face tokenizer files for a SentencePiece model.
 
-``AutoTokenizer.from_pretrained(folder)`` must give exactly the ids SentencePiece gives, or
+Loading the folder with transformers' ``AutoTokenizer`` must give exactly the ids SentencePiece gives, or
 training, inference and GGUF export silently disagree.  The stock conversion in transformers does
 not (checked with 5.23): it ranks BPE merges by piece *id* while SentencePiece ranks them by piece
 *score* (LLaMA's whitespace-run pieces such as ``▁▁`` have low ids but score -1e9), and its
@@ -20,14 +20,13 @@ The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers lo
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
 
 from ..errors import ZhllamaError
-from ..io import write_json_atomic
+from ..io import atomic_file, write_json_atomic
 from . import spm as S
 
 
@@ -111,7 +110,7 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
                        model_max_length: int | None = None, chat_template: str | None = None) -> Path:
     """Write ``tokenizer.model`` + ``tokenizer.json`` + configs into ``out_dir`` (created if needed).
 
-    The folder loads with ``AutoTokenizer.from_pretrained`` and keeps ``tokenizer.model`` for
+    The folder loads with transformers' ``AutoTokenizer`` and keeps ``tokenizer.model`` for
     tools that read SentencePiece (llama.cpp's converter, GGUF export).
     """
     src = S.resolve_sp_model(sp_model)
@@ -121,9 +120,8 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
     if src.resolve() != (out / "tokenizer.model").resolve():
         shutil.copyfile(src, out / "tokenizer.model")
     tok = build_tokenizer(proto, add_bos=add_bos, add_eos=add_eos)
-    tmp = out / ".tokenizer.json.tmp"
-    tok.save(str(tmp))
-    tmp.replace(out / "tokenizer.json")
+    with atomic_file(out / "tokenizer.json") as tmp:
+        tok.save(str(tmp))
     pieces = {p.piece for p in proto.pieces}
     names = {"bos_token": proto.trainer_spec.bos_id, "eos_token": proto.trainer_spec.eos_id,
              "unk_token": proto.trainer_spec.unk_id}
@@ -150,18 +148,10 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
 
 
 def load_hf_tokenizer(path: str | Path):
-    """``AutoTokenizer.from_pretrained`` with a clear error when the folder is not a tokenizer."""
-    from transformers import AutoTokenizer
+    """Kept for callers of earlier versions: :func:`zhllama.model.load.load_tokenizer`."""
+    from ..model.load import load_tokenizer
 
-    p = Path(path)
-    if p.is_dir() and not (p / "tokenizer.json").exists() and (p / "tokenizer.model").exists():
-        raise ZhllamaError(f"{p} has tokenizer.model but no tokenizer.json",
-                           f"run: zhllama tokenizer merge/convert, or write_hf_tokenizer('{p}/tokenizer.model', '{p}')")
-    try:
-        return AutoTokenizer.from_pretrained(str(p))
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise ZhllamaError(f"cannot load a tokenizer from {p}: {str(e).splitlines()[0]}",
-                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
+    return load_tokenizer(path)
 
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -32,9 +32,9 @@ class SpTokenizer:
 
 class HfTokenizer:
     def __init__(self, path: Path):
-        from .hf import load_hf_tokenizer
+        from ..model.load import load_tokenizer
 
-        self.tok = load_hf_tokenizer(path)
+        self.tok = load_tokenizer(path)
         self.vocab_size = len(self.tok)
         self.unk_id = self.tok.unk_token_id
 

@@ -18,10 +18,11 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     return _train(cfg, stage, callbacks)
 
 
-def merge_adapters(base, loras, out, dtype: str = "auto", max_shard_size: str = "2GB", overwrite: bool = False):
+def merge_adapters(base, loras, out, dtype: str = "auto", max_shard_size: str = "2GB", overwrite: bool = False,
+                   template: str | None = None):
     from .merge import merge_adapters as _merge
 
-    return _merge(base, loras, out, dtype=dtype, max_shard_size=max_shard_size, overwrite=overwrite)
+    return _merge(base, loras, out, dtype=dtype, max_shard_size=max_shard_size, overwrite=overwrite, template=template)
 
 
 __all__ = ["TrainConfig", "train", "merge_adapters"]

@@ -11,54 +11,8 @@ import logging
 from pathlib import Path
 
 from ..errors import ZhllamaError
-from ..model.load import check_model_dir, is_local, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-
-def model_source(path: str) -> str:
-    """A checked local folder or a hub id, as a string for ``from_pretrained``."""
-    return str(check_model_dir(path)) if is_local(path) else path
-
-
-def load_base_tokenizer(model_src: str):
-    """The tokenizer that ships with the model, or None when the folder has none."""
-    local = Path(model_src)
-    if local.is_dir() and not (local / "tokenizer.json").exists() and not (local / "tokenizer_config.json").exists():
-        return None
-    try:
-        return load_tokenizer(model_src)
-    except ZhllamaError:
-        if local.is_dir():
-            return None
-        raise
-
-
-def first_difference(tokenizer, base_tokenizer) -> int | None:
-    """The first id where the two vocabularies disagree (over the base's ids), or None."""
-    n = min(len(tokenizer), len(base_tokenizer))
-    ours = tokenizer.convert_ids_to_tokens(list(range(n)))
-    theirs = base_tokenizer.convert_ids_to_tokens(list(range(n)))
-    for i, (a, b) in enumerate(zip(ours, theirs)):
-        if a != b:
-            return i
-    return None
-
-
-def check_tokenizer_extends_base(tokenizer, base_tokenizer, tok_src: str, model_src: str) -> None:
-    """The training tokenizer must keep every base id and may only add tokens after them."""
-    if len(tokenizer) < len(base_tokenizer):
-        raise ZhllamaError(
-            f"tokenizer {tok_src} has {len(tokenizer):,} tokens but the model's own tokenizer in {model_src} has "
-            f"{len(base_tokenizer):,}: the model was trained with a larger vocabulary",
-            "drop --tokenizer to use the model's tokenizer, or give the tokenizer the model was trained with")
-    diff = first_difference(tokenizer, base_tokenizer)
-    if diff is not None:
-        ours, theirs = tokenizer.convert_ids_to_tokens(diff), base_tokenizer.convert_ids_to_tokens(diff)
-        raise ZhllamaError(
-            f"tokenizer {tok_src} does not extend the model's tokenizer: id {diff} is {ours!r} there but "
-            f"{theirs!r} in {model_src}",
-            "build it with `zhllama tokenizer merge` on the base model's tokenizer.model (new pieces go after the old ones)")
 
 
 def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str = "subword-mean",
@@ -69,7 +23,7 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
     ``lm_head`` are resized and the new rows initialised from the base model
     (:func:`zhllama.model.resize.resize_embeddings`).
     """
-    from transformers import AutoModelForCausalLM
+    from ..model.load import check_tokenizer_extends_base, load_base_tokenizer, load_causal_lm, load_tokenizer, model_source
 
     model_src = model_source(model)
     base_tok = load_base_tokenizer(model_src)
@@ -78,18 +32,17 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
     if tok is None:
         raise ZhllamaError(f"{model_src} has no tokenizer files", "pass --tokenizer DIR")
     if base_tok is not None and tokenizer:
-        check_tokenizer_extends_base(tok, base_tok, tok_src, model_src)
-    try:
-        net = AutoModelForCausalLM.from_pretrained(model_src, dtype=dtype)
-    except OSError as e:
-        raise ZhllamaError(f"cannot load model {model_src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
+        check_tokenizer_extends_base(tok, base_tok, f"tokenizer {tok_src}", f"the model's tokenizer ({model_src})")
+    net = load_causal_lm(model_src, dtype)
     report = fit_embeddings(net, tok, base_tok, model_src, tok_src, resize_init, pad_vocab_to_multiple_of)
     return net, tok, tok_src, report
 
 
 def fit_embeddings(net, tok, base_tok, model_src: str, tok_src: str, init: str, pad_to: int | None) -> dict:
     """Resize the embeddings to the tokenizer when it is larger (or rows must be padded)."""
-    rows = net.get_input_embeddings().weight.shape[0]
+    from ..model.load import embedding_rows
+
+    rows = embedding_rows(net)
     report = {"tokenizer": tok_src, "tokenizer_size": len(tok), "embedding_rows_before": rows, "resized": False}
     needs_pad = bool(pad_to) and rows % pad_to != 0
     if len(tok) <= rows and not needs_pad:

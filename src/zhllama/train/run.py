@@ -168,7 +168,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
     (``zhllama.io.atomic_dir`` picks a random temp name per process; under ZeRO-3 all ranks must
     take part in gathering the weights into the same folder, so the name is fixed here.)
     """
-    from ..model.load import write_model_meta
+    from ..meta import write_meta
     from .lora import verify_saved_adapter
     from .prepare import save_tokenizer
     from .report import write_run_outputs
@@ -184,11 +184,8 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
         if not cfg.full:
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
-        meta = {"stage": stage, "base_model": cfg.model, "lora": not cfg.full,
-                "vocab_size": vocab["embedding_rows"], "tokenizer_size": len(tok)}
-        if stage == "sft":
-            meta["template"] = cfg.template
-        write_model_meta(tmp, **meta)
+        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage == "sft" else None,
+                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of)
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
             shutil.rmtree(final)
