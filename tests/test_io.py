@@ -53,3 +53,18 @@ def test_read_json_names_file_and_line(tmp_path):
     assert e.value.hint == "re-save it"
     p.write_text('{"a": [1, 2]}')
     assert read_json(p, "x") == {"a": [1, 2]}
+
+
+def test_atomic_file_replaces_only_when_complete(tmp_path):
+    from zhllama.io import atomic_file
+
+    out = tmp_path / "m.bin"
+    out.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(out, suffix=".partial") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]
+    with atomic_file(out) as tmp:
+        tmp.write_text("new")
+    assert out.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["m.bin"]

@@ -51,3 +51,80 @@ def test_generate_cli_with_padded_adapter(tiny_model_dir, padded_adapter, tmp_pa
     assert proc.returncode == 0, proc.stderr
     (row,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert row["prompt"] == "中国" and "output" in row
+
+
+def test_adapter_for_another_architecture_is_a_one_line_error(tiny_tokenizer_dir, padded_adapter, tmp_path):
+    from zhllama.infer.engine import Engine
+    from zhllama.model.init import InitConfig, init_model
+
+    other = init_model(InitConfig(tokenizer=str(tiny_tokenizer_dir), out=str(tmp_path / "other"), hidden_size=32,
+                                  layers=2, heads=4, intermediate_size=64, max_position=128))
+    with pytest.raises(ZhllamaError, match="does not fit the base model"):
+        Engine.load(other, lora=padded_adapter, device="cpu")
+
+
+def test_every_kind_of_tokenizer_gives_the_same_ids(tiny_tokenizer_dir, tiny_sp_model, tmp_path):
+    import shutil
+
+    from zhllama.model.load import load_tokenizer
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copyfile(tiny_sp_model, bare / "tokenizer.model")
+    text = "中国的首都是北京。 Return  the value of x<s>"
+    ids = load_tokenizer(tiny_tokenizer_dir)(text)["input_ids"]
+    assert load_tokenizer(tiny_sp_model)(text)["input_ids"] == ids  # a .model file
+    assert load_tokenizer(bare)(text)["input_ids"] == ids  # a folder with tokenizer.model only
+    (bare / "tokenizer_config.json").write_text(json.dumps({"add_eos_token": True}), encoding="utf-8")
+    assert load_tokenizer(bare)(text)["input_ids"] == ids + [2]  # its tokenizer_config.json settings are kept
+
+
+def test_tokenizer_errors_are_one_line(tmp_path):
+    from zhllama.model.load import load_tokenizer
+
+    with pytest.raises(ZhllamaError, match="tokenizer not found"):
+        load_tokenizer(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZhllamaError, match="cannot load a tokenizer"):
+        load_tokenizer(tmp_path / "empty")
+    with pytest.raises(ZhllamaError, match="cannot load a tokenizer from nobody/no-such-model"):
+        load_tokenizer("nobody/no-such-model")  # a hub id, offline in the tests
+
+
+def test_hub_ids_and_local_paths(tmp_path, monkeypatch):
+    from zhllama.model.load import is_hub_id, is_local
+
+    monkeypatch.chdir(tmp_path)
+    assert is_hub_id("meta-llama/Llama-2-7b-hf") and not is_local("meta-llama/Llama-2-7b-hf")
+    for path in ("./a/b", "/a/b", "~/a", "model", "runs/pt/model"):
+        assert not is_hub_id(path) and is_local(path), path
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert not is_hub_id("org/name")  # exists here
+    assert is_hub_id("other/name", root=tmp_path / "x") and is_hub_id("name/x", root=tmp_path / "org")
+    (tmp_path / "org" / "name" / "x").mkdir()
+    assert not is_hub_id("name/x", root=tmp_path / "org")  # exists under the recipe's folder
+
+
+def test_one_extension_check(tiny_tokenizer, mistral_sp_model):
+    from zhllama.model.load import check_tokenizer_extends_base, load_tokenizer
+
+    other = load_tokenizer(mistral_sp_model)
+    check_tokenizer_extends_base(tiny_tokenizer, tiny_tokenizer)
+    with pytest.raises(ZhllamaError, match=r"the tokenizer does not extend the model's tokenizer: it has 1,200 tokens, "
+                                           r"the model's tokenizer has 32,000") as e:
+        check_tokenizer_extends_base(tiny_tokenizer, other)
+    assert "zhllama tokenizer merge" in e.value.hint
+    with pytest.raises(ZhllamaError, match=r"tokenizer X does not extend the base tokenizer: id \d+ is .* there but"):
+        check_tokenizer_extends_base(other, tiny_tokenizer, "tokenizer X", "the base tokenizer")
+
+
+def test_no_model_or_tokenizer_is_loaded_outside_the_loading_module():
+    from pathlib import Path
+
+    import zhllama
+
+    src = Path(zhllama.__file__).parent
+    sites = [f"{p.relative_to(src)}:{i}" for p in src.rglob("*.py") if p.name != "load.py" or p.parent.name != "model"
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if "from_pretrained(" in line]
+    assert sites == []
