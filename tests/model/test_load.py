@@ -111,7 +111,7 @@ def test_one_extension_check(tiny_tokenizer, mistral_sp_model):
     other = load_tokenizer(mistral_sp_model)
     check_tokenizer_extends_base(tiny_tokenizer, tiny_tokenizer)
     with pytest.raises(ZhllamaError, match=r"the tokenizer does not extend the model's tokenizer: it has 1,200 tokens, "
-                                           r"the model's tokenizer has 32,000") as e:
+                                           r"fewer than the 32,000 there") as e:
         check_tokenizer_extends_base(tiny_tokenizer, other)
     assert "zhllama tokenizer merge" in e.value.hint
     with pytest.raises(ZhllamaError, match=r"tokenizer X does not extend the base tokenizer: id \d+ is .* there but"):

@@ -59,5 +59,5 @@ def test_chinese_llama2_vocabulary_is_read_from_files(tmp_path, shared_data):
                                       intermediate_size=32, max_position=64))
     model, tok, _, report = load_for_training(str(model_dir), None, None)
     assert len(tok) == report["embedding_rows"] == 55296 and not report["resized"]
-    with pytest.raises(ZhllamaError, match="has 32,000 tokens but the model's own tokenizer .* has 55,296"):
+    with pytest.raises(ZhllamaError, match=r"does not extend the model's tokenizer .*: it has 32,000 tokens, fewer than the 55,296"):
         load_for_training(str(model_dir), str(llama2), None)

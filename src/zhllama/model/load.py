@@ -169,7 +169,7 @@ def check_tokenizer_extends_base(tokenizer, base_tokenizer, name: str = "the tok
     hint = ("give the tokenizer the model was trained with, or one built from it with `zhllama tokenizer merge` "
             "(new pieces go after the old ones; a model read with another model's tokenizer gives garbage)")
     if n < n_base:
-        raise ZhllamaError(f"{name} does not extend {base_name}: it has {n:,} tokens, {base_name} has {n_base:,}", hint)
+        raise ZhllamaError(f"{name} does not extend {base_name}: it has {n:,} tokens, fewer than the {n_base:,} there", hint)
     ours = tokenizer.convert_ids_to_tokens(list(range(n_base)))
     theirs = base_tokenizer.convert_ids_to_tokens(list(range(n_base)))
     for i, (a, b) in enumerate(zip(ours, theirs)):
