@@ -128,3 +128,22 @@ def test_no_model_or_tokenizer_is_loaded_outside_the_loading_module():
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
              if "from_pretrained(" in line]
     assert sites == []
+
+
+def test_padding_rows_are_never_generated(tiny_model_dir, padded_adapter):
+    from zhllama.infer.engine import Engine
+    from zhllama.infer.sampling import SamplingParams
+    from zhllama.model.load import load_model
+
+    model, tok = load_model(tiny_model_dir, lora=padded_adapter, merge_lora=True, device="cpu")
+    assert model.lm_head.weight.shape[0] == 1216 and len(tok) == 1200
+
+    def favour_padding(module, inputs, logits):
+        logits[..., len(tok):] += 1e4
+        return logits
+
+    model.lm_head.register_forward_hook(favour_padding)
+    engine = Engine(model, tok)
+    for params in (SamplingParams(max_new_tokens=6, temperature=0.0), SamplingParams(max_new_tokens=6, seed=1)):
+        (done,) = engine.generate([engine.text_prompt("中国")], params)
+        assert done.completion_tokens == 6 and max(done.token_ids) < len(tok)

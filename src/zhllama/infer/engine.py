@@ -227,9 +227,11 @@ class Engine:
                     return
 
     def _forward(self, ids, mask, positions, cache):
+        """Last-position logits over the tokenizer's ids only: padding rows (``pad_vocab_to_multiple_of``)
+        are no token and must never be generated."""
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                          use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :len(self.tokenizer)]
 
     def _advance(self, req: _Request, tok: int) -> tuple[str, str | None]:
         """Record one generated token; return (text to release, finish_reason or None)."""
