@@ -124,17 +124,16 @@ def _load_sentencepiece(p: Path):
     """Write the exact Hugging Face files for a SentencePiece model in a temp folder and load them.
 
     transformers' own conversion of ``tokenizer.model`` gives other ids (see zhllama.tokenizer.hf).
-    Settings of a ``tokenizer_config.json`` beside it (BOS/EOS, length, chat template) are kept.
+    In a folder, the settings of its ``tokenizer_config.json`` (BOS/EOS, length, chat template) are kept.
     """
     import tempfile
 
     from ..io import read_json
     from ..tokenizer.hf import write_hf_tokenizer
 
-    folder = p if p.is_dir() else p.parent
     config = {}
-    if (folder / "tokenizer_config.json").is_file():
-        config = read_json(folder / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
+    if p.is_dir() and (p / "tokenizer_config.json").is_file():
+        config = read_json(p / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
     keep = {"add_bos": config.get("add_bos_token", True), "add_eos": config.get("add_eos_token", False),
             "model_max_length": config.get("model_max_length"), "chat_template": config.get("chat_template")}
     with tempfile.TemporaryDirectory() as tmp:
