@@ -427,16 +427,30 @@ def test_the_docs_quote_errors():
     assert len(ERRORS) >= 3, [s.where for s in ERRORS]
 
 
+def raised_by_source(text: str, templates: list[re.Pattern]) -> bool:
+    """Whether ``text`` is a message the source can format, alone or as ``message (hint)``."""
+
+    def known(part: str) -> bool:
+        return any(t.fullmatch(part) for t in templates)
+
+    if known(text):
+        return True
+    splits = [i for i in range(len(text)) if text.startswith(" (", i)] if text.endswith(")") else []
+    return any(known(text[:i]) and known(text[i + 2 : -1]) for i in splits)
+
+
 @pytest.mark.parametrize("quote", ERRORS, ids=unique_ids(ERRORS))
 def test_quoted_error_exists_in_source(templates, quote):
-    assert any(t.match(quote.text) for t in templates), (
+    assert raised_by_source(quote.text, templates), (
         f"{quote.where}: the docs quote an error that nothing under src/ raises: {quote.text!r}"
     )
 
 
 def test_an_invented_error_is_caught(templates):
-    assert any(t.match("pt.yaml: unknown key 'lora_rnak' (did you mean 'lora_rank'?)") for t in templates)
-    assert not any(t.match("the tokenizer is not a proper extension of the model's tokenizer: id 3") for t in templates)
+    assert raised_by_source("pt.yaml: unknown key 'lora_rnak' (did you mean 'lora_rank'?)", templates)
+    assert not raised_by_source("pt.yaml: unknown key 'lora_rnak' (did you mean 'lora_rank'? or not)", templates)
+    assert not raised_by_source("output folder exists and holds checkpoints up to checkpoint-3: runs/pt", templates)
+    assert not raised_by_source("the tokenizer is not a proper extension of the model's tokenizer: id 3", templates)
 
 
 # --- (c) links resolve ---------------------------------------------------------------------------
