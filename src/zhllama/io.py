@@ -19,9 +19,11 @@ def _umask() -> int:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to a temp file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
+    from .checks import check_output_path, temp_prefix
+
+    path = check_output_path(path, "file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -44,11 +46,13 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     An interrupted stage therefore never leaves a folder that looks complete but is not.
     ``overwrite`` replaces an existing folder (after the new one is complete).
     """
+    from .checks import check_output_path, sweep_stale_temps, temp_prefix
     from .errors import check_output_dir
 
-    out = check_output_dir(out, overwrite)
+    out = check_output_dir(check_output_path(out, "folder"), overwrite)
+    sweep_stale_temps(out)  # what a killed earlier run left behind
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out), suffix=".partial"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the finished folder should be readable
     try:
         yield tmp
