@@ -116,8 +116,14 @@ class GenerateScorer:
 
 def open_results(out: Path, settings: McSettings, overwrite: bool) -> dict[tuple[str, str], dict]:
     """Check ``out`` belongs to this run (or start it) and return the predictions already made."""
-    out.mkdir(parents=True, exist_ok=True)
+    from ..checks import check_output_path
+
     run_file, pred_file = out / RUN_FILE, out / PREDICTIONS
+    check_output_path(out, "folder", "--out")
+    if out.is_dir() and any(out.iterdir()) and not run_file.is_file() and not overwrite:
+        raise ZhllamaError(f"--out {out} is a folder that holds no eval mc results ({RUN_FILE} missing)",
+                           "choose a new or empty folder, or pass --overwrite to write there anyway")
+    out.mkdir(parents=True, exist_ok=True)
     wanted = asdict(settings)
     if run_file.is_file() and not overwrite:
         try:
