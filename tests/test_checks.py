@@ -102,3 +102,26 @@ def test_atomic_dir_sweeps_a_killed_runs_partial(tmp_path):
         (tmp / "b").write_text("y")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
     assert [p.name for p in out.iterdir()] == ["b"]
+
+
+def test_busy_port_is_a_one_line_error():
+    import socket
+
+    from zhllama.checks import check_port_free
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ZhllamaError, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)  # free again once closed
+
+
+def test_gbk_recipe_is_named(tmp_path):
+    from zhllama.config import read_yaml
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes("name: 中文配方\n".encode("gbk"))
+    with pytest.raises(ZhllamaError, match=r"r\.yaml:1: not utf-8 text"):
+        read_yaml(recipe)

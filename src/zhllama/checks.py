@@ -7,6 +7,7 @@
   ``model.safetensors`` is named, instead of safetensors' "incomplete metadata" deep in a load);
 * :func:`read_text` — a text input decodes, or the error names the file, the byte offset and the
   encoding to try (GBK is common in Chinese corpora);
+* :func:`check_port_free` — a server's port can be bound (instead of uvicorn's multi-line error);
 * :func:`sweep_stale_temps` — temp files and folders that a killed run left beside an output
   (``.NAME.<pid>.*``) are removed when their process is gone.
 """
@@ -139,3 +140,23 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
             entry.unlink(missing_ok=True)
         removed.append(entry)
     return removed
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, as the server will, so a busy port is a one-line error before the model loads."""
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise ZhllamaError(f"--port {port} is not a TCP port", "use a number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ZhllamaError(f"--host {host}: cannot resolve it ({e.strerror})", "use an address such as 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT leftovers are fine
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise ZhllamaError(f"cannot listen on {host}:{port}: {e.strerror}",
+                               "choose another --port, or stop the program that uses it") from None
