@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config import from_dict, read_yaml
 from ..errors import ZhllamaError
 
@@ -119,7 +121,7 @@ def _looks_like_hub_id(path: str, root: Path) -> bool:
 def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) -> Recipe:
     """A :class:`Recipe` from a mapping, with the structural checks (no files touched)."""
     if not isinstance(data, dict):
-        raise ZhllamaError(f"{where}: expected a mapping of keys", "see recipes/ for examples")
+        raise ZhllamaError(f"{where}: expected a mapping of keys", "see the shipped ones: zhllama pipeline --list-recipes")
     # `merge:` with nothing under it means "run it with the defaults"
     data = {k: ({} if v is None and k in STAGES else v) for k, v in data.items()}
     recipe = from_dict(Recipe, data, where)
@@ -129,8 +131,17 @@ def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) ->
 
 
 def load_recipe(path: str | Path) -> Recipe:
+    """A recipe from a YAML file, or a shipped recipe by name (``chinese-llama2-7b``).
+
+    Relative paths in a file are relative to its folder; in a shipped recipe, to the current one.
+    """
+    from .shipped import is_shipped, shipped_recipe_text
+
     p = Path(path)
-    return parse_recipe(read_yaml(p), where=str(p), root=p.parent)
+    if not p.is_file() and p.parent == Path("."):
+        name = p.name.removesuffix(".yaml")
+        return parse_recipe(yaml.safe_load(shipped_recipe_text(name)), where=f"recipe {name}", root=Path.cwd())
+    return parse_recipe(read_yaml(p), where=str(p), root=Path.cwd() if is_shipped(p) else p.parent)
 
 
 # What each stage needs before it (a stage or a recipe key that supplies the same thing).

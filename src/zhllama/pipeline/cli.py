@@ -24,11 +24,12 @@ def _selection_args(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .pipeline.recipe import STAGES
+    from .recipe import STAGES
 
     p = sub.add_parser("pipeline", help="run a whole pipeline recipe (YAML), with caching and hand-off checks",
                        description=PIPELINE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    p.add_argument("recipe", nargs="?", help="recipe YAML file, or the name of a shipped recipe (see --list-recipes)")
+    p.add_argument("--list-recipes", action="store_true", help="list the shipped recipes (name and what each does) and exit")
     _selection_args(p, STAGES)
     p.add_argument("--check", action="store_true", help="only check the recipe and its hand-offs, and print the plan")
     p.set_defaults(func=_pipeline)
@@ -44,9 +45,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=_demo)
 
 
-def _pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import load_recipe, prepare, run_pipeline
+def _list_recipes() -> int:
+    from .shipped import TRAINING_CONFIGS, recipe_listing, recipes_folder, training_config_listing
 
+    recipes, configs = recipe_listing(), training_config_listing()
+    width = max(len(name) for name, _ in recipes + configs)
+    print("Pipeline recipes (zhllama pipeline NAME):")
+    for name, description in recipes:
+        print(f"  {name:{width}s}  {description}")
+    folder = recipes_folder()
+    print(f"Training configs (zhllama train pt|sft --config {folder / TRAINING_CONFIGS}/NAME.yaml):")
+    for name, description in configs:
+        print(f"  {name:{width}s}  {description}")
+    print(f"Files: {folder} (copy one to change it; `recipes/` in a clone of the repository)")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from ..errors import ZhllamaError
+    from . import load_recipe, prepare, run_pipeline
+
+    if args.list_recipes:
+        return _list_recipes()
+    if not args.recipe:
+        raise ZhllamaError("give a recipe: a YAML file or a shipped recipe's name", "zhllama pipeline --list-recipes")
     recipe = load_recipe(args.recipe)
     if args.run_dir:
         recipe.run_dir = args.run_dir
