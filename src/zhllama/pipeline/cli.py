@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 PIPELINE_HELP = """\
-Run a whole recipe: base -> tokenizer -> resize -> pt -> sft -> merge -> eval -> export (the
-stages whose sections the recipe has). Each stage writes RUN_DIR/STAGE/ with out/ and manifest.json
-(inputs and their sha256, settings, versions, metrics, time). A re-run skips every stage whose
-inputs and settings are unchanged, and resumes an interrupted training stage from its last
-checkpoint. Hand-offs (files, vocabulary vs embeddings, templates, training settings) are checked
-before anything runs. Ends with a summary table (RUN_DIR/summary.md) and loss curves
+Run a whole recipe (a YAML file, or a shipped recipe by name: see --list-recipes), stage by stage:
+  {stages}
+(the stages whose sections the recipe has). Each stage writes RUN_DIR/STAGE/ with out/ and
+manifest.json (inputs and their sha256, settings, versions, metrics, time). A re-run skips every
+stage whose inputs and settings are unchanged, and resumes an interrupted training stage from its
+last checkpoint. Hand-offs (files, vocabulary vs embeddings, templates, training settings) are
+checked before anything runs. Ends with a summary table (RUN_DIR/summary.md) and loss curves
 (RUN_DIR/loss_curves.png)."""
 
 
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     stages = tuple(STAGES)
     p = sub.add_parser("pipeline", help="run a whole pipeline recipe (YAML), with caching and hand-off checks",
-                       description=PIPELINE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=PIPELINE_HELP.format(stages=" -> ".join(stages)),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", nargs="?", help="recipe YAML file, or the name of a shipped recipe (see --list-recipes)")
     p.add_argument("--list-recipes", action="store_true", help="list the shipped recipes (name and what each does) and exit")
     _selection_args(p, stages)

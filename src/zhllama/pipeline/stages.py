@@ -7,7 +7,6 @@ that decide a stage's output go into its settings; files and folders it reads go
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import asdict
@@ -324,11 +323,12 @@ def move_into(src: Path, dst: Path) -> None:
 
 
 def training_metrics(train_dir: Path) -> dict:
-    """The numbers the summary shows, from the training stage's metrics.json."""
-    p = train_dir / "metrics.json"
-    if not p.is_file():
+    """The numbers the summary shows, from the training stage's report."""
+    from ..train.report import read_run_outputs
+
+    data = read_run_outputs(train_dir)
+    if data is None:
         return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
     m, curve = data.get("metrics", {}), data.get("loss_curve", {})
     keep = ("train_loss", "eval_loss", "train_runtime", "tokens_seen", "train_tokens_per_second")
     return {**{k: m[k] for k in keep if k in m}, "parameters": data.get("parameters"), "loss_curve": curve}
