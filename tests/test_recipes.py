@@ -67,6 +67,16 @@ def test_shipped_recipe_runs_by_name_with_paths_relative_to_the_current_folder(t
     assert f"train_files[0]={tmp_path / 'data/pt/chinese_corpus.txt'}" in out
 
 
+def test_a_file_of_that_name_wins_over_a_shipped_recipe_but_not_for_the_demo(tmp_path, monkeypatch):
+    from zhllama.pipeline import load_shipped_recipe
+    from zhllama.pipeline.demo import demo_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("name: mine\nbase_model: x/y\nexport: {}\n", encoding="utf-8")
+    assert load_recipe("demo").name == "mine"
+    assert load_shipped_recipe("demo").name == demo_recipe().name == "demo"
+
+
 def test_an_unknown_recipe_name_suggests_the_nearest_shipped_one(capsys):
     from zhllama.cli import main
 

@@ -16,7 +16,7 @@ from typing import Callable
 from ..io import write_json_atomic, write_text_atomic
 from .checks import check_plan
 from .manifest import read_manifest
-from .recipe import Recipe, load_recipe, parse_recipe
+from .recipe import Recipe, load_recipe, load_shipped_recipe, parse_recipe
 from .registry import STAGES, StageSpec
 from .runner import Outcome, run_stages, stage_dir
 from .stages import plan
@@ -64,4 +64,5 @@ def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = No
     return RunResult(recipe, outcomes, summary, png if png and png.exists() else None)
 
 
-__all__ = ["STAGES", "StageSpec", "Recipe", "RunResult", "load_recipe", "parse_recipe", "prepare", "run_pipeline"]
+__all__ = ["STAGES", "StageSpec", "Recipe", "RunResult", "load_recipe", "load_shipped_recipe", "parse_recipe", "prepare",
+           "run_pipeline"]

@@ -35,9 +35,9 @@ or copy the demo recipe (zhllama demo --print-recipe > my.yaml), replace its bas
 
 def demo_recipe(run_dir: str | None = None):
     """The demo recipe as a :class:`~zhllama.pipeline.recipe.Recipe` (paths relative to the current folder)."""
-    from .recipe import load_recipe
+    from .recipe import load_shipped_recipe
 
-    recipe = load_recipe("demo")
+    recipe = load_shipped_recipe("demo")
     if run_dir:
         recipe.run_dir = run_dir
     return recipe

@@ -136,13 +136,20 @@ def load_recipe(path: str | Path) -> Recipe:
 
     Relative paths in a file are relative to its folder; in a shipped recipe, to the current one.
     """
-    from .shipped import is_shipped, shipped_recipe_text
+    from .shipped import is_shipped
 
     p = Path(path)
     if not p.is_file() and p.parent == Path("."):
-        name = p.name.removesuffix(".yaml")
-        return parse_recipe(yaml.safe_load(shipped_recipe_text(name)), where=f"recipe {name}", root=Path.cwd())
+        return load_shipped_recipe(p.name)
     return parse_recipe(read_yaml(p), where=str(p), root=Path.cwd() if is_shipped(p) else p.parent)
+
+
+def load_shipped_recipe(name: str) -> Recipe:
+    """A recipe that ships with zhllama (``zhllama pipeline --list-recipes``), paths relative to the current folder."""
+    from .shipped import shipped_recipe_text
+
+    name = name.removesuffix(".yaml")
+    return parse_recipe(yaml.safe_load(shipped_recipe_text(name)), where=f"recipe {name}", root=Path.cwd())
 
 
 def check_stage_list(recipe: Recipe, where: str) -> None:
