@@ -1,10 +1,11 @@
 """The pipeline's stages, in pipeline order: one :class:`StageSpec` each.
 
 Adding a stage means: a section schema (a dataclass in :mod:`.recipe`, and the ``Recipe`` field
-of the same name), a plan function (what the stage reads and what it hands on, see
-:class:`~zhllama.pipeline.stages.Planner`), a run function that calls the owning stage's public
-Python API, and an entry here.  Recipe checks (names, order, needs), the plan and the CLI's
-``--from``/``--only`` choices all read this table.
+of the same name), a run function that calls the owning stage's public Python API, and an entry
+here.  A stage that changes what later stages receive (a new model, a tokenizer) also gives a plan
+function (a :class:`~zhllama.pipeline.stages.Planner` method); without one, the stage reads the
+model the stages before it produced and its settings are its section.  Recipe checks (names,
+order, needs), the plan and the CLI's ``--from``/``--only`` choices all read this table.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resi
 class StageSpec:
     """One stage of the pipeline.
 
-    ``section``: the schema its recipe section is checked against; ``needs``: what must come
-    before it, as (stage, recipe key) pairs where either one supplies the same thing (key ``None``:
-    only the stage will do); ``plan(planner, section) -> (inputs, settings)``; ``run(StageRun) ->
-    metrics``; ``default_section``: listed in ``stages:`` without a section, it runs with the
-    schema's defaults; ``resumable``: an interrupted run continues from its checkpoints.
+    ``section``: the schema its recipe section is checked against; ``run(StageRun) -> metrics``;
+    ``plan(planner, section) -> (inputs, settings)`` (default :meth:`Planner.plan_model_reader`);
+    ``needs``: what must come before it, as (stage, recipe key) pairs where either one supplies the
+    same thing (key ``None``: only the stage will do); ``default_section``: listed in ``stages:``
+    without a section, it runs with the schema's defaults; ``resumable``: an interrupted run
+    continues from its checkpoints.
     """
 
     section: type
-    plan: Callable[[Planner, Any], tuple[dict[str, str], dict[str, Any]]]
     run: Callable[[StageRun], dict]
+    plan: Callable[[Planner, Any], tuple[dict[str, str], dict[str, Any]]] = Planner.plan_model_reader
     needs: tuple[tuple[str, str | None], ...] = ()
     default_section: bool = False
     resumable: bool = False
@@ -41,14 +43,14 @@ class StageSpec:
 BASE_MODEL = ("base", "base_model")  # a stage that needs a model: the base stage builds one, or the recipe names one
 
 STAGES: dict[str, StageSpec] = {
-    "base": StageSpec(BaseSection, Planner.plan_base, run_base, resumable=True),
-    "tokenizer": StageSpec(TokenizerSection, Planner.plan_tokenizer, run_tokenizer, needs=(BASE_MODEL,)),
-    "resize": StageSpec(ResizeSection, Planner.plan_resize, run_resize, needs=(("tokenizer", None),),
+    "base": StageSpec(BaseSection, run_base, Planner.plan_base, resumable=True),
+    "tokenizer": StageSpec(TokenizerSection, run_tokenizer, Planner.plan_tokenizer, needs=(BASE_MODEL,)),
+    "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
                         default_section=True),
-    "pt": StageSpec(TrainConfig, Planner.plan_pt, partial(run_train, stage="pt"), needs=(BASE_MODEL,), resumable=True),
-    "sft": StageSpec(TrainConfig, Planner.plan_sft, partial(run_train, stage="sft"), needs=(BASE_MODEL,),
+    "pt": StageSpec(TrainConfig, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
+    "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
-    "merge": StageSpec(MergeSection, Planner.plan_merge, run_merge, needs=(("sft", None),), default_section=True),
-    "eval": StageSpec(EvalSection, Planner.plan_eval, run_eval, needs=(BASE_MODEL,)),
-    "export": StageSpec(ExportSection, Planner.plan_export, run_export, needs=(BASE_MODEL,)),
+    "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
+    "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
+    "export": StageSpec(ExportSection, run_export, Planner.plan_export, needs=(BASE_MODEL,)),
 }

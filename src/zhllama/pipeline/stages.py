@@ -154,7 +154,14 @@ class Planner:
         outtype = section.outtype
         if outtype not in OUTTYPES:
             raise ZhllamaError(f"export.outtype: '{outtype}' is not one of {list(OUTTYPES)}", "pick one of those")
-        return {"model": self.model}, {"outtype": outtype}
+        return self.plan_model_reader(section)
+
+    def plan_model_reader(self, section) -> Plan:
+        """The default plan: the stage reads the current model, its settings are its section, it hands on nothing."""
+        if self.model is None:
+            raise ZhllamaError("there is no model to read: the sft stage's LoRA adapter is not merged",
+                               "add a merge stage after sft")
+        return {"model": self.model}, asdict(section)
 
     def take_tokenizer(self) -> dict[str, str]:
         """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
