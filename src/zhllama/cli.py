@@ -25,7 +25,7 @@ STAGE_MODULES = [
     "zhllama.serve.cli",  # serve, webui
     "zhllama.eval.cli",  # eval ppl | mc | compare
     "zhllama.export.cli",  # export gguf
-    "zhllama.pipeline_cli",  # pipeline, demo
+    "zhllama.pipeline.cli",  # pipeline, demo
 ]
 
 
