@@ -41,6 +41,8 @@ class LogSession:
 
     def take_over(self, name: str) -> None:
         """Route one library's records to the log file and turn its bars off (again after its import)."""
+        if _session is not self:  # a late import hook firing after the command ended
+            return
         if name in _LIBRARIES and name in sys.modules:
             _LIBRARIES[name].configure()  # let it add its own handler now, so that it is taken off here
         self.saved[name] = _route(name, self.handler)
@@ -184,18 +186,24 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
     Commands import their libraries lazily, and transformers, datasets and huggingface_hub add
     their stderr handler and set up their progress bars when imported, after the command started.
+    (A spec found only to test availability, as transformers does, is never executed: the action
+    waits for the spec that is.)
     """
 
     def __init__(self, actions: dict[str, Callable[[], None]]):
         self.actions = dict(actions)
+        self._finding: set[str] = set()
 
     def find_spec(self, fullname, path=None, target=None):
-        action = self.actions.pop(fullname, None)
-        if action is None:
+        if fullname not in self.actions or fullname in self._finding:
             return None
-        spec = importlib.util.find_spec(fullname)  # the other finders: this one no longer knows the name
+        self._finding.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)  # what the other finders answer
+        finally:
+            self._finding.discard(fullname)
         if spec is not None and spec.loader is not None:
-            _run_after_exec(spec.loader, action)
+            _run_after_exec(spec.loader, lambda: self.actions.pop(fullname, lambda: None)())
         return spec
 
 
