@@ -45,11 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    from .logs import claim_output_folder
     from .pipeline import load_recipe, prepare, run_pipeline
 
     recipe = load_recipe(args.recipe)
     if args.run_dir:
         recipe.run_dir = args.run_dir
+    claim_output_folder(recipe.run_path)
     if args.check:
         stages = prepare(recipe, where=args.recipe)
         print(f"{args.recipe}: OK, {len(stages)} stages into {recipe.run_path}")
