@@ -19,12 +19,15 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .errors import ZhllamaError
 
 LOG_FILE = "zhllama.log"
 LIBRARY_LOGGERS = ("transformers", "peft", "datasets", "accelerate", "huggingface_hub", "torch", "py.warnings")
@@ -66,6 +69,17 @@ def log_dir() -> Path:
     return Path(cache) / "zhllama" / "logs"
 
 
+def _writable_log_dir() -> Path:
+    """log_dir(), or a folder in the temp dir where the home folder is read-only."""
+    for folder in (log_dir(), Path(tempfile.gettempdir()) / "zhllama-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+        except OSError:
+            continue
+    raise ZhllamaError(f"cannot create a log folder: {log_dir()}", "set XDG_CACHE_HOME to a writable folder")
+
+
 def quiet_terminal() -> bool:
     """True inside a ``zhllama`` command run without ``--verbose`` (library output goes to the log)."""
     return _session is not None
@@ -84,11 +98,10 @@ def command_logging(command: str, output_folder: str | Path | None = None,
     global _session
     own = logging.getLogger("zhllama")
     if verbose:
-        with _attached(own, _stderr_handler(logging.INFO, "%(name)s: %(message)s")):
+        with _attached(own, _stderr_handler(logging.INFO, logging.Formatter("%(name)s: %(message)s"))):
             yield None
         return
-    log_dir().mkdir(parents=True, exist_ok=True)
-    path = log_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{command or 'zhllama'}-{os.getpid()}.log"
+    path = _writable_log_dir() / f"{time.strftime('%Y%m%d-%H%M%S')}-{command or 'zhllama'}-{os.getpid()}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     session = _session = LogSession(path, handler)
@@ -96,7 +109,7 @@ def command_logging(command: str, output_folder: str | Path | None = None,
     finder = _AfterImport({name: (lambda n=name: session.take_over(n)) for name in _LIBRARIES})
     sys.meta_path.insert(0, finder)
     try:
-        with _attached(own, handler), _attached(own, _stderr_handler(logging.WARNING, "zhllama: warning: %(message)s")):
+        with _attached(own, handler), _attached(own, _stderr_handler(logging.WARNING, _OneLine())):
             for name in LIBRARY_LOGGERS:
                 session.take_over(name)
             logging.captureWarnings(True)
@@ -115,11 +128,18 @@ def command_logging(command: str, output_folder: str | Path | None = None,
 
 # ---- loggers ----
 
-def _stderr_handler(level: int, fmt: str) -> logging.Handler:
+def _stderr_handler(level: int, formatter: logging.Formatter) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(formatter)
     return handler
+
+
+class _OneLine(logging.Formatter):
+    """``zhllama: warning: ...`` on the terminal; a traceback, if any, is in the log file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"zhllama: {record.levelname.lower()}: {record.getMessage()}"
 
 
 @contextmanager
