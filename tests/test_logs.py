@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def log_home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "zhllama" / "logs"
+    monkeypatch.setenv("ZHLLAMA_LOG_DIR", str(tmp_path / "logs"))
+    return tmp_path / "logs"
 
 
 def test_warnings_and_library_records_go_to_the_file_and_own_warnings_stay(log_home, capfd):
@@ -64,7 +64,7 @@ def test_verbose_leaves_the_libraries_on_the_terminal(capfd):
 
 def test_model_init_in_a_fresh_process_prints_one_line(tmp_path, tiny_tokenizer_dir, log_home):
     """transformers is first imported inside the command here: its own stderr handler and bars are taken off too."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "ZHLLAMA_LOG_DIR": str(log_home)}
     out = tmp_path / "model"
     cmd = [sys.executable, "-m", "zhllama", "model", "init", "--tokenizer", str(tiny_tokenizer_dir),
            "--hidden-size", "32", "--layers", "1", "--heads", "2", "--out", str(out)]

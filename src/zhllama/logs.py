@@ -7,7 +7,7 @@ weights", "Generating train split", ...) are turned off, except huggingface_hub'
 zhllama's own tqdm bars, result lines and warnings stay on the terminal.  ``zhllama --verbose`` leaves the libraries as they are and
 shows zhllama's INFO records too.
 
-The log is written under :func:`log_dir` while the command runs (an output folder may not exist
+The log is written under :func:`log_dir` (``$ZHLLAMA_LOG_DIR``, else ``~/.cache/zhllama/logs``) while the command runs (an output folder may not exist
 yet, or be replaced when the command finishes) and is appended to ``OUT/zhllama.log`` at the end
 when the command has an output folder (see :func:`claim_output_folder`); otherwise it stays there.
 """
@@ -65,6 +65,8 @@ _session: LogSession | None = None
 
 def log_dir() -> Path:
     """Where logs are written while a command runs, and kept for commands without an output folder."""
+    if os.environ.get("ZHLLAMA_LOG_DIR"):
+        return Path(os.environ["ZHLLAMA_LOG_DIR"])
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "zhllama" / "logs"
 
@@ -77,7 +79,7 @@ def _writable_log_dir() -> Path:
             return folder
         except OSError:
             continue
-    raise ZhllamaError(f"cannot create a log folder: {log_dir()}", "set XDG_CACHE_HOME to a writable folder")
+    raise ZhllamaError(f"cannot create a log folder: {log_dir()}", "set ZHLLAMA_LOG_DIR to a writable folder")
 
 
 def quiet_terminal() -> bool:

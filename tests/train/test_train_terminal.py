@@ -12,7 +12,7 @@ from zhllama.logs import LOG_FILE
 
 @pytest.fixture
 def pt_argv(tmp_path, tiny_model_dir, pt_corpus, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZHLLAMA_LOG_DIR", str(tmp_path / "logs"))
     out = tmp_path / "run"
     argv = ["train", "pt", "--model", str(tiny_model_dir), "--train-files", str(pt_corpus), "--output-dir", str(out),
             "--block-size", "64", "--batch-size", "4", "--max-steps", "4", "--logging-steps", "1",
