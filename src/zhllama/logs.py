@@ -4,12 +4,13 @@ Every ``zhllama COMMAND`` runs inside :func:`command_logging`.  While it runs, t
 transformers, peft, datasets, accelerate, huggingface_hub and torch, Python's warnings and
 zhllama's own INFO records are written to a log file; the libraries' progress bars ("Loading
 weights", "Generating train split", ...) are turned off, except huggingface_hub's download bars.
-zhllama's own tqdm bars, result lines and warnings stay on the terminal.  ``zhllama --verbose`` leaves the libraries as they are and
-shows zhllama's INFO records too.
+zhllama's own tqdm bars, result lines and warnings stay on the terminal.  ``zhllama --verbose``
+leaves the libraries as they are and shows zhllama's INFO records too.
 
-The log is written under :func:`log_dir` (``$ZHLLAMA_LOG_DIR``, else ``~/.cache/zhllama/logs``) while the command runs (an output folder may not exist
-yet, or be replaced when the command finishes) and is appended to ``OUT/zhllama.log`` at the end
-when the command has an output folder (see :func:`claim_output_folder`); otherwise it stays there.
+The log is written under :func:`log_dir` (``$ZHLLAMA_LOG_DIR``, else ``~/.cache/zhllama/logs``)
+while the command runs (an output folder may not exist yet, or be replaced when the command
+finishes) and is appended to ``OUT/zhllama.log`` at the end when the command has an output
+folder (see :func:`claim_output_folder`); otherwise it stays there.
 """
 
 from __future__ import annotations
