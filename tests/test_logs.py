@@ -55,6 +55,16 @@ def test_the_log_ends_in_the_first_output_folder_named(tmp_path, log_home):
     assert not (later / LOG_FILE).exists() and not list(log_home.iterdir())
 
 
+def test_a_failed_command_leaves_its_output_folder_alone(tmp_path, log_home):
+    out = tmp_path / "someone-elses-model"
+    out.mkdir()
+    with pytest.raises(RuntimeError), command_logging("model", output_folder=out) as session:
+        logging.getLogger("transformers").warning("while failing")
+        raise RuntimeError("boom")
+    assert not (out / LOG_FILE).exists()
+    assert session.path.parent == log_home and "while failing" in session.path.read_text(encoding="utf-8")
+
+
 def test_verbose_leaves_the_libraries_on_the_terminal(capfd):
     with command_logging("demo", verbose=True) as session:
         assert session is None and not quiet_terminal()

@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zhllama",
         description="Turn an English-centric LLaMA-family model into a Chinese one, and put it to work.",
         epilog="Each command shows its own progress and results; the libraries' logs, warnings and per-step "
-               "training records go to OUT/zhllama.log in the command's output folder (commands without one: "
-               f"{_log_dir_shown()}, or $ZHLLAMA_LOG_DIR). `zhllama --verbose COMMAND ...` shows them on the "
-               "terminal instead.",
+               "training records go to OUT/zhllama.log in the command's output folder when it finishes "
+               f"(commands without one, and failed ones: {_log_dir_shown()}, or $ZHLLAMA_LOG_DIR). "
+               "`zhllama --verbose COMMAND ...` shows them on the terminal instead.",
     )
     parser.add_argument("--version", action="version", version=f"zhllama {__version__}")
     parser.add_argument("-v", "--verbose", dest="show_library_logs", action="store_true",

@@ -9,8 +9,8 @@ leaves the libraries as they are and shows zhllama's INFO records too.
 
 The log is written under :func:`log_dir` (``$ZHLLAMA_LOG_DIR``, else ``~/.cache/zhllama/logs``)
 while the command runs (an output folder may not exist yet, or be replaced when the command
-finishes) and is appended to ``OUT/zhllama.log`` at the end when the command has an output
-folder (see :func:`claim_output_folder`); otherwise it stays there.
+finishes) and is appended to ``OUT/zhllama.log`` when the command finishes and has an output
+folder (see :func:`claim_output_folder`); otherwise, and when the command fails, it stays there.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def command_logging(command: str, output_folder: str | Path | None = None,
     claim_output_folder(output_folder)
     finder = _AfterImport({name: (lambda n=name: session.take_over(n)) for name in _LIBRARIES})
     sys.meta_path.insert(0, finder)
+    finished = False
     try:
         with _attached(own, handler), _attached(own, _stderr_handler(logging.WARNING, _OneLine())):
             for name in LIBRARY_LOGGERS:
@@ -118,6 +119,7 @@ def command_logging(command: str, output_folder: str | Path | None = None,
             logging.captureWarnings(True)
             try:
                 yield session
+                finished = True
             finally:
                 logging.captureWarnings(False)
                 session.give_back()
@@ -126,7 +128,8 @@ def command_logging(command: str, output_folder: str | Path | None = None,
             sys.meta_path.remove(finder)
         handler.close()
         _session = None
-        session.path = _file_into_output_folder(path, session.output_folder)
+        # A command that failed may have refused an existing folder that is not its own: leave that alone.
+        session.path = _file_into_output_folder(path, session.output_folder if finished else None)
 
 
 # ---- loggers ----
