@@ -66,6 +66,7 @@ def _list_recipes() -> int:
 
 def _pipeline(args: argparse.Namespace) -> int:
     from ..errors import ZhllamaError
+    from ..logs import claim_output_folder
     from . import load_recipe, prepare, run_pipeline
 
     if args.list_recipes:
@@ -75,6 +76,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     if args.run_dir:
         recipe.run_dir = args.run_dir
+    claim_output_folder(recipe.run_path)
     if args.check:
         stages = prepare(recipe, where=args.recipe)
         print(f"{args.recipe}: OK, {len(stages)} stages into {recipe.run_path}")

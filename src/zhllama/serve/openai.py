@@ -256,10 +256,10 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
         questions = [req.question] if isinstance(req.question, str) else req.question
         if not questions:
             raise APIError(400, "question: give a question or a list of questions", param="question")
-        fields = S.ChatCompletionRequest(model=settings.model_name, messages=[{"role": "user", "content": "-"}])
+        defaults = S.SamplingFields(model=settings.model_name)  # this route takes no sampling fields
         max_new = svc.max_new_tokens(None)
         preparers = [svc.chat_preparer([{"role": "user", "content": q}], max_new, False) for q in questions]
-        channel, jobs = svc.submit(preparers, fields, max_new)
+        channel, jobs = svc.submit(preparers, defaults, max_new)
         results = await collect(channel, jobs)
         return {"answer": [r.text for r in results], "status": "success"}
 
