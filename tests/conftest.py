@@ -29,6 +29,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_VOCAB = 1200
 
 
+@pytest.fixture(scope="session", autouse=True)
+def command_logs(tmp_path_factory) -> Path:
+    """Logs of the `zhllama` commands the tests run go to a temp folder, not the user's cache."""
+    folder = tmp_path_factory.mktemp("zhllama-logs")
+    os.environ["ZHLLAMA_LOG_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def builtin_text():
     from zhllama.data.builtin import people_daily_lines, stdlib_docstrings

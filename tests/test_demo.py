@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zhllama.demo import DEMO_RECIPE, run_demo
+from zhllama.pipeline.demo import DEMO_RECIPE, run_demo
 from zhllama.pipeline import parse_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
     run_dir, _, printed = demo_run
     final = run_dir / "merge" / "out"
     assert f"zhllama serve --model {final}" in printed
-    assert "recipes/chinese-llama2-7b.yaml" in printed
+    assert "zhllama pipeline chinese-llama2-7b" in printed
     assert json.loads((final / "zhllama.json").read_text(encoding="utf-8"))["template"] == "alpaca"
     from zhllama.model.load import load_model
 

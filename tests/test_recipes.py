@@ -1,5 +1,6 @@
-"""Every recipe in recipes/ parses, plans (training settings checked against TrainConfig) and says
-what it mirrors; the Chinese-LLaMA-2 recipe's tokenizer hand-off is checked on the real files."""
+"""Every shipped recipe (zhllama/recipes/) is listed, parses, plans (training settings checked against
+TrainConfig) and says what it mirrors; it runs by name, with paths relative to the current folder;
+the Chinese-LLaMA-2 recipe's tokenizer hand-off is checked on the real files."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pytest
 
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import load_recipe, prepare
+from zhllama.pipeline.shipped import recipe_listing, recipes_folder, training_config_listing
 from zhllama.pipeline.stages import plan
 
-RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted(Path(str(recipes_folder())).glob("*.yaml"))
 
 
 def test_the_seed_recipes_are_present():
@@ -24,6 +27,68 @@ def test_every_recipe_parses_and_plans(path, tmp_path):
     recipe.run_dir = str(tmp_path / "run")
     stages = plan(recipe)
     assert [s.name for s in stages] == recipe.enabled() and stages
+
+
+def test_list_recipes_shows_every_shipped_recipe_with_its_description(capsys):
+    from zhllama.cli import main
+
+    assert main(["pipeline", "--list-recipes"]) == 0
+    out = capsys.readouterr().out
+    shipped = RECIPES + sorted(Path(str(recipes_folder())).glob("train/*.yaml"))
+    assert len(shipped) == 8
+    for path in shipped:
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        assert first and f"{path.stem}  " in out and first in out
+    assert [n for n, _ in recipe_listing()] == [p.stem for p in RECIPES]
+    assert all(d for _, d in recipe_listing() + training_config_listing())
+
+
+@pytest.mark.parametrize("name", [p.stem for p in RECIPES])
+def test_every_listed_recipe_loads_by_name_like_its_file(name):
+    by_name, by_file = load_recipe(name), load_recipe(recipes_folder() / f"{name}.yaml")
+    assert by_name == by_file and by_name.root == Path.cwd().resolve()
+
+
+def test_the_clone_recipes_folder_is_the_shipped_one():
+    assert (REPO / "recipes").resolve() == Path(str(recipes_folder())).resolve()
+    assert load_recipe(REPO / "recipes" / "demo.yaml") == load_recipe("demo")
+
+
+def test_shipped_recipe_runs_by_name_with_paths_relative_to_the_current_folder(tmp_path, monkeypatch, capsys):
+    from zhllama.cli import main
+
+    for rel in ("data/pt/chinese_corpus.txt", "data/sft/instructions_zh.json", "data/eval/chinese_valid.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("你好\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["pipeline", "chatllama-7b", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'runs' / 'chatllama-7b'}" in out
+    assert f"train_files[0]={tmp_path / 'data/pt/chinese_corpus.txt'}" in out
+
+
+def test_a_file_of_that_name_wins_over_a_shipped_recipe_but_not_for_the_demo(tmp_path, monkeypatch):
+    from zhllama.pipeline import load_shipped_recipe
+    from zhllama.pipeline.demo import demo_recipe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").write_text("name: mine\nbase_model: x/y\nexport: {}\n", encoding="utf-8")
+    assert load_recipe("demo").name == "mine"
+    assert load_shipped_recipe("demo").name == demo_recipe().name == "demo"
+
+
+def test_an_unknown_recipe_name_suggests_the_nearest_shipped_one(capsys):
+    from zhllama.cli import main
+
+    assert main(["pipeline", "chinese-lama2-7b", "--check"]) == 2
+    assert "did you mean 'chinese-llama2-7b'?" in capsys.readouterr().err
+
+
+def test_pipeline_without_a_recipe_says_how_to_list_them(capsys):
+    from zhllama.cli import main
+
+    assert main(["pipeline"]) == 2
+    assert "zhllama pipeline --list-recipes" in capsys.readouterr().err
 
 
 def test_chinese_llama2_recipe_is_lora_pretraining_with_trained_embeddings():

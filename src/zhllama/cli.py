@@ -12,9 +12,11 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import ZhllamaError
+from .logs import command_logging, log_dir
 
 # Order here is the order in `zhllama --help`; it follows the pipeline.
 STAGE_MODULES = [
@@ -25,7 +27,7 @@ STAGE_MODULES = [
     "zhllama.serve.cli",  # serve, webui
     "zhllama.eval.cli",  # eval ppl | mc | compare
     "zhllama.export.cli",  # export gguf
-    "zhllama.pipeline_cli",  # pipeline, demo
+    "zhllama.pipeline.cli",  # pipeline, demo
 ]
 
 
@@ -33,18 +35,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zhllama",
         description="Turn an English-centric LLaMA-family model into a Chinese one, and put it to work.",
+        epilog="Each command shows its own progress and results; the libraries' logs, warnings and per-step "
+               "training records go to OUT/zhllama.log in the command's output folder when it finishes "
+               f"(commands without one, and failed ones: {_log_dir_shown()}, or $ZHLLAMA_LOG_DIR). "
+               "`zhllama --verbose COMMAND ...` shows them on the terminal instead.",
     )
     parser.add_argument("--version", action="version", version=f"zhllama {__version__}")
+    parser.add_argument("-v", "--verbose", dest="show_library_logs", action="store_true",
+                        help="show the libraries' logs, warnings and progress bars on the terminal "
+                             "(give it before the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name and name.startswith(e.name):  # stage not built in this version
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
+
+
+def output_folder(args: argparse.Namespace) -> str | None:
+    """The command's output folder, which receives its zhllama.log (when it is a folder at the end)."""
+    for name in ("output_dir", "out", "run_dir"):
+        if getattr(args, name, None):
+            return getattr(args, name)
+    return None
+
+
+def _log_dir_shown() -> str:
+    home = str(Path.home())
+    where = str(log_dir())
+    return "~" + where[len(home):] if where.startswith(home) else where
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        code = args.func(args)
+        with command_logging(args.command, output_folder(args), verbose=args.show_library_logs):
+            code = args.func(args)
     except ZhllamaError as e:
         print(f"zhllama: error: {e}", file=sys.stderr)
         return 2

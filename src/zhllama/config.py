@@ -137,11 +137,13 @@ def to_dict(obj: Any) -> Any:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    from .checks import read_text
+
     p = Path(path)
     if not p.is_file():
         raise ZhllamaError(f"recipe not found: {p}", "check the path")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(p, what="recipe"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -23,9 +23,11 @@ def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
     On failure the temp file is removed and an existing ``path`` is left as it was.
     """
-    path = Path(path)
+    from .checks import check_output_path, temp_prefix
+
+    path = check_output_path(path, "file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -54,11 +56,13 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     An interrupted stage therefore never leaves a folder that looks complete but is not.
     ``overwrite`` replaces an existing folder (after the new one is complete).
     """
+    from .checks import check_output_path, sweep_stale_temps, temp_prefix
     from .errors import check_output_dir
 
-    out = check_output_dir(out, overwrite)
+    out = check_output_dir(check_output_path(out, "folder"), overwrite)
+    sweep_stale_temps(out)  # what a killed earlier run left behind
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out), suffix=".partial"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the finished folder should be readable
     try:
         yield tmp

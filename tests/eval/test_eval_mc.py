@@ -175,3 +175,15 @@ def test_ceval_layout_errors(ceval_dir, tmp_path):
         load_task("ceval", bad, "val")
     with pytest.raises(ZhllamaError, match="no dev/"):
         load_task("ceval", bad, "val", shots=1)
+
+
+def test_out_into_an_unrelated_folder_is_refused(tmp_path):
+    from zhllama.eval.mc import McSettings, open_results
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    settings = McSettings(task="cmmlu", split="test", shots=0, model="m")
+    with pytest.raises(ZhllamaError, match="holds no eval mc results"):
+        open_results(out, settings, overwrite=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

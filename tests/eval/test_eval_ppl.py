@@ -121,3 +121,29 @@ def test_missing_gguf_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", "ppl", "--model", str(tmp_path / "m.gguf"), "--text", str(t)]) == 2
     err = capsys.readouterr().err
     assert "GGUF file not found" in err and len(err.strip().splitlines()) == 1
+
+
+
+def test_context_beyond_the_models_positions_is_refused(tiny_model_dir, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("北京是中国的首都。" * 20, encoding="utf-8")
+    positions = json.loads((tiny_model_dir / "config.json").read_text())["max_position_embeddings"]
+    args = ["eval", "ppl", "--model", str(tiny_model_dir), "--text", str(text), "--context", str(positions * 100)]
+    assert main(args) == 2
+    assert f"--context {positions * 100} is longer than the model's {positions} positions" in capsys.readouterr().err
+
+
+def test_rope_scaling_in_the_config_extends_the_allowed_context():
+    from types import SimpleNamespace
+
+    from zhllama.errors import ZhllamaError
+    from zhllama.eval.ppl import check_context_fits
+
+    plain = SimpleNamespace(max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 1e4})
+    scaled = SimpleNamespace(max_position_embeddings=256, rope_parameters={"rope_type": "linear", "factor": 4.0})
+    check_context_fits(plain, 256)
+    check_context_fits(scaled, 1024)
+    with pytest.raises(ZhllamaError, match="longer than the model's 256 positions"):
+        check_context_fits(plain, 257)
+    with pytest.raises(ZhllamaError, match="longer than the model's 1024 positions"):
+        check_context_fits(scaled, 1025)

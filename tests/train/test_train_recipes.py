@@ -9,10 +9,11 @@ import pytest
 
 from zhllama.config import load_yaml
 from zhllama.errors import ZhllamaError
+from zhllama.pipeline.shipped import recipes_folder
 from zhllama.train import TrainConfig
 from zhllama.train.precision import SHIPPED_DEEPSPEED, shipped_config
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "train"
+RECIPES = Path(str(recipes_folder())) / "train"
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -85,6 +84,3 @@ def stdlib_docstrings(max_chars: int = 2_000_000) -> tuple[str, ...]:
                         return tuple(out)
     return tuple(out)
 
-
-def python_version_tag() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"

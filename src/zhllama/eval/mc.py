@@ -3,7 +3,8 @@
 Two ways to get a model's answer:
 
 * logit mode (default): one forward pass per prompt; the answer is the letter whose token has
-  the highest next-token logit (see :mod:`zhllama.eval.mc_prompt` for which token that is);
+  the highest next-token logit (the one choice scorer, :mod:`zhllama.eval.choice`; see
+  :mod:`zhllama.eval.mc_prompt` for which token that is);
 * ``--generate`` (chat models): the prompt is rendered with the model's chat template, the engine
   generates greedily, and the letter is read from the text (:mod:`zhllama.eval.extract`).
 
@@ -53,7 +54,7 @@ class Item:
 
 
 class LogitScorer:
-    """Next-token logits of the four letter tokens, right-padded batches, one forward each."""
+    """The letter the model finds likeliest next (:mod:`zhllama.eval.choice`); ``scores`` are log-probabilities."""
 
     def __init__(self, model, tokenizer, template: str | None, max_length: int):
         self.model = model
@@ -67,18 +68,11 @@ class LogitScorer:
                                                           item.question, shots, self.max_length)
 
     def answer(self, items: list[Item]) -> list[dict]:
-        import torch
+        from .choice import best_choice, choice_scores
 
-        device = next(self.model.parameters()).device
-        width = max(len(it.ids) for it in items)
-        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
-        for row, it in enumerate(items):
-            ids[row, : len(it.ids)] = torch.tensor(it.ids)
-        last = torch.tensor([[len(it.ids) - 1] for it in items])
-        with torch.inference_mode():
-            out = self.model(input_ids=ids.to(device), logits_to_keep=last.to(device))
-        scores = out.logits[:, 0, self.letter_ids].float().cpu()
-        return [{"pred": LETTERS[int(s.argmax())], "scores": [round(float(x), 4) for x in s]} for s in scores]
+        letters = [[t] for t in self.letter_ids]
+        scores = choice_scores(self.model, [it.ids for it in items], [letters] * len(items), self.pad_id)
+        return [{"pred": LETTERS[best_choice(s)], "scores": [round(x, 4) for x in s]} for s in scores]
 
 
 class GenerateScorer:
@@ -116,8 +110,14 @@ class GenerateScorer:
 
 def open_results(out: Path, settings: McSettings, overwrite: bool) -> dict[tuple[str, str], dict]:
     """Check ``out`` belongs to this run (or start it) and return the predictions already made."""
-    out.mkdir(parents=True, exist_ok=True)
+    from ..checks import check_output_path
+
     run_file, pred_file = out / RUN_FILE, out / PREDICTIONS
+    check_output_path(out, "folder", "--out")
+    if out.is_dir() and any(out.iterdir()) and not run_file.is_file() and not overwrite:
+        raise ZhllamaError(f"--out {out} is a folder that holds no eval mc results ({RUN_FILE} missing)",
+                           "choose a new or empty folder, or pass --overwrite to write there anyway")
+    out.mkdir(parents=True, exist_ok=True)
     wanted = asdict(settings)
     if run_file.is_file() and not overwrite:
         try:

@@ -110,11 +110,26 @@ def check_window(context: int | None, stride: int | None) -> None:
         raise ZhllamaError(f"--stride {stride} must be between 1 and --context ({context})", "e.g. half the context")
 
 
+def check_context_fits(config, context: int) -> None:
+    """A window longer than the model's positions would score garbage silently: refuse it.
+
+    With RoPE scaling in the config, the model is meant to run up to ``factor`` times its original length.
+    """
+    positions = int(getattr(config, "max_position_embeddings", 0) or 0)
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    scaled = rope.get("rope_type", rope.get("type")) not in (None, "default")
+    limit = int(positions * max(float(rope.get("factor") or 1.0), 1.0)) if scaled else positions
+    if positions and context > limit:
+        raise ZhllamaError(f"--context {context} is longer than the model's {limit} positions",
+                           f"use --context {limit} or less, or a model trained for longer context (RoPE scaling)")
+
+
 def perplexity(model, tokenizer, texts: list[str], context: int, stride: int, progress: bool = True) -> dict:
     """Totals and derived figures over ``texts``."""
     from tqdm.auto import tqdm
 
     check_window(context, stride)
+    check_context_fits(model.config, context)
     totals = PplTotals()
     for text in tqdm(texts, desc="texts", unit="text", disable=not progress or len(texts) < 2):
         nll, n = score_ids(model, text_ids(tokenizer, text), context, stride)

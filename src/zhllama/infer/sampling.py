@@ -31,6 +31,8 @@ class SamplingParams:
             (0.0 < float(self.top_p) <= 1.0, "top_p", "in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k", "0 (off) or a positive integer"),
             (float(self.repetition_penalty) > 0.0, "repetition_penalty", "positive (1.0 = off)"),
+            (self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)), "seed",
+             "a whole number or None"),
         ]
         for ok, name, want in checks:
             if not ok:
@@ -79,6 +81,22 @@ def build_processors(key: tuple):
     return procs
 
 
+SEED_SPACE = 2**64  # torch.Generator takes seeds in [-2**63, 2**64); any integer is reduced into [0, 2**64)
+
+
+def generator_seed(seed: int | None) -> int:
+    """A seed ``torch.Generator.manual_seed`` always accepts: ``seed`` reduced modulo 2**64, or a random one.
+
+    Reducing (rather than refusing) keeps any integer a client sends deterministic, and one request's
+    seed can never make the generator raise in the middle of a shared batch.
+    """
+    import torch
+
+    if seed is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    return int(seed) % SEED_SPACE
+
+
 class Sampler:
     """Chooses next tokens for the rows of a batch; keeps one random generator per request."""
 
@@ -91,7 +109,7 @@ class Sampler:
         self.generators = []
         for p in params:
             g = torch.Generator(device=device)
-            g.manual_seed(p.seed if p.seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+            g.manual_seed(generator_seed(p.seed))
             self.generators.append(g)
 
     def next_tokens(self, logits, history, rows: list[int]):

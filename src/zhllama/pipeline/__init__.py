@@ -3,7 +3,8 @@
 ``load_recipe`` parses and checks the recipe's structure; ``run_pipeline`` plans the stages,
 checks every hand-off before any compute is spent, runs (or skips, when their inputs and settings
 are unchanged) each stage in its own folder under the run directory, and writes the summary and
-the loss curves.
+the loss curves.  The stages are registered in :data:`STAGES` (:mod:`.registry`), in pipeline
+order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Callable
 from ..io import write_json_atomic, write_text_atomic
 from .checks import check_plan
 from .manifest import read_manifest
-from .recipe import STAGES, Recipe, load_recipe, parse_recipe
+from .recipe import Recipe, load_recipe, load_shipped_recipe, parse_recipe
+from .registry import STAGES, StageSpec
 from .runner import Outcome, run_stages, stage_dir
 from .stages import plan
 
@@ -62,4 +64,5 @@ def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = No
     return RunResult(recipe, outcomes, summary, png if png and png.exists() else None)
 
 
-__all__ = ["STAGES", "Recipe", "RunResult", "load_recipe", "parse_recipe", "prepare", "run_pipeline"]
+__all__ = ["STAGES", "StageSpec", "Recipe", "RunResult", "load_recipe", "load_shipped_recipe", "parse_recipe", "prepare",
+           "run_pipeline"]

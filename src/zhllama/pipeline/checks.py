@@ -31,7 +31,7 @@ def check_inputs_exist(recipe: Recipe, stages: list[Stage], where: str) -> None:
                 continue
             if not Path(value).is_absolute():  # a hub id, passed through by Recipe.resolve
                 continue
-            raise ZhllamaError(f"{where}: {st.name} {role}: not found: {value}", "check the path (relative paths are relative to the recipe file)")
+            raise ZhllamaError(f"{where}: {st.name} {role}: not found: {value}", "check the path (relative to the recipe file; in a shipped recipe, to the current folder)")
 
 
 def embedding_rows(model_dir: Path) -> int | None:

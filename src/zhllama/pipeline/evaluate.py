@@ -29,8 +29,9 @@ def checkable(records: list[dict], per_task: int) -> list[dict]:
 
 def evaluate_models(ctx: StageRun) -> dict:
     from ..data.tasks import majority_baseline
+    from ..eval.choice import task_accuracy
     from ..model.load import load_model
-    from .metrics import bits_per_char, read_texts, task_accuracy
+    from .metrics import bits_per_char, read_texts
 
     s = ctx.settings
     texts = read_texts([v for k, v in ctx.inputs.items() if k.startswith("text[")], s["max_chars"])

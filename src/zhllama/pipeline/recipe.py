@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config import from_dict, read_yaml
 from ..errors import ZhllamaError
 from ..model.load import is_hub_id
-
-STAGES = ("base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export")
-
 
 @dataclass
 class BaseSection:
@@ -96,6 +95,8 @@ class Recipe:
     root: Path = field(default=Path("."), init=False)
 
     def enabled(self) -> list[str]:
+        from .registry import STAGES
+
         return list(self.stages) if self.stages is not None else [s for s in STAGES if getattr(self, s) is not None]
 
     def resolve(self, path: str, hub_ok: bool = False) -> str:
@@ -114,7 +115,9 @@ class Recipe:
 def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) -> Recipe:
     """A :class:`Recipe` from a mapping, with the structural checks (no files touched)."""
     if not isinstance(data, dict):
-        raise ZhllamaError(f"{where}: expected a mapping of keys", "see recipes/ for examples")
+        raise ZhllamaError(f"{where}: expected a mapping of keys", "see the shipped ones: zhllama pipeline --list-recipes")
+    from .registry import STAGES
+
     # `merge:` with nothing under it means "run it with the defaults"
     data = {k: ({} if v is None and k in STAGES else v) for k, v in data.items()}
     recipe = from_dict(Recipe, data, where)
@@ -124,45 +127,48 @@ def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) ->
 
 
 def load_recipe(path: str | Path) -> Recipe:
+    """A recipe from a YAML file, or a shipped recipe by name (``chinese-llama2-7b``).
+
+    Relative paths in a file are relative to its folder; in a shipped recipe, to the current one.
+    """
+    from .shipped import is_shipped
+
     p = Path(path)
-    return parse_recipe(read_yaml(p), where=str(p), root=p.parent)
+    if not p.is_file() and p.parent == Path("."):
+        return load_shipped_recipe(p.name)
+    return parse_recipe(read_yaml(p), where=str(p), root=Path.cwd() if is_shipped(p) else p.parent)
 
 
-# What each stage needs before it (a stage or a recipe key that supplies the same thing).
-NEEDS = {
-    "tokenizer": [("base", "base_model")],
-    "resize": [("tokenizer", None)],
-    "pt": [("base", "base_model")],
-    "sft": [("base", "base_model")],
-    "merge": [("sft", None)],
-    "eval": [("base", "base_model")],
-    "export": [("base", "base_model")],
-}
+def load_shipped_recipe(name: str) -> Recipe:
+    """A recipe that ships with zhllama (``zhllama pipeline --list-recipes``), paths relative to the current folder."""
+    from .shipped import shipped_recipe_text
+
+    name = name.removesuffix(".yaml")
+    return parse_recipe(yaml.safe_load(shipped_recipe_text(name)), where=f"recipe {name}", root=Path.cwd())
 
 
 def check_stage_list(recipe: Recipe, where: str) -> None:
     """Stage names known, in pipeline order, each with a section and with what it needs."""
+    from .registry import STAGES
+
+    order = list(STAGES)
     names = recipe.enabled()
     for i, name in enumerate(names):
         if name not in STAGES:
             from ..config import unknown_key_error
 
-            raise unknown_key_error(name, list(STAGES), f"{where}: stages[{i}]")
-        if getattr(recipe, name) is None and name not in ("resize", "merge"):
+            raise unknown_key_error(name, order, f"{where}: stages[{i}]")
+        if getattr(recipe, name) is None and not STAGES[name].default_section:
             raise ZhllamaError(f"{where}: stage '{name}' is listed but the recipe has no '{name}:' section",
                                f"add a '{name}:' section or remove it from stages")
     for a, b in zip(names, names[1:]):
-        if STAGES.index(a) >= STAGES.index(b):
+        if order.index(a) >= order.index(b):
             raise ZhllamaError(f"{where}: stages in an impossible order: '{b}' cannot run after '{a}'",
-                               f"the order is {' -> '.join(STAGES)}")
+                               f"the order is {' -> '.join(order)}")
     if recipe.base is not None and recipe.base_model:
         raise ZhllamaError(f"{where}: both 'base_model' and a 'base:' section", "give one: a model to start from, or how to build one")
-    for name in [n for n in names if n in NEEDS]:
-        for stage, key in NEEDS[name]:
-            if stage in names[: names.index(name)] or (key and getattr(recipe, key)):
-                break
-        else:
-            options = " or ".join(f"the '{s}' stage" + (f" or '{k}'" if k else "") for s, k in NEEDS[name])
+    for name in names:
+        needs = STAGES[name].needs
+        if needs and not any(stage in names[: names.index(name)] or (key and getattr(recipe, key)) for stage, key in needs):
+            options = " or ".join(f"the '{s}' stage" + (f" or '{k}'" if k else "") for s, k in needs)
             raise ZhllamaError(f"{where}: stage '{name}' has nothing to work on", f"it needs {options} before it")
-    if "resize" in names and recipe.tokenizer is None:
-        raise ZhllamaError(f"{where}: stage 'resize' needs a 'tokenizer:' section", "add one (train a tokenizer or give tokenizer.path)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +42,6 @@ class Stage:
     settings: dict[str, Any]
     run: Callable[[StageRun], dict]
     resumable: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def stage_dir(recipe: Recipe, name: str) -> Path:

@@ -1,22 +1,25 @@
-"""The plan of a recipe: one :class:`Stage` per enabled stage, each a small adapter onto the
-stage's own Python API (tokenizer.train/merge, model.resize, train.train/merge_adapters,
-eval.ppl, infer.engine).  Settings that decide a stage's output go into its settings; files and
-folders it reads go into its inputs (checksummed by the runner)."""
+"""The plan of a recipe: one :class:`Stage` per enabled stage, built from the stage's entry in
+:data:`zhllama.pipeline.registry.STAGES`: its plan function (a ``Planner.plan_*`` method) and its
+run function (a ``run_*`` function here), a small adapter onto the stage's own Python API
+(tokenizer.train/merge, model.resize, train.train/merge_adapters, eval, infer.engine).  Settings
+that decide a stage's output go into its settings; files and folders it reads go into its inputs
+(checksummed by the runner)."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from ..errors import ZhllamaError
-from .recipe import Recipe, ResizeSection
+from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, Recipe, ResizeSection, TokenizerSection
 from .runner import Stage, StageRun, stage_out
 from . import sources
 
 RESERVED_TRAIN_KEYS = ("model", "output_dir", "tokenizer", "resume", "overwrite")
+Plan = tuple[dict[str, str], dict[str, Any]]  # a stage's inputs (paths, checksummed) and settings
 
 
 class Planner:
@@ -59,21 +62,27 @@ class Planner:
             settings["template"] = template
         return settings, list(cfg.train_files)
 
-    # --- one builder per stage -------------------------------------------------------------
-    def stage_base(self) -> Stage:
-        b = self.r.base
+    def stage(self, name: str) -> Stage:
+        """The stage ``name`` as planned at this point of the pipeline (its section, or the schema's defaults)."""
+        from .registry import STAGES
+
+        spec = STAGES[name]
+        section = getattr(self.r, name)
+        inputs, settings = spec.plan(self, section if section is not None else spec.section())
+        return Stage(name, inputs, settings, spec.run, resumable=spec.resumable)
+
+    # --- one plan function per stage (registered in .registry): (inputs, settings) ----------
+    def plan_base(self, b: BaseSection) -> Plan:
         settings, _ = self.train_settings({**b.train, "train_files": ["-"], "full": True}, "base.train", None)
         shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train")}
         self.model = self.base_tokenizer = str(stage_out(self.r, "base"))
         self.evaluated["English base"] = self.model
-        return Stage("base", self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed},
-                     run_base, resumable=True)
+        return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
 
-    def stage_tokenizer(self) -> Stage:
+    def plan_tokenizer(self, t: TokenizerSection) -> Plan:
         from ..tokenizer.merge import MODES
         from ..tokenizer.train import MODEL_TYPES
 
-        t = self.r.tokenizer
         for key, value, valid in (("mode", t.mode, MODES), ("model_type", t.model_type, MODEL_TYPES)):
             if value not in valid:
                 raise ZhllamaError(f"tokenizer.{key}: '{value}' is not one of {list(valid)}", "pick one of those")
@@ -88,24 +97,23 @@ class Planner:
         inputs.update(self.files(self.eval_text(), "measure_text"))
         self.tokenizer = str(stage_out(self.r, "tokenizer"))
         settings = {k: v for k, v in asdict(t).items() if k not in ("corpus", "path")}
-        return Stage("tokenizer", inputs, settings, run_tokenizer)
+        return inputs, settings
 
-    def stage_resize(self) -> Stage:
-        section = self.r.resize or ResizeSection()
+    def plan_resize(self, section: ResizeSection) -> Plan:
         inputs = {"model": self.model, "base_tokenizer": self.base_tokenizer, "tokenizer": self.tokenizer}
         self.model, self.tokenizer = str(stage_out(self.r, "resize")), None
         self.evaluated["resized"] = self.model
-        return Stage("resize", inputs, asdict(section), run_resize)
+        return inputs, asdict(section)
 
-    def stage_pt(self) -> Stage:
-        settings, files = self.train_settings(self.r.pt, "pt", None)
+    def plan_pt(self, section: dict) -> Plan:
+        settings, files = self.train_settings(section, "pt", None)
         inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
         self.model = str(stage_out(self.r, "pt") / "model")
         self.evaluated["pre-trained"] = self.model
-        return Stage("pt", inputs, settings, lambda ctx: run_train(ctx, "pt"), resumable=True)
+        return inputs, settings
 
-    def stage_sft(self) -> Stage:
-        settings, files = self.train_settings(self.r.sft, "sft", self.r.template)
+    def plan_sft(self, section: dict) -> Plan:
+        settings, files = self.train_settings(section, "sft", self.r.template)
         inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
         self.sft_base = self.model
         out = stage_out(self.r, "sft")
@@ -113,19 +121,17 @@ class Planner:
         self.model = str(out / "model") if settings["full"] else None
         if self.model:
             self.evaluated["instruction-tuned"] = self.model
-        return Stage("sft", inputs, settings, lambda ctx: run_train(ctx, "sft"), resumable=True)
+        return inputs, settings
 
-    def stage_merge(self) -> Stage:
+    def plan_merge(self, section: MergeSection) -> Plan:
         if not self.sft_adapter:
             raise ZhllamaError("merge: there is no LoRA adapter to merge", "merge follows an sft stage trained with LoRA (full: false)")
-        section = asdict(self.r.merge) if self.r.merge else {"dtype": "auto"}
         inputs = {"model": self.sft_base, "lora": self.sft_adapter}
         self.model = str(stage_out(self.r, "merge"))
         self.evaluated["instruction-tuned"] = self.model
-        return Stage("merge", inputs, {**section, "template": self.r.template}, run_merge)
+        return inputs, {**asdict(section), "template": self.r.template}
 
-    def stage_eval(self) -> Stage:
-        e = self.r.eval
+    def plan_eval(self, e: EvalSection) -> Plan:
         if self.model is None:
             raise ZhllamaError("eval: the sft stage's LoRA adapter is not merged", "add a merge stage before eval")
         inputs = {f"model:{label}": path for label, path in self.evaluated.items()}
@@ -140,15 +146,22 @@ class Planner:
         settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
                     "template": self.r.template if tuned else "none", "final": self.model,
                     "before_sft": self.sft_base}
-        return Stage("eval", inputs, settings, run_eval)
+        return inputs, settings
 
-    def stage_export(self) -> Stage:
+    def plan_export(self, section: ExportSection) -> Plan:
         from ..export.gguf import OUTTYPES
 
-        outtype = self.r.export.outtype
+        outtype = section.outtype
         if outtype not in OUTTYPES:
             raise ZhllamaError(f"export.outtype: '{outtype}' is not one of {list(OUTTYPES)}", "pick one of those")
-        return Stage("export", {"model": self.model}, {"outtype": outtype}, run_export)
+        return self.plan_model_reader(section)
+
+    def plan_model_reader(self, section) -> Plan:
+        """The default plan: the stage reads the current model, its settings are its section, it hands on nothing."""
+        if self.model is None:
+            raise ZhllamaError("there is no model to read: the sft stage's LoRA adapter is not merged",
+                               "add a merge stage after sft")
+        return {"model": self.model}, asdict(section)
 
     def take_tokenizer(self) -> dict[str, str]:
         """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
@@ -161,7 +174,7 @@ class Planner:
 
 def plan(recipe: Recipe) -> list[Stage]:
     planner = Planner(recipe)
-    return [getattr(planner, f"stage_{name}")() for name in recipe.enabled()]
+    return [planner.stage(name) for name in recipe.enabled()]
 
 
 # --- runners: each one calls the owning stage's Python API ---------------------------------
@@ -300,11 +313,12 @@ def move_into(src: Path, dst: Path) -> None:
 
 
 def training_metrics(train_dir: Path) -> dict:
-    """The numbers the summary shows, from the training stage's metrics.json."""
-    p = train_dir / "metrics.json"
-    if not p.is_file():
+    """The numbers the summary shows, from the training stage's report."""
+    from ..train.report import read_run_outputs
+
+    data = read_run_outputs(train_dir)
+    if data is None:
         return {}
-    data = json.loads(p.read_text(encoding="utf-8"))
     m, curve = data.get("metrics", {}), data.get("loss_curve", {})
     keep = ("train_loss", "eval_loss", "train_runtime", "tokens_seen", "train_tokens_per_second")
     return {**{k: m[k] for k in keep if k in m}, "parameters": data.get("parameters"), "loss_curve": curve}

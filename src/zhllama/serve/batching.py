@@ -221,12 +221,22 @@ class BatchScheduler:
             job.emit(Started(len(ids)))
             ready.append(job)
             prompts.append(ids)
-        if not ready:
-            return
+        if ready:
+            self._decode(ready, prompts)
+
+    def _decode(self, ready: list[GenJob], prompts: list[list[int]]) -> None:
+        """Run ``ready`` as one batch; if the batch fails, no request pays for another's fault.
+
+        Requests validate before they are queued, so a failure here is a bug or a resource problem
+        tied to one request.  Every unfinished request that has not received text yet is run again
+        on its own: the one at fault gets its error there, the others finish normally.  A request
+        that already streamed text cannot be restarted invisibly and gets the error.
+        """
         self.stats.record(len(ready))
         self._running = ready
-        finished = [False] * len(ready)
+        finished, spoke = [False] * len(ready), [False] * len(ready)
         counts: list[int] = []
+        failure: Exception | None = None
         stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts)
         try:
             for i, text, finish in stream:
@@ -234,18 +244,22 @@ class BatchScheduler:
                 used = counts[i] if finish else 0
                 if not job.cancelled:
                     job.emit(Delta(text, finish, used))
+                spoke[i] = spoke[i] or bool(text)
                 finished[i] = finished[i] or finish is not None
                 if all(j.cancelled or f for j, f in zip(ready, finished)):
                     break
         except Exception as e:
-            log.exception("generation failed")
-            for job, done in zip(ready, finished):
-                if not done:
-                    job.emit(e)
-            return
+            log.exception("generation failed for a batch of %d", len(ready))
+            failure = e
         finally:
             self._running = []
             getattr(stream, "close", lambda: None)()
-        for job, done in zip(ready, finished):
-            if not done and not job.cancelled:
+        for k, job in enumerate(ready):
+            if finished[k] or job.cancelled:
+                continue
+            if failure is None:
                 job.emit(RuntimeError("the engine ended a request without a finish reason"))
+            elif len(ready) > 1 and not spoke[k] and not self._closed:
+                self._decode([job], [prompts[k]])
+            else:
+                job.emit(failure)

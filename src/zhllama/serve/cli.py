@@ -97,8 +97,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _webui(args: argparse.Namespace) -> int:
     _positive("--port", args.port)
     _positive("--max-batch-size", args.max_batch_size)
+    from .webui import launch, require_gradio
+
+    require_gradio()
     engine = _load_engine(args)
-    from .webui import launch
 
     launch(engine, host=args.host, port=args.port, title=Path(args.model).name, max_batch_size=args.max_batch_size)
     return 0

@@ -47,7 +47,7 @@ def _validation_message(err: dict) -> tuple[str, str | None]:
         return ("We could not parse the JSON body of your request: send valid JSON with "
                 "Content-Type: application/json"), None
     param = ".".join(loc) or None
-    msg = err.get("msg", "invalid value")
+    msg = err.get("msg", "invalid value").removeprefix("Value error, ")
     return (f"{param}: {msg}" if param else msg), param
 
 
@@ -78,15 +78,36 @@ def install_error_handlers(app: FastAPI) -> None:
         return as_api_error(exc).response()
 
 
-def check_bearer(request: Request, api_key: str | None) -> None:
-    """Raise 401 unless ``Authorization: Bearer <api_key>`` is sent (no-op without a key)."""
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def bearer_ok(header: str, api_key: str | None) -> bool:
     if not api_key:
-        return
-    header = request.headers.get("authorization", "")
+        return True
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-        raise APIError(401, "Incorrect API key provided: send it as 'Authorization: Bearer <key>'",
+    return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), api_key.encode())
+
+
+class BearerAuth:
+    """ASGI middleware: answer 401 before anything of the body is read or parsed.
+
+    FastAPI parses a JSON body before it runs a route's dependencies, so a malformed body from a
+    client without the key would get a 400 that tells it about the API; this layer runs first.
+    """
+
+    def __init__(self, app, api_key: str | None):
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.api_key or scope.get("path") in PUBLIC_PATHS:
+            return await self.app(scope, receive, send)
+        header = dict(scope.get("headers") or ()).get(b"authorization", b"").decode("latin-1")
+        if bearer_ok(header, self.api_key):
+            return await self.app(scope, receive, send)
+        err = APIError(401, "Incorrect API key provided: send it as 'Authorization: Bearer <key>'",
                        code="invalid_api_key")
+        await _send_json(send, err, extra_headers=[(b"www-authenticate", b"Bearer")])
 
 
 class BodySizeLimit:
@@ -122,10 +143,15 @@ class BodySizeLimit:
     async def _reject(self, send, size: int) -> None:
         err = APIError(413, f"request body is {size} bytes; this server accepts at most {self.max_bytes} "
                             "(see `zhllama serve --max-request-bytes`)", code="request_too_large")
-        payload = json.dumps(err.body()).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+        await _send_json(send, err)
+
+
+async def _send_json(send, err: APIError, extra_headers: list | None = None) -> None:
+    """Answer ``err`` from ASGI middleware, before FastAPI sees the request."""
+    payload = json.dumps(err.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers + (extra_headers or [])})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _replay(messages: list, receive):

@@ -15,7 +15,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from sse_starlette.sse import EventSourceResponse
 
 from .. import __version__
@@ -23,7 +23,7 @@ from ..errors import ZhllamaError
 from ..templates import split_turns
 from . import schemas as S
 from .batching import BatchScheduler, CallJob, Channel, Delta, GenJob
-from .http import APIError, BodySizeLimit, as_api_error, check_bearer, install_error_handlers
+from .http import APIError, BearerAuth, BodySizeLimit, as_api_error, install_error_handlers
 from .results import collect, stream_events, wait_started
 
 
@@ -71,10 +71,20 @@ class Service:
                                 f"{n_tokens + max_new} tokens ({n_tokens} in the prompt; {max_new} for the completion)",
                            param=param, code="context_length_exceeded")
 
+    def check_fits_queue(self, prompts: int, n: int) -> None:
+        """A request larger than the whole queue can never run: a 400 saying so, not a 503 'retry later'."""
+        limit = self.scheduler.max_queue
+        if prompts * n > limit:
+            param = "n" if n > 1 else "prompt"
+            raise APIError(400, f"this request asks for {prompts * n} generations ({prompts} prompt(s) x n={n}); "
+                                f"this server queues at most {limit} (zhllama serve --max-queue): send fewer "
+                                "prompts or a smaller n per request", param=param, code="request_too_large")
+
     def sampling(self, req: S.SamplingFields, max_new: int, choice: int):
         from ..infer.engine import SamplingParams
 
-        seed = None if req.seed is None else req.seed + choice  # n choices with one seed must still differ
+        # n choices with one seed must still differ; the sum may leave the 64-bit range, the sampler reduces it
+        seed = None if req.seed is None else req.seed + choice
         return SamplingParams(max_new_tokens=max_new, temperature=req.temperature, top_p=req.top_p,
                               top_k=req.top_k, repetition_penalty=req.repetition_penalty,
                               stop=req.stop_list(), seed=seed)
@@ -104,6 +114,7 @@ class Service:
     # ---- running jobs ----
     def submit(self, preparers: list, req: S.SamplingFields, max_new: int) -> tuple[Channel, list[GenJob]]:
         """One job per (prompt, choice); choice index = prompt index * n + choice, as OpenAI numbers them."""
+        self.check_fits_queue(len(preparers), req.n)
         channel = Channel()
         jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c)
                 for p, prep in enumerate(preparers) for c in range(req.n)]
@@ -164,11 +175,7 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     app.state.service = svc
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-
-    def authorized(request: Request) -> None:
-        check_bearer(request, settings.api_key)
-
-    auth = [Depends(authorized)]
+    app.add_middleware(BearerAuth, api_key=settings.api_key)  # added last = runs first: 401 before the body is read
 
     @app.get("/health", tags=["server"])
     async def health():
@@ -177,16 +184,16 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
                 "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch,
                 "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())}}
 
-    @app.get("/v1/models", response_model=S.ModelList, dependencies=auth, tags=["openai"])
+    @app.get("/v1/models", response_model=S.ModelList, tags=["openai"])
     async def list_models():
         return {"object": "list", "data": [_card(svc)]}
 
-    @app.get("/v1/models/{model}", response_model=S.ModelCard, dependencies=auth, tags=["openai"])
+    @app.get("/v1/models/{model}", response_model=S.ModelCard, tags=["openai"])
     async def get_model(model: str):
         svc.check_model(model)
         return _card(svc)
 
-    @app.post("/v1/chat/completions", response_model=S.ChatCompletion, dependencies=auth, tags=["openai"],
+    @app.post("/v1/chat/completions", response_model=S.ChatCompletion, tags=["openai"],
               responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse},
                          404: {"model": S.ErrorResponse}, 503: {"model": S.ErrorResponse}})
     async def chat_completions(req: S.ChatCompletionRequest):
@@ -204,7 +211,7 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
                              "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(results)],
                 "usage": _usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))}
 
-    @app.post("/v1/completions", response_model=S.TextCompletion, dependencies=auth, tags=["openai"],
+    @app.post("/v1/completions", response_model=S.TextCompletion, tags=["openai"],
               responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse},
                          404: {"model": S.ErrorResponse}, 503: {"model": S.ErrorResponse}})
     async def completions(req: S.CompletionRequest):
@@ -224,7 +231,7 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
                 "usage": _usage(sum(r.prompt_tokens for r in results[::req.n]),
                                 sum(r.completion_tokens for r in results))}
 
-    @app.post("/v1/embeddings", response_model=S.EmbeddingList, dependencies=auth, tags=["openai"],
+    @app.post("/v1/embeddings", response_model=S.EmbeddingList, tags=["openai"],
               responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse}})
     async def embeddings(req: S.EmbeddingRequest):
         svc.check_model(req.model)
@@ -243,16 +250,16 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
                 for i, v in enumerate(vectors)]
         return {"object": "list", "data": data, "model": settings.model_name, "usage": _usage(n_tokens, 0)}
 
-    @app.post("/chat", response_model=S.ChatLlamaAnswer, dependencies=auth, tags=["chatllama"])
+    @app.post("/chat", response_model=S.ChatLlamaAnswer, tags=["chatllama"])
     async def chatllama(req: S.ChatLlamaRequest):
         """Chinese-ChatLLaMA's ``llama_server.py`` route: ``{"question": ...}`` -> ``{"answer": [...], "status"}``."""
         questions = [req.question] if isinstance(req.question, str) else req.question
         if not questions:
             raise APIError(400, "question: give a question or a list of questions", param="question")
-        fields = S.ChatCompletionRequest(model=settings.model_name, messages=[{"role": "user", "content": "-"}])
+        defaults = S.SamplingFields(model=settings.model_name)  # this route takes no sampling fields
         max_new = svc.max_new_tokens(None)
         preparers = [svc.chat_preparer([{"role": "user", "content": q}], max_new, False) for q in questions]
-        channel, jobs = svc.submit(preparers, fields, max_new)
+        channel, jobs = svc.submit(preparers, defaults, max_new)
         results = await collect(channel, jobs)
         return {"answer": [r.text for r in results], "status": "success"}
 

@@ -35,7 +35,9 @@ async def collect(channel: Channel, jobs: list[GenJob]) -> list[ChoiceResult]:
                 r.finish_reason, r.completion_tokens = event.finish_reason, event.completion_tokens
                 live -= 1
     finally:
-        _cancel(jobs)  # frees the batch slots of choices nobody will read (client gone, or an error)
+        # Nobody reads the other choices now (client gone, or an error): queued ones are skipped and
+        # running ones stop sending; their batch keeps its rows until every row is finished or cancelled.
+        _cancel(jobs)
     return [results[i] for i in sorted(results)]
 
 

@@ -14,13 +14,43 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_N = 8
 MAX_STOP = 4
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
+
+
+def _lone_surrogate(value, where: str = "") -> str | None:
+    """Describe the first lone surrogate in ``value`` (text or a list of texts), or None.
+
+    JSON's ``"\\ud800"`` escapes decode to such code points; they are not Unicode text, and the tokenizer
+    would fail on them deep inside the batch.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"{where}contains a lone surrogate ({value[e.start]!a}) at character {e.start}"
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"item {i} ")
+            if found:
+                return found
+    return None
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # NaN/Infinity (which Python's JSON parser accepts) are refused for every number
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value):
+        found = _lone_surrogate(value)
+        if found:
+            raise ValueError(f"{found}; send valid UTF-8 text (a \\ud800-\\udbff escape must be followed by a "
+                             "\\udc00-\\udfff one)")
+        return value
 
 
-class TextPart(BaseModel):
+class TextPart(_Request):
     type: Literal["text"]
     text: str
 
@@ -45,7 +75,7 @@ class SamplingFields(_Request):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=MAX_N, description="number of choices per prompt")
     stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP} stop strings")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit seed for reproducible sampling")
     stream: bool = False
     stream_options: dict | None = Field(None, description='{"include_usage": true} adds a final usage chunk')
     # zhllama extensions (not in OpenAI's API; defaults follow the seeds' inference scripts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ZhllamaError
 from .batching import BatchScheduler, Channel, GenJob
 from .http import APIError, as_api_error
 from .results import stream_events
@@ -72,6 +73,15 @@ def make_responder(engine, scheduler: BatchScheduler):
             job.cancelled = True
 
     return respond
+
+
+def require_gradio() -> None:
+    """Fail in one line, before any model is loaded, when the optional ``webui`` extra is missing."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ZhllamaError("the web UI needs gradio, which is not installed",
+                           "pip install 'zhllama[webui]'") from None
 
 
 def build_demo(engine, title: str = "zhllama", max_batch_size: int = 8):

@@ -29,3 +29,11 @@ def write_run_outputs(out: Path, summary: dict, log_history: list[dict]) -> None
     series = loss_series(log_history)
     plot_loss(series, out / LOSS_PNG, f"zhllama train {summary.get('stage', '')}")
     write_json_atomic(out / METRICS_FILE, {**summary, "loss_curve": series, "log_history": log_history})
+
+
+def read_run_outputs(out: str | Path) -> dict | None:
+    """What :func:`write_run_outputs` wrote into ``out`` (summary, ``loss_curve``, ``log_history``); None before it has."""
+    from ..io import read_json
+
+    p = Path(out) / METRICS_FILE
+    return read_json(p, "delete the file, or re-run the training") if p.is_file() else None

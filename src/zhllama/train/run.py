@@ -20,6 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..logs import claim_output_folder, quiet_terminal
 from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
 from .data import build_stage_data, expand_files, with_length_column
@@ -109,6 +110,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     cfg.check(stage)
     cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
     out = Path(cfg.output_dir)
+    claim_output_folder(out)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
     precision = resolve_precision(cfg.precision)
     resolve_deepspeed(cfg.deepspeed)  # a missing DeepSpeed or config fails before the model is loaded
@@ -127,6 +129,10 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
                       eval_dataset=data["validation"] if len(data["validation"]) else None,
                       processing_class=tok, callbacks=callbacks)
+    if quiet_terminal():
+        from .progress import use_step_bar
+
+        use_step_bar(trainer, f"train {stage}")
     seen_before = _tokens_seen_at(plan.resume_from)
     result = trainer.train(resume_from_checkpoint=plan.resume_from)
     metrics = dict(result.metrics)

