@@ -12,7 +12,9 @@ Metaspace pre-tokenizer drops the dummy-prefix ``▁`` before a leading space.  
   because SentencePiece BPE does not pre-split either;
 * BPE merges: every split ``a + b`` of every normal piece, ranked by the piece's score (highest
   first), with byte fallback and fused unknowns; unigram models map onto ``tokenizers``' Unigram;
-* control / user-defined pieces become added tokens, so ``<s>`` in text is not a BOS.
+* control / user-defined pieces become added tokens.  ``split_special_tokens`` is false so a chat
+  template's ``{{ bos_token }}`` is BOS; zhllama encodes text with it true (``templates.encode_plain_text``),
+  so ``<s>`` typed in text stays characters, as in SentencePiece.
 
 The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers loads
 ``tokenizer.json`` verbatim instead of rebuilding a LLaMA pipeline of its own.
