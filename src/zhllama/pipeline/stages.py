@@ -223,13 +223,14 @@ def run_tokenizer(ctx: StageRun) -> dict:
 
 def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
     """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
-    from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
+    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template, write_hf_tokenizer
 
     p = Path(src)
     if p.is_file() or not (p / "tokenizer.json").is_file():
         write_hf_tokenizer(p, dst)
     else:
         copy_tokenizer_files(p, dst)
+        set_chat_template(dst)
 
 
 def load_any_tokenizer(path: str | Path):
@@ -254,7 +255,7 @@ def run_resize(ctx: StageRun) -> dict:
     from ..io import atomic_dir
     from ..model.load import check_model_dir, is_local, write_model_meta
     from ..model.resize import resize_embeddings
-    from ..tokenizer.hf import copy_tokenizer_files, load_hf_tokenizer
+    from ..tokenizer.hf import copy_tokenizer_files, load_hf_tokenizer, set_chat_template
 
     src = ctx.inputs["model"]
     model = AutoModelForCausalLM.from_pretrained(str(check_model_dir(src)) if is_local(src) else src, dtype="auto")
@@ -264,6 +265,7 @@ def run_resize(ctx: StageRun) -> dict:
         model.save_pretrained(tmp, safe_serialization=True)
         copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
         write_model_meta(tmp, stage="resize", base_model=src)
+        set_chat_template(tmp)
     return report
 
 
@@ -298,10 +300,12 @@ def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings
 
 def run_merge(ctx: StageRun) -> dict:
     from ..model.load import write_model_meta
+    from ..tokenizer.hf import set_chat_template
     from ..train import merge_adapters
 
     merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True)
     write_model_meta(ctx.out, template=ctx.settings["template"])
+    set_chat_template(ctx.out)
     return {"parameters": parameter_count(ctx.out)}
 
 

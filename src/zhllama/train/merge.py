@@ -157,6 +157,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
     from tqdm import tqdm
 
     from ..model.load import load_tokenizer, read_model_meta, write_model_meta
+    from ..tokenizer.hf import set_chat_template
     from .prepare import check_tokenizer_extends_base, load_base_tokenizer, save_tokenizer
 
     if not loras:
@@ -188,6 +189,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
         _write_generation_config(model, tok, tmp)
         save_tokenizer(tok_src, tok, tmp)
         write_model_meta(tmp, **meta)
+        set_chat_template(tmp)
     return Path(out)
 
 
