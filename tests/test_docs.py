@@ -33,8 +33,6 @@ DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_LANGS = {"", "bash", "sh", "shell", "console", "text"}
 FENCE = re.compile(r"^\s*(```|~~~)\s*([\w+-]*)")
 ERROR_PREFIX = "zhllama: error: "
-# Pages that another branch of the same change adds; a link to them is not yet an error here.
-PENDING_PAGES = {"docs/templates.md"}
 
 # Values for upper-case placeholders of typed options; any other placeholder (DIR, FILE, NAME) is
 # a fine string value as it is.
@@ -495,9 +493,6 @@ def test_the_docs_link_pages():
 def test_relative_link_resolves(snippet, target):
     file_part, _, anchor = target.partition("#")
     dest = (snippet.path.parent / file_part).resolve() if file_part else snippet.path
-    rel = dest.relative_to(ROOT).as_posix() if dest.is_relative_to(ROOT) else str(dest)
-    if not dest.exists() and rel in PENDING_PAGES:
-        pytest.skip(f"{rel} is written on another branch")
     assert dest.exists(), f"{snippet.where}: link to a missing file: {target}"
     if anchor and dest.suffix == ".md":
         assert anchor in github_anchors(dest), f"{snippet.where}: no heading '#{anchor}' in {rel}"

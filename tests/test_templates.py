@@ -11,22 +11,25 @@ def conv(*turns, system=None):
     return msgs
 
 
-def test_alpaca_is_chinese_alpacas_exact_prompt():
-    text = get_template("alpaca").render_text(alpaca_record_to_messages("翻译成英文", "你好"))
+def test_alpaca_is_chinese_alpacas_prompt_without_the_lone_space():
+    """Chinese-Alpaca's prompt, ending at "Response:": the reply's dummy prefix is the space after it."""
+    t = get_template("alpaca")
+    text = t.render_text(alpaca_record_to_messages("翻译成英文", "你好"))
     assert text == ("<s>Below is an instruction that describes a task. Write a response that appropriately "
-                    "completes the request.\n\n### Instruction:\n翻译成英文\n你好\n\n### Response: ")
+                    "completes the request.\n\n### Instruction:\n翻译成英文\n你好\n\n### Response:")
+    assert t.render_text(alpaca_record_to_messages("翻译成英文", "你好", "Hello")).endswith("### Response: Hello</s>")
 
 
 def test_llama2_zh_uses_short_bilingual_system_prompt():
     text = get_template("llama2-zh").render_text(conv("你好", "你好！", "再见"))
     assert text == ("<s>[INST] <<SYS>>\nYou are a helpful assistant. 你是一个乐于助人的助手。\n<</SYS>>\n\n"
-                    "你好 [/INST]你好！</s><s>[INST] 再见 [/INST]")
+                    "你好 [/INST] 你好！</s><s>[INST] 再见 [/INST]")
 
 
 def test_chatml_reply_ends_with_im_end_and_stops_on_it():
     t = get_template("chatml")
     text = t.render_text(conv("hi", "hello"), add_generation_prompt=False)
-    assert text.endswith("<|im_start|>assistant\nhello<|im_end|></s>")
+    assert text.endswith("<|im_start|>assistant\n hello<|im_end|></s>")  # " ": the reply's dummy prefix
     assert "<|im_end|>" in t.stop_strings
 
 

@@ -9,6 +9,12 @@ Segments are tokenized one by one and concatenated, as the Chinese-Alpaca(-2) tr
 (they tokenize the prompt and the response separately).  Because the tokenizer adds
 SentencePiece's dummy-prefix ``▁`` to each piece, the prompt the model sees at inference ends with
 exactly the tokens it ended with in training, and the first response token is the same too.
+
+Every template also has a Jinja form (:meth:`ChatTemplate.jinja`) that saved tokenizer folders carry
+as ``chat_template``: it renders the text whose whole-string tokenization gives the very same ids
+(the dummy prefix becomes a space between two text segments).  That holds because no text segment
+ends with a space: SentencePiece pieces never hold a ``▁`` after another character, so no token can
+straddle "text" + "▁text", while a trailing space would let ``▁▁`` merge across the boundary.
 """
 
 from __future__ import annotations
@@ -17,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
 from .errors import ZhllamaError
-
-Role = Literal["system", "user", "assistant"]
 
 ALPACA_HEADER = (
     "Below is an instruction that describes a task. "
@@ -127,30 +131,61 @@ class ChatTemplate:
         raise NotImplementedError
 
     def render_text(self, messages: Sequence[dict], add_generation_prompt: bool | None = None,
-                    bos: str = "<s>", eos: str = "</s>") -> str:
-        """The conversation as one string (for display and docs; ids come from encode_messages)."""
-        parts = []
+                    bos: str = "<s>", eos: str = "</s>", separator: str = " ") -> str:
+        """The conversation as one string, exactly as :meth:`jinja` renders it.
+
+        ``separator`` stands for the dummy prefix of a text segment that follows another text
+        segment (after BOS/EOS the tokenizer adds it itself); ids come from :func:`encode_messages`.
+        """
+        parts: list[str] = []
+        after_text = False
         for s in self.segments(messages, add_generation_prompt):
-            parts.append(bos if s.kind == "bos" else eos if s.kind == "eos" else s.text)
+            if s.kind != "text":
+                parts.append(bos if s.kind == "bos" else eos)
+                after_text = False
+            elif s.text:
+                parts.append((separator if after_text else "") + s.text)
+                after_text = True
         return "".join(parts)
+
+    def jinja(self, separator: str = " ") -> str:
+        """This template as a Hugging Face ``chat_template``, generated from its constants.
+
+        ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)`` then gives the ids
+        of :func:`encode_messages`.  ``separator`` is the dummy prefix ("" for a tokenizer without).
+        """
+        default = "none" if self.default_system is None else _jinja_str(self.default_system)
+        return ("{#- zhllama chat template '" + self.name + "' (zhllama.templates) -#}\n"
+                + _JINJA_CHECKS.replace("DEFAULT_SYSTEM", default)
+                + self._jinja_body().replace("{{ SEP }}", "{{ " + _jinja_str(separator) + " }}"))
+
+    def _jinja_body(self) -> str:  # pragma: no cover
+        raise NotImplementedError
 
 
 class AlpacaTemplate(ChatTemplate):
     """Stanford Alpaca's prompt as Chinese-Alpaca trains it (scripts/training/build_dataset.py).
 
-    The no-input form with ``### Response: `` (a trailing space); an instruction's input is
-    appended to the instruction after a newline by the data loader.  The system prompt replaces
-    the "Below is an instruction..." header.  Later turns repeat the instruction/response block.
+    The no-input form; an instruction's input is appended to the instruction after a newline by
+    the data loader.  The system prompt replaces the "Below is an instruction..." header.  Later
+    turns repeat the instruction/response block.  The prompt ends with ``### Response:`` and the
+    reply's dummy prefix is the space after it (Chinese-Alpaca's ``"### Response: "`` ends with a
+    lone ``▁`` token, which a whole-string tokenizer merges with the reply's ``▁`` into ``▁▁``).
     """
 
     def _render(self, system, turns):
         for i, t in enumerate(turns):
             head = (system.rstrip("\n") + "\n\n") if (i == 0 and system) else ""
             yield BOS
-            yield Segment("text", f"{head}### Instruction:\n{t.user}\n\n### Response: ")
+            yield Segment("text", f"{head}### Instruction:\n{t.user}\n\n### Response:")
             if t.assistant is not None:
                 yield Segment("text", t.assistant, train=True)
                 yield _eos(True)
+
+    def _jinja_body(self):
+        user = _jinja_text(r"(system.rstrip('\n') + '\n\n' if loop.first and system else '') + '### Instruction:\n' "
+                           r"+ message['content'] + '\n\n### Response:'")
+        return _jinja_turns(_JINJA_BOS + user, _jinja_text("message['content']") + _JINJA_EOS)
 
 
 class Llama2Template(ChatTemplate):
@@ -164,6 +199,11 @@ class Llama2Template(ChatTemplate):
             if t.assistant is not None:
                 yield Segment("text", t.assistant, train=True)
                 yield _eos(True)
+
+    def _jinja_body(self):
+        user = _jinja_text(r"'[INST] ' + ('<<SYS>>\n' + system + '\n<</SYS>>\n\n' if loop.first and system else '') "
+                           r"+ message['content'] + ' [/INST]'")
+        return _jinja_turns(_JINJA_BOS + user, _jinja_text("message['content']") + _JINJA_EOS)
 
 
 class ChatMLTemplate(ChatTemplate):
@@ -179,19 +219,79 @@ class ChatMLTemplate(ChatTemplate):
                 yield Segment("text", f"{t.assistant}<|im_end|>", train=True)
                 yield _eos(True)
 
+    def _jinja_body(self):
+        head = _JINJA_BOS + _jinja_text(r"'<|im_start|>system\n' + system + '<|im_end|>\n' if system else ''")
+        user = _jinja_text(r"'<|im_start|>user\n' + message['content'] + '<|im_end|>\n<|im_start|>assistant\n'")
+        return head + _jinja_turns(user, _jinja_text("message['content'] + '<|im_end|>'") + _JINJA_EOS)
+
 
 class RawTemplate(ChatTemplate):
-    """No template: the user text is continued directly (pre-trained, non-chat models)."""
+    """No template: the user text is continued directly (pre-trained, non-chat models).
+
+    System and user texts lose their trailing spaces: another text segment follows each, and a
+    text segment must not end with a space (see the module docstring).
+    """
 
     def _render(self, system, turns):
         yield BOS
         if system:
-            yield Segment("text", system)
+            yield Segment("text", system.rstrip(" "))
         for t in turns:
-            yield Segment("text", t.user)
+            yield Segment("text", t.user.rstrip(" "))
             if t.assistant is not None:
                 yield Segment("text", t.assistant, train=True)
                 yield _eos(True)
+
+    def _jinja_body(self):
+        head = _JINJA_BOS + _jinja_text("(system or '').rstrip(' ')")
+        return head + _jinja_turns(_jinja_text("message['content'].rstrip(' ')"),
+                                   _jinja_text("message['content']") + _JINJA_EOS)
+
+
+def _jinja_str(text: str) -> str:
+    """``text`` as a Jinja string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _jinja_text(expr: str) -> str:
+    """Jinja that emits a text segment: nothing when empty, the dummy-prefix separator after text."""
+    return ("{%- set text = " + expr + " -%}\n"
+            "{%- if text -%}{%- if ns.after_text -%}{{ SEP }}{%- endif -%}"
+            "{{ text }}{%- set ns.after_text = true -%}{%- endif -%}\n")
+
+
+_JINJA_BOS = "{{- bos_token or '' -}}{%- set ns.after_text = false -%}\n"
+_JINJA_EOS = "{{- eos_token or '' -}}{%- set ns.after_text = false -%}\n"
+
+
+def _jinja_turns(user: str, assistant: str) -> str:
+    return ("{%- for message in turns -%}\n{%- if message['role'] == 'user' -%}\n" + user
+            + "{%- else -%}\n" + assistant + "{%- endif -%}\n{%- endfor -%}\n")
+
+
+# split_turns' and segments' checks in Jinja: an optional system message, then user/assistant alternating
+_JINJA_CHECKS = """\
+{%- set ns = namespace(after_text=false) -%}
+{%- if messages and messages[0]['role'] == 'system' -%}
+{%- set system = messages[0]['content'] -%}{%- set turns = messages[1:] -%}
+{%- else -%}
+{%- set system = DEFAULT_SYSTEM -%}{%- set turns = messages -%}
+{%- endif -%}
+{%- if not turns -%}{{ raise_exception('no user message: give at least one user message') }}{%- endif -%}
+{%- for message in messages -%}
+{%- if message['content'] is not string -%}{{ raise_exception('each message content must be text') }}{%- endif -%}
+{%- endfor -%}
+{%- for message in turns -%}
+{%- if message['role'] != ['user', 'assistant'][loop.index0 % 2] -%}
+{{- raise_exception('user and assistant messages must alternate, starting with user (after an optional system message)') -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt and turns[-1]['role'] != 'user' -%}
+{{- raise_exception('the conversation already ends with an assistant message') -}}
+{%- elif not add_generation_prompt and turns[-1]['role'] == 'user' -%}
+{{- raise_exception('the conversation ends with a user message but add_generation_prompt is false') -}}
+{%- endif -%}
+"""
 
 
 TEMPLATES: dict[str, ChatTemplate] = {
@@ -215,6 +315,15 @@ def get_template(name: str) -> ChatTemplate:
         raise ZhllamaError(f"unknown template '{name}'", f"choose one of: {', '.join(TEMPLATES)}") from None
 
 
+def encode_plain_text(tokenizer, text: str) -> list[int]:
+    """``text``'s ids with no BOS/EOS, reading ``</s>`` and the like as characters, as SentencePiece does.
+
+    Saved tokenizer configs say ``split_special_tokens: false`` so that a chat template's
+    ``{{ bos_token }}`` is a token for Hugging Face tools; text from users never is, here.
+    """
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
 def encode_segments(tokenizer, segments: Sequence[Segment]) -> tuple[list[int], list[bool]]:
     """Token ids of ``segments`` and, per id, whether it belongs to the response (trainable)."""
     ids: list[int] = []
@@ -231,7 +340,7 @@ def encode_segments(tokenizer, segments: Sequence[Segment]) -> tuple[list[int], 
         else:
             if not s.text:
                 continue
-            piece = tokenizer(s.text, add_special_tokens=False)["input_ids"]
+            piece = encode_plain_text(tokenizer, s.text)
         ids.extend(piece)
         train.extend([s.train] * len(piece))
     return ids, train

@@ -25,9 +25,9 @@ ALPACA_HEAD = "Below is an instruction that describes a task. Write a response t
 
 # Each template's expected rendering, written out by hand: (kind, text, trained).
 EXPECTED = {
-    "alpaca": [("bos", "", False), ("text", f"{SYSTEM}\n\n### Instruction:\n{U1}\n\n### Response: ", False),
+    "alpaca": [("bos", "", False), ("text", f"{SYSTEM}\n\n### Instruction:\n{U1}\n\n### Response:", False),
                ("text", A1, True), ("eos", "", True),
-               ("bos", "", False), ("text", f"### Instruction:\n{U2}\n\n### Response: ", False),
+               ("bos", "", False), ("text", f"### Instruction:\n{U2}\n\n### Response:", False),
                ("text", A2, True), ("eos", "", True)],
     "llama2": [("bos", "", False), ("text", f"[INST] <<SYS>>\n{SYSTEM}\n<</SYS>>\n\n{U1} [/INST]", False),
                ("text", A1, True), ("eos", "", True),

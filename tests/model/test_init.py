@@ -1,9 +1,10 @@
 import json
 
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zhllama.cli import main
+from zhllama.templates import get_template
 
 
 def test_tiny_model_matches_tokenizer_and_loads(tiny_model_dir, tiny_tokenizer):
@@ -11,6 +12,7 @@ def test_tiny_model_matches_tokenizer_and_loads(tiny_model_dir, tiny_tokenizer):
     assert cfg["vocab_size"] == len(tiny_tokenizer)
     assert (tiny_model_dir / "model.safetensors").is_file()
     assert (tiny_model_dir / "tokenizer.model").is_file()
+    assert AutoTokenizer.from_pretrained(tiny_model_dir).chat_template == get_template("none").jinja()
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ids = torch.tensor([tiny_tokenizer("你好 world")["input_ids"]])
     assert model(ids).logits.shape == (1, ids.shape[1], len(tiny_tokenizer))

@@ -11,7 +11,7 @@ from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
 def assert_same_ids(sp_model, folder, texts):
     sp = S.processor(sp_model)
     hf = load_hf_tokenizer(folder)
-    hf_ids = hf(texts, add_special_tokens=False)["input_ids"]
+    hf_ids = hf(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]  # as zhllama encodes text
     bad = [(t, a, b) for t, a, b in zip(texts, sp.encode(texts), hf_ids) if a != b]
     assert not bad, f"{len(bad)}/{len(texts)} differ, first: {bad[0][0]!r}"
     # with special tokens: BOS first, exactly as SentencePiece's add_bos
@@ -40,9 +40,14 @@ def test_trained_model_hf_matches_sentencepiece(tiny_zh_model, mixed_texts):
 
 
 def test_special_tokens_in_text_stay_text(tmp_path, mistral_sp_model):
+    """zhllama's text encoding reads "<s>" as characters; the folder's own setting reads it as BOS,
+    which a chat template's ``{{ bos_token }}`` needs (tests/test_chat_template_jinja.py)."""
+    from zhllama.templates import encode_plain_text
+
     hf = load_hf_tokenizer(write_hf_tokenizer(mistral_sp_model, tmp_path / "m"))
-    ids = hf("<s> hi </s>", add_special_tokens=False)["input_ids"]
+    ids = encode_plain_text(hf, "<s> hi </s>")
     assert hf.bos_token_id not in ids and hf.eos_token_id not in ids
+    assert hf("<s> hi </s>", add_special_tokens=False)["input_ids"][0] == hf.bos_token_id
 
 
 @pytest.mark.parametrize("name", ["llama2", "chinese-llama2"])

@@ -19,7 +19,7 @@ def same_ids_share(a_model, b_model, texts) -> float:
 
 def hf_mismatches(folder, texts) -> list[str]:
     sp, hf = S.processor(folder / "tokenizer.model"), load_hf_tokenizer(folder)
-    hf_ids = hf(texts, add_special_tokens=False)["input_ids"]
+    hf_ids = hf(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]  # as zhllama encodes text
     return [t for t, a, b in zip(texts, sp.encode(texts), hf_ids) if a != b]
 
 

@@ -108,7 +108,7 @@ def _documents(files: list[str], text_field: str, skip_bad: bool, stats: ReadSta
 
 def _tokenize_batch(batch: dict, tokenizer, bos_id: int | None, eos_id: int) -> dict:
     """``[BOS] + ids + [EOS]`` for each document of a batch (a ``datasets.map`` function)."""
-    encoded = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(batch["text"], add_special_tokens=False, split_special_tokens=True)["input_ids"]  # "</s>" in text is text
     head = [] if bos_id is None else [bos_id]
     ids = [head + e + [eos_id] for e in encoded]
     return {"ids": ids, "n_tokens": [len(x) for x in ids], "n_chars": [len(t) for t in batch["text"]]}

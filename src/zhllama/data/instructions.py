@@ -235,7 +235,8 @@ def build_sft_dataset(files: list[str], tokenizer, template: str, max_length: in
     files = [str(f) for f in files]
     if not files:
         raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
-    key = fingerprint("sft", files, tokenizer, template=template, max_length=max_length,
+    # the template's Jinja stands for its definition: a cache built by an older rendering is not reused
+    key = fingerprint("sft", files, tokenizer, template=get_template(template).jinja(), max_length=max_length,
                       validation_split=validation_split, skip_bad=skip_bad, seed=seed)
     return cached_build("sft", key, cache_dir, lambda work: _build_sft(
         files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work))

@@ -25,7 +25,7 @@ prompt.  Which token is "the letter" depends on how the text around it is tokeni
 from __future__ import annotations
 
 from ..errors import ZhllamaError
-from ..templates import encode_messages, get_template
+from ..templates import encode_messages, encode_plain_text, get_template
 from .mc_data import LETTERS, Question
 
 INSTRUCTION = "以下是关于{subject}的单项选择题，请直接给出正确答案的选项。\n\n"
@@ -56,7 +56,7 @@ class PromptEncoder:
         if self.template is not None:
             return encode_messages(self.tokenizer, self.template, [{"role": "user", "content": text}], True)[0]
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return bos + encode_plain_text(self.tokenizer, text)
 
     def letter_ids(self) -> list[int]:
         """The token id of each answer letter at the answer position (see the module docstring)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..data.text import base_suffix, iter_documents, open_text
 from ..errors import ZhllamaError, require_file
+from ..templates import encode_plain_text
 
 
 @dataclass
@@ -100,7 +101,7 @@ def score_ids(model, ids: list[int], context: int, stride: int) -> tuple[float, 
 
 def text_ids(tokenizer, text: str) -> list[int]:
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + tokenizer(text, add_special_tokens=False)["input_ids"]
+    return bos + encode_plain_text(tokenizer, text)
 
 
 def check_window(context: int | None, stride: int | None) -> None:

@@ -75,12 +75,13 @@ def _place_added(vocab: GGUFVocab, n_pieces: int, added: dict[int, tuple[str, bo
 
 
 def _chat_template(model_dir: Path, tok_config: dict) -> str | None:
+    """The template Hugging Face loads: ``chat_template.jinja`` first, then tokenizer_config.json's."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8") or None
     template = tok_config.get("chat_template")
     if isinstance(template, list):  # named templates: llama.cpp uses the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
-    jinja = model_dir / "chat_template.jinja"
-    if not template and jinja.is_file():
-        template = jinja.read_text(encoding="utf-8")
     return template or None
 
 

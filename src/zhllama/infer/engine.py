@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
-from ..templates import ChatTemplate, encode_messages, get_template, split_turns
+from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
 from .sampling import Sampler, SamplingParams, expand_params
 from .stream import TextStream
 
@@ -125,7 +125,7 @@ class Engine:
 
     def text_prompt(self, text: str) -> list[int]:
         """A raw completion prompt: BOS + the text's ids (as the ``none`` template renders it)."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        ids = encode_plain_text(self.tokenizer, text) if text else []
         bos = self.tokenizer.bos_token_id
         return ([bos] if bos is not None else []) + list(ids)
 

@@ -62,7 +62,7 @@ def init_model(cfg: InitConfig) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    from ..tokenizer.hf import copy_tokenizer_files
+    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
     from .load import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer)
@@ -74,4 +74,5 @@ def init_model(cfg: InitConfig) -> Path:
         GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id).save_pretrained(tmp)
         copy_tokenizer_files(cfg.tokenizer, tmp)
+        set_chat_template(tmp)
     return Path(cfg.out)

@@ -134,11 +134,13 @@ def _load_sentencepiece(p: Path):
     config = {}
     if p.is_dir() and (p / "tokenizer_config.json").is_file():
         config = read_json(p / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
-    keep = {"add_bos": config.get("add_bos_token", True), "add_eos": config.get("add_eos_token", False),
-            "model_max_length": config.get("model_max_length"), "chat_template": config.get("chat_template")}
     with tempfile.TemporaryDirectory() as tmp:
-        write_hf_tokenizer(p, tmp, **keep)
-        return load_tokenizer(tmp)
+        write_hf_tokenizer(p, tmp, add_bos=config.get("add_bos_token", True), add_eos=config.get("add_eos_token", False),
+                           model_max_length=config.get("model_max_length"))
+        tokenizer = load_tokenizer(tmp)
+    if config.get("chat_template"):
+        tokenizer.chat_template = config["chat_template"]
+    return tokenizer
 
 
 def load_base_tokenizer(model_src: str | Path):

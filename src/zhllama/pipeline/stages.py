@@ -223,13 +223,14 @@ def run_tokenizer(ctx: StageRun) -> dict:
 
 def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
     """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
-    from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
+    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template, write_hf_tokenizer
 
     p = Path(src)
     if p.is_file() or not (p / "tokenizer.json").is_file():
         write_hf_tokenizer(p, dst)
     else:
         copy_tokenizer_files(p, dst)
+        set_chat_template(dst)
 
 
 def run_resize(ctx: StageRun) -> dict:
@@ -237,7 +238,7 @@ def run_resize(ctx: StageRun) -> dict:
     from ..meta import write_meta
     from ..model.load import load_causal_lm, load_tokenizer
     from ..model.resize import resize_embeddings
-    from ..tokenizer.hf import copy_tokenizer_files
+    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
 
     src, tokenizer = ctx.inputs["model"], load_tokenizer(ctx.inputs["tokenizer"])
     model = load_causal_lm(src)
@@ -248,6 +249,7 @@ def run_resize(ctx: StageRun) -> dict:
         copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
         write_meta(tmp, stage="resize", base_model=src, tokenizer_size=len(tokenizer), vocab_size=report["new_rows"],
                    pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
+        set_chat_template(tmp)
     return report
 
 

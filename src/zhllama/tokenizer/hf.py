@@ -12,7 +12,9 @@ Metaspace pre-tokenizer drops the dummy-prefix ``▁`` before a leading space.  
   because SentencePiece BPE does not pre-split either;
 * BPE merges: every split ``a + b`` of every normal piece, ranked by the piece's score (highest
   first), with byte fallback and fused unknowns; unigram models map onto ``tokenizers``' Unigram;
-* control / user-defined pieces become added tokens, so ``<s>`` in text is not a BOS.
+* control / user-defined pieces become added tokens.  ``split_special_tokens`` is false so a chat
+  template's ``{{ bos_token }}`` is BOS; zhllama encodes text with it true (``templates.encode_plain_text``),
+  so ``<s>`` typed in text stays characters, as in SentencePiece.
 
 The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers loads
 ``tokenizer.json`` verbatim instead of rebuilding a LLaMA pipeline of its own.
@@ -26,7 +28,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
 
 from ..errors import ZhllamaError
-from ..io import atomic_file, write_json_atomic
+from ..io import atomic_file, read_json, write_json_atomic
 from . import spm as S
 
 
@@ -107,12 +109,15 @@ def _piece_for(proto, idx: int) -> str | None:
 
 
 def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool = True, add_eos: bool = False,
-                       model_max_length: int | None = None, chat_template: str | None = None) -> Path:
+                       model_max_length: int | None = None, template: str = "none") -> Path:
     """Write ``tokenizer.model`` + ``tokenizer.json`` + configs into ``out_dir`` (created if needed).
 
     The folder loads with transformers' ``AutoTokenizer`` and keeps ``tokenizer.model`` for
-    tools that read SentencePiece (llama.cpp's converter, GGUF export).
+    tools that read SentencePiece (llama.cpp's converter, GGUF export).  Its ``chat_template`` is
+    the Jinja of the zhllama template ``template`` (``none`` for a bare tokenizer).
     """
+    from ..templates import get_template
+
     src = S.resolve_sp_model(sp_model)
     proto = S.load_proto(src)
     out = Path(out_dir)
@@ -135,13 +140,13 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
         "add_eos_token": add_eos,
         "clean_up_tokenization_spaces": False,
         "legacy": False,
-        # SentencePiece reads "<s>" in text as plain characters, never as a control token
-        "split_special_tokens": True,
+        # the chat template's {{ bos_token }} must become BOS; zhllama's own text encoding
+        # (templates.encode_plain_text) still reads "<s>" in text as characters, as SentencePiece does
+        "split_special_tokens": False,
         "model_max_length": model_max_length or 1_000_000_000,
         **special,
+        "chat_template": get_template(template).jinja(" " if proto.normalizer_spec.add_dummy_prefix else ""),
     }
-    if chat_template:
-        config["chat_template"] = chat_template
     write_json_atomic(out / "tokenizer_config.json", config)
     write_json_atomic(out / "special_tokens_map.json", special)
     return out
@@ -154,7 +159,8 @@ def load_hf_tokenizer(path: str | Path):
     return load_tokenizer(path)
 
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja")
 
 
 def copy_tokenizer_files(src_dir: str | Path, dst_dir: str | Path) -> None:
@@ -172,3 +178,41 @@ def copy_tokenizer_files(src_dir: str | Path, dst_dir: str | Path) -> None:
             found = True
     if not found:
         raise ZhllamaError(f"no tokenizer files in {src}", "give a folder written by `zhllama tokenizer merge`")
+
+
+def dummy_prefix_separator(tokenizer) -> str:
+    """" " when the tokenizer puts SentencePiece's ``▁`` before each text it encodes, else ""."""
+    from ..templates import encode_plain_text
+
+    ids = encode_plain_text(tokenizer, "a")
+    return " " if ids and tokenizer.convert_ids_to_tokens(ids[0]).startswith("▁") else ""
+
+
+def set_chat_template(target, template: str | None = None):
+    """Give a tokenizer, or the tokenizer files in a model/tokenizer folder, zhllama's chat template as Jinja.
+
+    ``template`` defaults to what ``zhllama chat`` uses for the folder (its ``zhllama.json``'s
+    template, else ``none``), so ``apply_chat_template``, vLLM and llama.cpp prompt the model with
+    the ids zhllama does.  ``split_special_tokens`` is turned off so the template's
+    ``{{ bos_token }}``/``{{ eos_token }}`` become tokens.  Returns the tokenizer or the folder.
+    """
+    from ..model.load import load_tokenizer
+    from ..templates import get_template
+
+    if not isinstance(target, (str, Path)):
+        target.chat_template = get_template(template or "none").jinja(dummy_prefix_separator(target))
+        target.split_special_tokens = False
+        return target
+    folder = Path(target)
+    if template is None:
+        from ..infer.engine import resolve_template_name
+
+        template = resolve_template_name(folder)
+    jinja = get_template(template).jinja(dummy_prefix_separator(load_tokenizer(folder)))
+    config_path = folder / "tokenizer_config.json"
+    config = read_json(config_path, "fix or remove the file") if config_path.is_file() else {}
+    config.update(chat_template=jinja, split_special_tokens=False)
+    write_json_atomic(config_path, config)
+    if (folder / "chat_template.jinja").is_file():  # Hugging Face reads this file before the config's key
+        (folder / "chat_template.jinja").write_text(jinja, encoding="utf-8")
+    return folder

@@ -186,13 +186,17 @@ def _append(proto, piece: str, score: float, kind: int) -> int:
 
 
 def _base_hf_config(base_path: Path) -> dict:
-    """add_bos/add_eos/chat_template of a Hugging Face base folder, to carry them over."""
+    """add_bos/add_eos of a Hugging Face base folder, to carry them over.
+
+    Not its chat_template: the merged folder gets zhllama's (``none``), which is what a model
+    built on it is prompted with until an SFT run records its template.
+    """
     cfg = base_path / "tokenizer_config.json" if base_path.is_dir() else None
     if not cfg or not cfg.is_file():
         return {}
     data = read_json(cfg, "fix or remove the file")
-    keep = {"add_bos_token": "add_bos", "add_eos_token": "add_eos", "chat_template": "chat_template"}
-    return {ours: data[k] for k, ours in keep.items() if isinstance(data.get(k), (bool, str))}
+    keep = {"add_bos_token": "add_bos", "add_eos_token": "add_eos"}
+    return {ours: data[k] for k, ours in keep.items() if isinstance(data.get(k), bool)}
 
 
 def merge_tokenizers(base: str | Path, adds: list[str | Path], out: str | Path, mode: str = "extend",

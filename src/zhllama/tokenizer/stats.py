@@ -39,7 +39,7 @@ class HfTokenizer:
         self.unk_id = self.tok.unk_token_id
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.tok(texts, add_special_tokens=False)["input_ids"]
+        return self.tok(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]  # as SentencePiece
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)

@@ -50,6 +50,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
 
     from ..meta import read_meta, write_meta
     from ..model import load as L
+    from ..tokenizer.hf import set_chat_template
     from .prepare import save_tokenizer
 
     if not loras:
@@ -78,6 +79,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage="merged", base_model=str(base), loras=[str(a) for a in adapters], template=template,
                    tokenizer_size=len(tok), vocab_size=rows)
+        set_chat_template(tmp)
     return Path(out)
 
 

@@ -107,6 +107,8 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     """Run stage ``pt`` or ``sft``; return ``{"metrics": ..., "output_dir": ..., "model_dir": ...}``."""
     from transformers import Trainer, set_seed
 
+    from ..tokenizer.hf import set_chat_template
+
     cfg.check(stage)
     cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
     out = Path(cfg.output_dir)
@@ -118,6 +120,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     # The model is loaded before TrainingArguments exist, so ZeRO-3 does not partition it at load
     # time (zero.Init): a resize can then touch whole embedding matrices; DeepSpeed shards it later.
     model, tok, tok_src, vocab, params = build_model(cfg, precision)
+    set_chat_template(tok, cfg.template if stage == "sft" else "none")  # the Trainer saves it into checkpoints
     args = training_arguments(cfg, out, precision, has_eval=True)
     with args.main_process_first(local=False, desc="preparing the output folder and data"):
         if args.process_index == 0 and plan.wipe:
@@ -175,6 +178,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
     take part in gathering the weights into the same folder, so the name is fixed here.)
     """
     from ..meta import write_meta
+    from ..tokenizer.hf import set_chat_template
     from .lora import verify_saved_adapter
     from .prepare import save_tokenizer
     from .report import write_run_outputs
@@ -192,6 +196,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage == "sft" else None,
                    tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of)
+        set_chat_template(tmp)
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
             shutil.rmtree(final)
