@@ -168,7 +168,7 @@ def plan(recipe: Recipe) -> list[Stage]:
 def run_base(ctx: StageRun) -> dict:
     """English tokenizer -> random LLaMA -> full pre-training on English text."""
     from ..model.init import InitConfig, init_model
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
@@ -187,7 +187,7 @@ def run_base(ctx: StageRun) -> dict:
 def run_tokenizer(ctx: StageRun) -> dict:
     from ..io import atomic_dir
     from ..tokenizer.merge import merge_tokenizers
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     s, base = ctx.settings, ctx.inputs["base_tokenizer"]
     if "tokenizer" in ctx.inputs:
