@@ -293,6 +293,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
     nested dataclasses flattened; build the dataclass back with :func:`from_args`.
     """
     options = _options(cls, prefix, flatten=not overrides)
+    if not overrides:  # required options first in --help (inherited fields come first in a dataclass)
+        options.sort(key=lambda o: not o.required)
     dests = [o.dest for o in options]
     clash = {d for d in dests if dests.count(d) > 1}
     if clash:
