@@ -22,6 +22,7 @@ from ..model.init import ModelShape
 from ..model.resize import ResizeSettings
 from ..tokenizer.merge import MergeMode
 from ..tokenizer.train import ModelType
+from ..train.config import MergeSettings
 
 STAGES = ("base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export")
 
@@ -53,9 +54,7 @@ class TokenizerSection:
 ResizeSection = ResizeSettings  # `zhllama model resize`'s settings
 
 
-@dataclass
-class MergeSection:
-    dtype: str = "auto"
+MergeSection = MergeSettings  # `zhllama merge`'s settings
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import ZhllamaError
-from .recipe import Recipe, ResizeSection
+from .recipe import MergeSection, Recipe, ResizeSection
 from .runner import Stage, StageRun, stage_out
 from . import sources
 
@@ -112,7 +112,7 @@ class Planner:
     def stage_merge(self) -> Stage:
         if not self.sft_adapter:
             raise ZhllamaError("merge: there is no LoRA adapter to merge", "merge follows an sft stage trained with LoRA (full: false)")
-        section = asdict(self.r.merge) if self.r.merge else {"dtype": "auto"}
+        section = asdict(self.r.merge or MergeSection())
         inputs = {"model": self.sft_base, "lora": self.sft_adapter}
         self.model = str(stage_out(self.r, "merge"))
         self.evaluated["instruction-tuned"] = self.model
@@ -277,7 +277,8 @@ def run_merge(ctx: StageRun) -> dict:
     from ..model.load import write_model_meta
     from ..train import merge_adapters
 
-    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True)
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"],
+                   max_shard_size=ctx.settings["max_shard_size"], overwrite=True)
     write_model_meta(ctx.out, template=ctx.settings["template"])
     return {"parameters": parameter_count(ctx.out)}
 

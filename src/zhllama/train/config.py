@@ -97,3 +97,22 @@ class TrainConfig:
         if self.validation_split is not None:
             return self.validation_split
         return 0.01 if stage == "pt" else 0.0
+
+
+@dataclass(kw_only=True)
+class MergeSettings:
+    """How merged weights are written: the pipeline's ``merge:`` section."""
+
+    dtype: str = option("float16, bfloat16, float32 or auto (the base model's dtype)", "auto")
+    max_shard_size: str = option("largest safetensors shard", "2GB")
+
+
+@dataclass(kw_only=True)
+class MergeConfig(MergeSettings):
+    """``zhllama merge``: its options."""
+
+    base: str = option("base model folder or hub id")
+    lora: list[str] = option("adapter folder; repeat to merge several in order (e.g. LLaMA-Plus then Alpaca-Plus)",
+                             metavar="ADAPTER", repeat="append")
+    out: str = option("output folder")
+    overwrite: bool = option("replace an existing output folder", False)
