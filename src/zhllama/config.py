@@ -248,40 +248,48 @@ def _scalar_kwargs(tp: Any, meta: Any) -> dict:
     return kwargs
 
 
-def _add_option(parser: argparse.ArgumentParser, opt: _Option, overrides: bool) -> None:
-    meta = opt.meta
-    help_text = (meta.get("help", "") + _default_text(opt)).replace("%", "%%")
-    name = opt.field.name.replace("_", "-")
-    flags = list(meta.get("flags") or ["--" + (opt.dest if overrides else name).replace("_", "-")])
-    list_origin = typing.get_origin(opt.tp) in (list, tuple)
-    if overrides:  # every field optional; None = "not given, keep the recipe's value"
-        if opt.tp is bool:
-            parser.add_argument(*flags, dest=opt.dest, default=None, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            parser.add_argument(*flags, dest=opt.dest, default=None, nargs="+" if list_origin else None,
-                                metavar=meta.get("metavar"), help=help_text)
+def _help_text(opt: _Option) -> str:
+    return (opt.meta.get("help", "") + _default_text(opt)).replace("%", "%%")  # argparse %-formats help
+
+
+def _add_override(parser: argparse.ArgumentParser, opt: _Option) -> None:
+    """An optional flag defaulting to None: "not given, keep the recipe's value"."""
+    flags = list(opt.meta.get("flags") or ["--" + opt.dest.replace("_", "-")])
+    if opt.tp is bool:
+        parser.add_argument(*flags, dest=opt.dest, default=None, action=argparse.BooleanOptionalAction,
+                            help=_help_text(opt))
         return
-    kwargs: dict[str, Any] = {"help": help_text}
+    many = typing.get_origin(opt.tp) in (list, tuple)
+    parser.add_argument(*flags, dest=opt.dest, default=None, nargs="+" if many else None,
+                        metavar=opt.meta.get("metavar"), help=_help_text(opt))
+
+
+def _add_stage_option(parser: argparse.ArgumentParser, opt: _Option) -> None:
+    """The option with its default (or required), type, choices and list shape."""
+    meta, name = opt.meta, opt.field.name.replace("_", "-")
+    flags = list(meta.get("flags") or [f"--{name}"])
+    kwargs: dict[str, Any] = {"help": _help_text(opt)}
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     if opt.tp is bool:
-        negative = opt.default is True
-        if not meta.get("flags") and negative:
-            flags = [f"--no-{name}"]
-        kwargs.update(action="store_false" if negative else "store_true")
+        if opt.default is True:  # the flag turns it off
+            flags = list(meta.get("flags") or [f"--no-{name}"])
+        kwargs["action"] = "store_false" if opt.default is True else "store_true"
+    elif typing.get_origin(opt.tp) in (list, tuple):
+        kwargs.update(_scalar_kwargs((typing.get_args(opt.tp) or (str,))[0], meta))
+        if meta.get("repeat") == "append":
+            kwargs["action"] = "append"
+        else:
+            kwargs["nargs"] = "+"
     else:
-        item_tp = (typing.get_args(opt.tp) or (str,))[0] if list_origin else opt.tp
-        kwargs.update(_scalar_kwargs(item_tp, meta))
-        if list_origin:
-            kwargs.update(action="append") if meta.get("repeat") == "append" else kwargs.update(nargs="+")
+        kwargs.update(_scalar_kwargs(opt.tp, meta))
     if meta.get("positional"):
         parser.add_argument(opt.dest, **kwargs)
-        return
-    if opt.required:
-        kwargs["required"] = True
+    elif opt.required:
+        parser.add_argument(*flags, dest=opt.dest, required=True, **kwargs)
     else:
-        kwargs["default"] = list(opt.default) if isinstance(opt.default, tuple) else opt.default
-    parser.add_argument(*flags, dest=opt.dest, **kwargs)
+        default = list(opt.default) if isinstance(opt.default, tuple) else opt.default
+        parser.add_argument(*flags, dest=opt.dest, default=default, **kwargs)
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "", overrides: bool = True) -> None:
@@ -300,7 +308,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
     if clash:
         raise TypeError(f"{cls.__name__}: option names used twice: {sorted(clash)}")
     for opt in options:
-        _add_option(parser, opt, overrides)
+        (_add_override if overrides else _add_stage_option)(parser, opt)
 
 
 def from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
