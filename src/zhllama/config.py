@@ -144,6 +144,16 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def subset(cls: type, name: str, exclude: tuple[str, ...]) -> type:
+    """A dataclass with the fields of ``cls`` (types, defaults, help) except ``exclude``: the part of a
+    stage's schema that a recipe section sets, when the pipeline fills in the rest."""
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                        metadata=f.metadata))
+              for f in dataclasses.fields(cls) if f.init and f.name not in exclude]
+    return dataclasses.make_dataclass(name, fields, kw_only=True)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     from .checks import read_text
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import from_dict, read_yaml
+from ..config import from_dict, read_yaml, subset
 from ..errors import ZhllamaError
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
 from ..model.resize import ResizeSettings
 from ..tokenizer.merge import MergeMode
-from ..tokenizer.train import ModelType
+from ..tokenizer.train import ModelType, TokenizerTrainConfig
 from ..train.config import MergeSettings
 
 STAGES = ("base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export")
@@ -38,6 +38,11 @@ class BaseSection(ModelShape):
     train: dict[str, Any] = field(default_factory=dict)
 
 
+# more `zhllama tokenizer train` settings; the section's own keys and the pipeline set the rest
+TokenizerTrainOptions = subset(TokenizerTrainConfig, "TokenizerTrainOptions",
+                               ("corpus", "out", "vocab_size", "model_type", "overwrite"))
+
+
 @dataclass
 class TokenizerSection:
     """Train a Chinese SentencePiece model and merge it into the base tokenizer (or use ``path``)."""
@@ -48,7 +53,7 @@ class TokenizerSection:
     mode: MergeMode = "extend"
     pad_token: bool = False
     path: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: TokenizerTrainOptions = field(default_factory=TokenizerTrainOptions)
 
 
 ResizeSection = ResizeSettings  # `zhllama model resize`'s settings
