@@ -14,7 +14,6 @@ import logging
 import re
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from ..config import option
@@ -24,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Init = Literal["subword-mean", "mean", "random"]
 INITS = typing.get_args(Init)
+_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
 @dataclass(kw_only=True)
@@ -49,31 +49,6 @@ class ResizeConfig(ResizeSettings):
     base_tokenizer: str | None = option("the tokenizer the base model was trained with (default: --model's own)", None)
     out: str = option("output folder: the resized model with the extended tokenizer")
     overwrite: bool = option("replace an existing output folder", False)
-
-
-def resize_model(cfg: ResizeConfig) -> dict:
-    """Grow ``cfg.model``'s embeddings to ``cfg.tokenizer`` and write model + tokenizer to ``cfg.out``
-    atomically; returns :func:`resize_embeddings`' report."""
-    from transformers import AutoModelForCausalLM
-
-    from ..errors import check_output_dir
-    from ..io import atomic_dir
-    from ..tokenizer.hf import copy_tokenizer_files
-    from .load import check_model_dir, is_local, load_tokenizer, write_model_meta
-
-    check_output_dir(cfg.out, cfg.overwrite)  # the cheap checks come before loading the model
-    source = str(check_model_dir(cfg.model)) if is_local(cfg.model) else cfg.model
-    tokenizer = load_tokenizer(cfg.tokenizer)
-    base_tokenizer = load_tokenizer(cfg.base_tokenizer or source)
-    check_extension(tokenizer, base_tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
-    report = resize_embeddings(model, tokenizer, base_tokenizer, init=cfg.init, pad_to_multiple_of=cfg.pad_to_multiple_of)
-    with atomic_dir(cfg.out, cfg.overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        copy_tokenizer_files(cfg.tokenizer, tmp)
-        write_model_meta(tmp, stage="resize", base_model=cfg.model)
-    return report
-_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
 
 def check_extension(new_tokenizer, base_tokenizer) -> None:
@@ -202,3 +177,28 @@ def _new_rows(inp, out, ids, n_tokens, init, new_tokenizer, base_tokenizer, std,
         else:
             report["fallback_mean"] += 1
     return new_in, new_out
+
+
+def resize_model(cfg: ResizeConfig) -> dict:
+    """Grow ``cfg.model``'s embeddings to ``cfg.tokenizer`` and write model + tokenizer to ``cfg.out``
+    atomically; returns :func:`resize_embeddings`' report."""
+    from transformers import AutoModelForCausalLM
+
+    from ..checks import check_output_path
+    from ..errors import check_output_dir
+    from ..io import atomic_dir
+    from ..tokenizer.hf import copy_tokenizer_files
+    from .load import check_model_dir, is_local, load_tokenizer, write_model_meta
+
+    check_output_dir(check_output_path(cfg.out, "folder"), cfg.overwrite)  # cheap checks before loading the model
+    source = str(check_model_dir(cfg.model)) if is_local(cfg.model) else cfg.model
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    base_tokenizer = load_tokenizer(cfg.base_tokenizer or source)
+    check_extension(tokenizer, base_tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
+    report = resize_embeddings(model, tokenizer, base_tokenizer, init=cfg.init, pad_to_multiple_of=cfg.pad_to_multiple_of)
+    with atomic_dir(cfg.out, cfg.overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        copy_tokenizer_files(cfg.tokenizer, tmp)
+        write_model_meta(tmp, stage="resize", base_model=cfg.model)
+    return report
