@@ -9,7 +9,20 @@ line); this module holds the shared machinery:
 * :func:`load_yaml` reads a YAML file into a dataclass;
 * :func:`add_dataclass_args` generates a stage's argparse options from its dataclass and
   :func:`from_args` builds the dataclass back from the parsed namespace; with ``overrides=True``
-  every field is an optional ``--flag`` whose value replaces a recipe's (:func:`apply_cli_overrides`).
+  every field is an optional ``--flag`` whose value replaces a recipe's (:func:`apply_cli_overrides`);
+* :func:`subset` is a schema minus the fields the pipeline fills in (a recipe section's type).
+
+The schemas, by command (a pipeline recipe section reuses the settings part of its stage's)::
+
+    tokenizer train|merge|stats  tokenizer.train.TokenizerTrainConfig, tokenizer.merge.TokenizerMergeConfig,
+                                 tokenizer.stats.TokenizerStatsConfig
+    model init|resize            model.init.InitConfig (ModelShape = recipe base:),
+                                 model.resize.ResizeConfig (ResizeSettings = recipe resize:)
+    train pt|sft, merge          train.config.TrainConfig (recipe pt:/sft:), MergeConfig (MergeSettings = merge:)
+    chat, generate               infer.config.ChatConfig, GenerateConfig (EngineConfig + infer.sampling.SamplingParams)
+    serve, webui                 serve.config.ServeConfig, WebuiConfig
+    eval ppl|mc|compare          eval.config.PplConfig, McConfig, CompareConfig
+    export gguf                  export.config.GgufConfig (GgufSettings = recipe export:)
 
 Why argparse and not jsonargparse or tyro: ``zhllama --help`` must stay instant, and the stage
 modules import torch lazily, which a generator over plain dataclasses keeps; errors keep the
