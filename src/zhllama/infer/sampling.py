@@ -8,20 +8,25 @@ costs a single call per processor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from ..config import option
 from ..errors import ZhllamaError
 
 
 @dataclass
 class SamplingParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.7  # 0 -> greedy
-    top_p: float = 0.9
-    top_k: int = 40  # 0 -> off
-    repetition_penalty: float = 1.1  # 1.0 -> off
-    stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
-    seed: int | None = None
+    """How one reply is sampled.  Its defaults are the project's only sampling defaults: the CLI
+    (chat, generate), the server's request fields, the web UI's sliders and chat's /commands read them."""
+
+    max_new_tokens: int = option("most tokens to generate per reply", 256, flags=("--max-new-tokens", "--max-tokens"))
+    temperature: float = option("0 = greedy", 0.7)
+    top_p: float = option("nucleus sampling", 0.9)
+    top_k: int = option("0 = off", 40)
+    repetition_penalty: float = option("1.0 = off", 1.1)
+    stop: tuple[str, ...] = option("a stop string (repeatable); it is not included in the output", factory=tuple,
+                                   repeat="append")
+    seed: int | None = option("random seed for reproducible sampling", None)
 
     def validate(self) -> "SamplingParams":
         """Return self with ``stop`` as a tuple, or raise a clear error for an out-of-range value."""
@@ -51,6 +56,9 @@ class SamplingParams:
         if self.greedy:
             return (0.0, 1.0, 0, float(self.repetition_penalty))
         return (float(self.temperature), float(self.top_p), int(self.top_k), float(self.repetition_penalty))
+
+
+SAMPLING_DEFAULTS = SamplingParams()
 
 
 def expand_params(params, n: int) -> list[SamplingParams]:

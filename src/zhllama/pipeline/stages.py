@@ -80,12 +80,6 @@ class Planner:
         return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
 
     def plan_tokenizer(self, t: TokenizerSection) -> Plan:
-        from ..tokenizer.merge import MODES
-        from ..tokenizer.train import MODEL_TYPES
-
-        for key, value, valid in (("mode", t.mode, MODES), ("model_type", t.model_type, MODEL_TYPES)):
-            if value not in valid:
-                raise ZhllamaError(f"tokenizer.{key}: '{value}' is not one of {list(valid)}", "pick one of those")
         inputs = {"base_tokenizer": self.base_tokenizer}
         if t.path:
             inputs["tokenizer"] = self.path(t.path)
@@ -148,14 +142,6 @@ class Planner:
                     "before_sft": self.sft_base}
         return inputs, settings
 
-    def plan_export(self, section: ExportSection) -> Plan:
-        from ..export.gguf import OUTTYPES
-
-        outtype = section.outtype
-        if outtype not in OUTTYPES:
-            raise ZhllamaError(f"export.outtype: '{outtype}' is not one of {list(OUTTYPES)}", "pick one of those")
-        return self.plan_model_reader(section)
-
     def plan_model_reader(self, section) -> Plan:
         """The default plan: the stage reads the current model, its settings are its section, it hands on nothing."""
         if self.model is None:
@@ -180,8 +166,10 @@ def plan(recipe: Recipe) -> list[Stage]:
 # --- runners: each one calls the owning stage's Python API ---------------------------------
 def run_base(ctx: StageRun) -> dict:
     """English tokenizer -> random LLaMA -> full pre-training on English text."""
-    from ..model.init import InitConfig, init_model
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from dataclasses import fields
+
+    from ..model.init import InitConfig, ModelShape, init_model
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
@@ -189,9 +177,8 @@ def run_base(ctx: StageRun) -> dict:
         train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=shape["vocab_size"], model_type="bpe",
                                  character_coverage=1.0, overwrite=True), progress=False)
     if not (init_dir / "config.json").is_file():
-        keys = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "max_position")
         init_model(InitConfig(tokenizer=str(tok_dir), out=str(init_dir), seed=ctx.settings["seed"], overwrite=True,
-                              **{k: shape[k] for k in keys}))
+                              **{f.name: shape[f.name] for f in fields(ModelShape)}))
     result = train_step(ctx, "pt", str(init_dir), corpus, ctx.settings["train"], None)
     move_into(Path(result["model_dir"]), ctx.out)
     return training_metrics(ctx.work / "train")
@@ -200,7 +187,7 @@ def run_base(ctx: StageRun) -> dict:
 def run_tokenizer(ctx: StageRun) -> dict:
     from ..io import atomic_dir
     from ..tokenizer.merge import merge_tokenizers
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     s, base = ctx.settings, ctx.inputs["base_tokenizer"]
     if "tokenizer" in ctx.inputs:
@@ -303,7 +290,8 @@ def run_merge(ctx: StageRun) -> dict:
     from ..tokenizer.hf import set_chat_template
     from ..train import merge_adapters
 
-    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True)
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"],
+                   max_shard_size=ctx.settings["max_shard_size"], overwrite=True)
     write_model_meta(ctx.out, template=ctx.settings["template"])
     set_chat_template(ctx.out)
     return {"parameters": parameter_count(ctx.out)}
