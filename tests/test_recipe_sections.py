@@ -21,7 +21,7 @@ def test_tokenizer_options_are_checked_against_tokenizer_train():
     ("tokenizer", {"path": "tok", "mode": "append"}, "tokenizer.mode: 'append' is not one of"),
     ("tokenizer", {"path": "tok", "model_type": "wordpiece"}, "tokenizer.model_type: 'wordpiece' is not one of"),
     ("resize", {"init": "zeros"}, "resize.init: 'zeros' is not one of"),
-    ("resize", {"pad_to_multiple_of": 0}, "pad_to_multiple_of must be positive"),
+    ("resize", {"pad_to_multiple_of": 0}, "resize.pad_to_multiple_of 0 is out of range: it must be at least 1"),
     ("export", {"outtype": "q3_k"}, "export.outtype: 'q3_k' is not one of"),
     ("merge", {"max_shard_sise": "1GB"}, "did you mean 'max_shard_size'"),
 ])

@@ -36,10 +36,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 import yaml
 
@@ -133,7 +134,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             raise unknown_key_error(str(key), list(fields), where)
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except TypeError as e:  # a required field is missing
         missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
@@ -142,6 +143,50 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
         raise ZhllamaError(f"{where}: {e}") from None
     except ValueError as e:  # __post_init__ validation
         raise ZhllamaError(f"{where}: {e}") from None
+    check_ranges(obj, lambda field: f"{where}.{field}")
+    return obj
+
+
+def range_text(meta: Any) -> str:
+    """The bounds of a field, as said in --help and in errors ("" when unbounded)."""
+    low, high, positive = meta.get("low"), meta.get("high"), meta.get("positive")
+    if positive:
+        return "greater than 0"
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"at least {low:g}"
+    if high is not None:
+        return f"at most {high:g}"
+    return ""
+
+
+def _out_of_range(value: Any, meta: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    low, high = meta.get("low"), meta.get("high")
+    if (meta.get("positive") and value <= 0) or (low is not None and value < low) or (high is not None and value > high):
+        return f"must be {range_text(meta)}"
+    return None
+
+
+def check_ranges(obj: Any, name: Callable[[str], str] = str) -> None:
+    """Refuse a number outside its field's bounds (or not finite), naming the field as ``name(field)``.
+
+    Called when a config is built from the command line (``--hidden-size``), a recipe
+    (``recipe.yaml.base.hidden_size``) or by a stage's own check (Python API), so a bad value never
+    reaches a library that would fail deep inside, or worse, succeed and write something unusable.
+    """
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_ranges(value, name)
+            continue
+        problem = _out_of_range(value, f.metadata)
+        if problem:
+            raise ZhllamaError(f"{name(f.name)} {value!r} is out of range: it {problem}", "fix the value")
 
 
 def to_dict(obj: Any) -> Any:
@@ -192,7 +237,8 @@ def load_yaml(path: str | Path, cls: type[T]) -> T:
 
 def option(help: str, default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
            flags: tuple[str, ...] = (), metavar: str | None = None, positional: bool = False,
-           repeat: Literal["nargs", "append"] = "nargs", choices: Any = None, cli: bool = True) -> Any:
+           repeat: Literal["nargs", "append"] = "nargs", choices: Any = None, cli: bool = True,
+           low: float | None = None, high: float | None = None, positive: bool = False) -> Any:
     """A dataclass field with its help text and command-line shape.
 
     A field without a default (and without ``factory``) is a required option.  ``flags`` replaces the
@@ -200,9 +246,11 @@ def option(help: str, default: Any = dataclasses.MISSING, *, factory: Any = data
     False and ``--no-flag`` when it defaults to True; a list field takes several values after one
     flag (``repeat="nargs"``) or the flag repeated (``"append"``); a ``Literal`` type gives the
     choices.  ``cli=False`` keeps a field out of the command line (recipe and Python only).
+    ``low``/``high`` (inclusive) and ``positive`` (> 0) bound a number; :func:`check_ranges` enforces
+    them whenever a config is built, before any work, and ``--help`` shows them.
     """
     meta = {"help": help, "flags": tuple(flags), "metavar": metavar, "positional": positional, "repeat": repeat,
-            "choices": choices, "cli": cli}
+            "choices": choices, "cli": cli, "low": low, "high": high, "positive": positive}
     return dataclasses.field(default=default, default_factory=factory, metadata=meta)
 
 
@@ -272,7 +320,9 @@ def _scalar_kwargs(tp: Any, meta: Any) -> dict:
 
 
 def _help_text(opt: _Option) -> str:
-    return (opt.meta.get("help", "") + _default_text(opt)).replace("%", "%%")  # argparse %-formats help
+    bounds = range_text(opt.meta)
+    text = opt.meta.get("help", "") + (f"; {bounds}" if bounds else "") + _default_text(opt)
+    return text.replace("%", "%%")  # argparse %-formats help
 
 
 def _add_override(parser: argparse.ArgumentParser, opt: _Option) -> None:
@@ -348,9 +398,15 @@ def from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
             value = getattr(args, prefix + f.name)
             kwargs[f.name] = tuple(value) if typing.get_origin(tp) is tuple and value is not None else value
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except ValueError as e:  # __post_init__ validation
         raise ZhllamaError(str(e)) from None
+    check_ranges(obj, flag_name)
+    return obj
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 def apply_cli_overrides(cfg: T, args: argparse.Namespace, prefix: str = "") -> T:
@@ -361,4 +417,6 @@ def apply_cli_overrides(cfg: T, args: argparse.Namespace, prefix: str = "") -> T
         value = getattr(args, prefix + f.name, None)
         if value is not None:
             changes[f.name] = _coerce(value, hints[f.name], f"--{f.name.replace('_', '-')}")
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+    cfg = dataclasses.replace(cfg, **changes) if changes else cfg
+    check_ranges(cfg, flag_name)
+    return cfg

@@ -90,7 +90,7 @@ def test_bad_inputs_are_one_line_errors(tiny_model_dir, tiny_sp_model, extended_
         (["--model", str(tiny_model_dir), "--tokenizer", str(tmp_path)], "cannot load a tokenizer"),
         (["--model", str(tiny_model_dir), "--tokenizer", str(extended_dir), "--out", str(existing)], "already exists"),
         (["--model", str(tiny_model_dir), "--tokenizer", str(extended_dir), "--pad-to-multiple-of", "0"],
-         "pad_to_multiple_of must be positive"),
+         "--pad-to-multiple-of 0 is out of range: it must be at least 1"),
     ]
     for i, (args, message) in enumerate(cases):
         out = ["--out", str(tmp_path / f"out{i}")] if "--out" not in args else []

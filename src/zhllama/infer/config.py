@@ -19,13 +19,13 @@ class EngineConfig:
     device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
     dtype: str = option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
-                                        "RoPE factor)", None)
+                                        "RoPE factor)", None, low=2)
     rope_scaling: str | None = option("extend the context with RoPE scaling: linear:F (position interpolation), ntk:F "
                                       "(dynamic NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K", None,
                                       metavar="KIND:FACTOR")
     draft_model: str | None = option("a small model with the same tokenizer for speculative sampling (used for one "
                                      "request at a time: chat, generate --batch-size 1)", None)
-    draft_tokens: int = option("tokens the draft proposes per step", 4)
+    draft_tokens: int = option("tokens the draft proposes per step", 4, low=1)
 
     def load(self):
         from .engine import Engine
@@ -46,8 +46,8 @@ class GenerateConfig:
     engine: EngineConfig
     input: str = option(".txt or .jsonl file of prompts")
     output: str = option("JSONL results file (appended to; resumed when it exists)")
-    batch_size: int = option("prompts decoded together", 8)
-    limit: int | None = option("stop after answering this many new inputs", None)
+    batch_size: int = option("prompts decoded together", 8, low=1)
+    limit: int | None = option("stop after answering this many new inputs", None, low=1)
     system: str | None = option("system prompt for every input (default: the template's)", None)
     overwrite: bool = option("start a fresh --output instead of resuming", False)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)

@@ -14,13 +14,13 @@ from ..io import atomic_dir
 class ModelShape:
     """The shape of a LLaMA-architecture model: ``model init`` options and the pipeline's ``base:`` section."""
 
-    hidden_size: int = option("hidden size", 256)
-    layers: int = option("transformer layers", 4)
-    heads: int = option("attention heads", 4)
-    kv_heads: int | None = option("key/value heads (GQA); default = heads", None)
-    intermediate_size: int | None = option("MLP width; default LLaMA's 8h/3", None)
-    max_position: int = option("longest context in tokens", 2048)
-    rope_theta: float = option("RoPE base frequency", 10000.0)
+    hidden_size: int = option("hidden size", 256, low=1)
+    layers: int = option("transformer layers", 4, low=1)
+    heads: int = option("attention heads", 4, low=1)
+    kv_heads: int | None = option("key/value heads (GQA); default = heads", None, low=1)
+    intermediate_size: int | None = option("MLP width; default LLaMA's 8h/3", None, low=1)
+    max_position: int = option("longest context in tokens", 2048, low=2)
+    rope_theta: float = option("RoPE base frequency", 10000.0, positive=True)
 
 
 @dataclass(kw_only=True)

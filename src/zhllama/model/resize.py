@@ -33,11 +33,7 @@ class ResizeSettings:
     init: Init = option("new rows: mean of the base rows of the pieces each new token splits into (subword-mean), "
                         "mean of all rows (mean), or random", "subword-mean")
     pad_to_multiple_of: int | None = option("round the rows up to a multiple (64/128 for GPU efficiency)", None,
-                                            metavar="N")
-
-    def __post_init__(self):  # before any model is loaded
-        if self.pad_to_multiple_of is not None:
-            _target_rows(0, 0, self.pad_to_multiple_of)
+                                            metavar="N", low=1)
 
 
 @dataclass(kw_only=True)

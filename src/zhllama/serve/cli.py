@@ -27,13 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     webui.set_defaults(func=_webui)
 
 
-def _positive(name: str, value: float) -> None:
-    from ..errors import ZhllamaError
-
-    if value is not None and value < 1:
-        raise ZhllamaError(f"{name} must be at least 1, got {value}", f"give a positive {name}")
-
-
 def _load_engine(cfg):
     from ..model.load import check_model_dir, is_local
 
@@ -42,7 +35,6 @@ def _load_engine(cfg):
     if cfg.threads is not None:
         import torch
 
-        _positive("--threads", cfg.threads)
         torch.set_num_threads(cfg.threads)
     return cfg.engine.load()
 
@@ -52,8 +44,6 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import ServeConfig
 
     cfg = from_args(ServeConfig, args)
-    for name in ("port", "max_tokens", "max_prompt_tokens", "max_request_bytes", "max_batch_size", "max_queue"):
-        _positive("--" + name.replace("_", "-"), getattr(cfg, name))
     check_port_free(cfg.host, cfg.port)
     engine = _load_engine(cfg)
     import uvicorn
@@ -81,8 +71,6 @@ def _webui(args: argparse.Namespace) -> int:
     from .webui import launch, require_gradio
 
     cfg = from_args(WebuiConfig, args)
-    _positive("--port", cfg.port)
-    _positive("--max-batch-size", cfg.max_batch_size)
     require_gradio()
     check_port_free(cfg.host, cfg.port)
     engine = _load_engine(cfg)

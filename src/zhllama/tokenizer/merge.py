@@ -215,7 +215,7 @@ class TokenizerMergeConfig:
     mode: MergeMode = option("merge rule", "extend")
     placement: Placement = option("extend mode: new pieces score above or below the base's pieces", "above")
     pad_token: bool = option("add a <pad> piece right after the base's pieces", False)
-    max_pieces: int | None = option("cap the merged vocabulary (e.g. 55296)", None)
+    max_pieces: int | None = option("cap the merged vocabulary (e.g. 55296)", None, low=1)
     overwrite: bool = option("replace --out if it exists", False)
 
 
