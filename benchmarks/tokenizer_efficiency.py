@@ -28,7 +28,7 @@ from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
 from zhllama.tokenizer.merge import has_chinese, merge_tokenizers
 from zhllama.tokenizer.stats import SpTokenizer, format_table, measure
-from zhllama.tokenizer.train import TrainConfig, train_tokenizer
+from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
 PARTS = 53
 
@@ -71,7 +71,7 @@ def main() -> None:
     work = Path(a.work or tempfile.mkdtemp(prefix="zhllama-tok-bench-"))
 
     t0 = time.time()
-    ours_sp = train_tokenizer(TrainConfig(corpus=[str(f) for f in train_files], out=str(work / "ours-sp"),
+    ours_sp = train_tokenizer(TokenizerTrainConfig(corpus=[str(f) for f in train_files], out=str(work / "ours-sp"),
                                           vocab_size=a.vocab_size, model_type=a.model_type, overwrite=True), progress=False)
     train_s = time.time() - t0
     train_mb = sum(len(d.encode()) for d in alpaca_fields(train_files, ("instruction", "input", "output"))) / 1e6

@@ -9,8 +9,7 @@ from dataclasses import replace
 import pytest
 
 from zhllama.errors import ZhllamaError
-from zhllama.pipeline import STAGES, Recipe, StageSpec, parse_recipe
-from zhllama.pipeline.recipe import ExportSection
+from zhllama.pipeline import STAGES, Recipe, parse_recipe
 from zhllama.pipeline.runner import run_stages
 from zhllama.pipeline.stages import plan
 from zhllama.train.config import TrainConfig
@@ -60,13 +59,14 @@ def test_the_registered_run_function_is_what_runs(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "export" / "out" / "model.gguf").read_bytes() == b"GGUF"
 
 
-def test_a_stage_without_a_plan_function_reads_the_current_model_with_its_section_as_settings(tmp_path, monkeypatch):
-    export = STAGES["export"]
-    monkeypatch.setitem(STAGES, "export", StageSpec(ExportSection, export.run, needs=export.needs))  # no plan given
-    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "export": {"outtype": "anything"}},
+def test_a_stage_without_a_plan_function_reads_the_current_model_with_its_section_as_settings(tmp_path):
+    from zhllama.pipeline.stages import Planner
+
+    assert STAGES["export"].plan is Planner.plan_model_reader  # export declares no plan of its own
+    r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "export": {"outtype": "q8_0"}},
                      root=tmp_path)
     (export,) = plan(r)
-    assert export.inputs == {"model": str(tmp_path)} and export.settings == {"outtype": "anything"}
+    assert export.inputs == {"model": str(tmp_path)} and export.settings == {"outtype": "q8_0"}
 
 
 def test_export_after_an_unmerged_lora_sft_is_refused_before_anything_runs(tmp_path):

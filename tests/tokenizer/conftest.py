@@ -59,8 +59,8 @@ def tiny_zh_corpus(tmp_path_factory, zh_lines):
 @pytest.fixture(scope="session")
 def tiny_zh_model(tmp_path_factory, tiny_zh_corpus):
     """A 4,000-piece Chinese BPE model (0.5 s) trained with ``zhllama tokenizer train``."""
-    from zhllama.tokenizer.train import TrainConfig, train_tokenizer
+    from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     out = tmp_path_factory.mktemp("zh_model") / "zh"
-    train_tokenizer(TrainConfig(corpus=[str(tiny_zh_corpus)], out=str(out), vocab_size=4000), progress=False)
+    train_tokenizer(TokenizerTrainConfig(corpus=[str(tiny_zh_corpus)], out=str(out), vocab_size=4000), progress=False)
     return out / "tokenizer.model"

@@ -1,14 +1,16 @@
-"""``zhllama export gguf``."""
+"""``zhllama export gguf``; the options come from ``GgufConfig``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")  # kept in step with zhllama.export.tensors.OUTTYPES
+from ..config import add_dataclass_args, from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from .config import GgufConfig
+
     p = sub.add_parser("export", help="export a model for other runtimes (GGUF for llama.cpp)")
     esub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     g = esub.add_parser("gguf", help="write a LLaMA model folder as a (quantized) GGUF file for llama.cpp",
@@ -17,19 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "load: LLaMA hyper-parameters, the SentencePiece vocabulary from "
                                     "tokenizer.model, the chat template, and the weights as f32, f16, bf16, or "
                                     "quantized to q8_0 / q4_0. Tensors are streamed one at a time.")
-    g.add_argument("--model", required=True, help="model folder (config.json, *.safetensors, tokenizer.model)")
-    g.add_argument("--out", required=True, help="GGUF file to write, e.g. zh-alpaca-q8_0.gguf")
-    g.add_argument("--outtype", default="f16", choices=OUTTYPES,
-                   help="weight type: f32 (exact), f16 (default), bf16, q8_0 (8.5 bits/weight), q4_0 (4.5 bits/weight)")
-    g.add_argument("--name", default=None, help="general.name stored in the file (default: the folder name)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_dataclass_args(g, GgufConfig, overrides=False)
     g.set_defaults(func=_gguf)
 
 
 def _gguf(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .config import GgufConfig
     from .gguf import export_gguf
 
-    out = export_gguf(args.model, args.out, outtype=args.outtype, name=args.name, overwrite=args.overwrite,
-                      progress=sys.stderr.isatty())
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {args.outtype})")
+    cfg = from_args(GgufConfig, args)
+    out = export_gguf(**asdict(cfg), progress=sys.stderr.isatty())
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {cfg.outtype})")
     return 0

@@ -15,8 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import ZhllamaError
-
-OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+from .config import OUTTYPES
 
 
 @dataclass

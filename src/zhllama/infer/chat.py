@@ -6,10 +6,12 @@ stderr, so ``echo 你好 | zhllama chat --model DIR > replies.txt`` captures exa
 
 from __future__ import annotations
 
+import typing
 from dataclasses import replace
 from typing import TextIO
 
 from ..errors import ZhllamaError
+from .sampling import SamplingParams
 
 HELP = """commands:
   /help                      this list
@@ -25,16 +27,17 @@ HELP = """commands:
   /params                    show the current settings
 anything else is sent to the model as your message."""
 
-NUMERIC = {"temperature": float, "top_p": float, "top_k": int, "repetition_penalty": float, "max_tokens": int,
-           "max_new_tokens": int}
+# /temperature 0.2 ... : every number field of SamplingParams, and max_tokens for max_new_tokens
+NUMERIC = {name: kind for name, kind in typing.get_type_hints(SamplingParams).items() if kind in (int, float)}
+NUMERIC["max_tokens"] = NUMERIC["max_new_tokens"]
 
 
 class ChatSession:
     """The conversation and settings of one chat; ``reply`` streams the model's answer."""
 
-    def __init__(self, engine, params, system: str | None = None):
+    def __init__(self, engine, params: SamplingParams | None = None, system: str | None = None):
         self.engine = engine
-        self.params = params
+        self.params = params or SamplingParams()
         self.system = system
         self.history: list[dict] = []
 

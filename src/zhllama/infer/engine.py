@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
-from .sampling import Sampler, SamplingParams, expand_params
+from .sampling import SAMPLING_DEFAULTS, Sampler, SamplingParams, expand_params
 from .stream import TextStream
 
 __all__ = ["Completion", "Engine", "SamplingParams"]
@@ -106,7 +106,7 @@ class Engine:
 
     # ----- prompts -----
 
-    def chat_prompt(self, messages: Sequence[dict], max_new_tokens: int = 256) -> list[int]:
+    def chat_prompt(self, messages: Sequence[dict], max_new_tokens: int = SAMPLING_DEFAULTS.max_new_tokens) -> list[int]:
         """Prompt ids for a conversation, oldest turns dropped (system prompt kept) to leave room for the reply."""
         system, turns = split_turns(messages)
         head = [{"role": "system", "content": system}] if system is not None else []

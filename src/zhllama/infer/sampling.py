@@ -8,35 +8,33 @@ costs a single call per processor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from ..config import check_ranges, option
 from ..errors import ZhllamaError
 
 
 @dataclass
 class SamplingParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.7  # 0 -> greedy
-    top_p: float = 0.9
-    top_k: int = 40  # 0 -> off
-    repetition_penalty: float = 1.1  # 1.0 -> off
-    stop: tuple[str, ...] = field(default_factory=tuple)  # stop strings (not included in the output)
-    seed: int | None = None
+    """How one reply is sampled.  Its defaults are the project's only sampling defaults: the CLI
+    (chat, generate), the server's request fields, the web UI's sliders and chat's /commands read them."""
+
+    max_new_tokens: int = option("most tokens to generate per reply", 256, flags=("--max-new-tokens", "--max-tokens"), low=1)
+    temperature: float = option("0 = greedy", 0.7, low=0, high=100)
+    top_p: float = option("nucleus sampling", 0.9, positive=True, high=1)
+    top_k: int = option("0 = off", 40, low=0)
+    repetition_penalty: float = option("1.0 = off", 1.1, positive=True)
+    stop: tuple[str, ...] = option("a stop string (repeatable); it is not included in the output", factory=tuple,
+                                   repeat="append")
+    seed: int | None = option("random seed for reproducible sampling", None)
 
     def validate(self) -> "SamplingParams":
         """Return self with ``stop`` as a tuple, or raise a clear error for an out-of-range value."""
-        checks = [
-            (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, "max_new_tokens", "at least 1"),
-            (0.0 <= float(self.temperature) <= 100.0, "temperature", "between 0 and 100 (0 = greedy)"),
-            (0.0 < float(self.top_p) <= 1.0, "top_p", "in (0, 1]"),
-            (isinstance(self.top_k, int) and self.top_k >= 0, "top_k", "0 (off) or a positive integer"),
-            (float(self.repetition_penalty) > 0.0, "repetition_penalty", "positive (1.0 = off)"),
-            (self.seed is None or (isinstance(self.seed, int) and not isinstance(self.seed, bool)), "seed",
-             "a whole number or None"),
-        ]
-        for ok, name, want in checks:
-            if not ok:
-                raise ZhllamaError(f"{name}={getattr(self, name)!r} is out of range", f"{name} must be {want}")
+        for name in ("max_new_tokens", "top_k", "seed"):
+            value = getattr(self, name)
+            if (value is not None or name != "seed") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ZhllamaError(f"{name}={value!r} must be a whole number", "e.g. 256")
+        check_ranges(self)  # the bounds declared on the fields above
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if any(not isinstance(s, str) or not s for s in stop):
             raise ZhllamaError(f"stop={self.stop!r}: stop strings must be non-empty text", "e.g. stop=('\\n\\n',)")
@@ -51,6 +49,9 @@ class SamplingParams:
         if self.greedy:
             return (0.0, 1.0, 0, float(self.repetition_penalty))
         return (float(self.temperature), float(self.top_p), int(self.top_k), float(self.repetition_penalty))
+
+
+SAMPLING_DEFAULTS = SamplingParams()
 
 
 def expand_params(params, n: int) -> list[SamplingParams]:

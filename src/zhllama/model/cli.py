@@ -1,37 +1,47 @@
-"""`zhllama model init`."""
+"""`zhllama model init | resize`; the options come from ``InitConfig`` and ``ResizeConfig``."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..config import add_dataclass_args, from_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model", help="model utilities (init)")
+    from .init import InitConfig
+    from .resize import ResizeConfig
+
+    p = sub.add_parser("model", help="model utilities (init, resize)")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     init = msub.add_parser("init", help="write a randomly initialised LLaMA model for a tokenizer",
                            description="Write a randomly initialised LLaMA-architecture model (Hugging Face "
                                        "format, safetensors) whose vocabulary is the tokenizer's.")
-    init.add_argument("--tokenizer", required=True, help="tokenizer folder (from `zhllama tokenizer merge`)")
-    init.add_argument("--hidden-size", type=int, default=256)
-    init.add_argument("--layers", type=int, default=4)
-    init.add_argument("--heads", type=int, default=4)
-    init.add_argument("--kv-heads", type=int, default=None, help="key/value heads (GQA); default = heads")
-    init.add_argument("--intermediate-size", type=int, default=None, help="MLP width; default LLaMA's 8h/3")
-    init.add_argument("--max-position", type=int, default=2048)
-    init.add_argument("--rope-theta", type=float, default=10000.0)
-    init.add_argument("--seed", type=int, default=0)
-    init.add_argument("--out", required=True)
-    init.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_dataclass_args(init, InitConfig, overrides=False)
     init.set_defaults(func=_init)
+
+    resize = msub.add_parser("resize", help="grow a model's embeddings to an extended tokenizer",
+                             description="Grow the input embeddings and lm_head of --model to the vocabulary of "
+                                         "--tokenizer (which must start with the base tokenizer's pieces, in order) "
+                                         "and write the model with that tokenizer to --out. New rows start from what "
+                                         "the model knows (--init subword-mean). Training resizes by itself; this "
+                                         "runs the step alone.")
+    add_dataclass_args(resize, ResizeConfig, overrides=False)
+    resize.set_defaults(func=_resize)
 
 
 def _init(args: argparse.Namespace) -> int:
     from .init import InitConfig, init_model
 
-    cfg = InitConfig(tokenizer=args.tokenizer, out=args.out, hidden_size=args.hidden_size, layers=args.layers,
-                     heads=args.heads, kv_heads=args.kv_heads, intermediate_size=args.intermediate_size,
-                     max_position=args.max_position, rope_theta=args.rope_theta, seed=args.seed,
-                     overwrite=args.overwrite)
-    out = init_model(cfg)
+    out = init_model(from_args(InitConfig, args))
     print(f"wrote {out}")
+    return 0
+
+
+def _resize(args: argparse.Namespace) -> int:
+    from .resize import ResizeConfig, resize_model
+
+    cfg = from_args(ResizeConfig, args)
+    r = resize_model(cfg)
+    print(f"wrote {cfg.out}: {r['old_rows']:,} -> {r['new_rows']:,} embedding rows ({r['init']}: "
+          f"{r['initialised_from_subwords']:,} from subwords, {r['fallback_mean']:,} mean, {r['padding_rows']:,} padding)")
     return 0

@@ -5,23 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import option
 from ..errors import ZhllamaError
 from ..io import atomic_dir
 
 
-@dataclass
-class InitConfig:
-    tokenizer: str
-    out: str
-    hidden_size: int = 256
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int | None = None
-    intermediate_size: int | None = None
-    max_position: int = 2048
-    rope_theta: float = 10000.0
-    seed: int = 0
-    overwrite: bool = False
+@dataclass(kw_only=True)
+class ModelShape:
+    """The shape of a LLaMA-architecture model: ``model init`` options and the pipeline's ``base:`` section."""
+
+    hidden_size: int = option("hidden size", 256, low=1)
+    layers: int = option("transformer layers", 4, low=1)
+    heads: int = option("attention heads", 4, low=1)
+    kv_heads: int | None = option("key/value heads (GQA); default = heads", None, low=1)
+    intermediate_size: int | None = option("MLP width; default LLaMA's 8h/3", None, low=1)
+    max_position: int = option("longest context in tokens", 2048, low=2)
+    rope_theta: float = option("RoPE base frequency", 10000.0, positive=True)
+
+
+@dataclass(kw_only=True)
+class InitConfig(ModelShape):
+    """``zhllama model init``: its options, and the argument of :func:`init_model`."""
+
+    tokenizer: str = option("tokenizer folder (from `zhllama tokenizer merge`)")
+    seed: int = option("seed of the random weights", 0)
+    out: str = option("output folder")
+    overwrite: bool = option("replace an existing output folder", False)
 
 
 def llama_config(vocab_size: int, cfg: InitConfig, tokenizer):

@@ -12,13 +12,39 @@ from __future__ import annotations
 
 import logging
 import re
+import typing
+from dataclasses import dataclass
+from typing import Literal
 
+from ..config import option
 from ..errors import ZhllamaError
 
 log = logging.getLogger(__name__)
 
-INITS = ("subword-mean", "mean", "random")
+Init = Literal["subword-mean", "mean", "random"]
+INITS = typing.get_args(Init)
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
+
+
+@dataclass(kw_only=True)
+class ResizeSettings:
+    """How new embedding rows are made: the pipeline's ``resize:`` section."""
+
+    init: Init = option("new rows: mean of the base rows of the pieces each new token splits into (subword-mean), "
+                        "mean of all rows (mean), or random", "subword-mean")
+    pad_to_multiple_of: int | None = option("round the rows up to a multiple (64/128 for GPU efficiency)", None,
+                                            metavar="N", low=1)
+
+
+@dataclass(kw_only=True)
+class ResizeConfig(ResizeSettings):
+    """``zhllama model resize``: its options, and the argument of :func:`resize_model`."""
+
+    model: str = option("base model folder (Hugging Face format) or hub id")
+    tokenizer: str = option("the extended tokenizer folder (from `zhllama tokenizer merge`)")
+    base_tokenizer: str | None = option("the tokenizer the base model was trained with (default: --model's own)", None)
+    out: str = option("output folder: the resized model with the extended tokenizer")
+    overwrite: bool = option("replace an existing output folder", False)
 
 
 def base_piece_ids(piece: str, new_tokenizer, base_tokenizer) -> list[int]:
@@ -45,7 +71,7 @@ def base_piece_ids(piece: str, new_tokenizer, base_tokenizer) -> list[int]:
 
 def _target_rows(n_tokens: int, old_rows: int, multiple: int | None) -> int:
     rows = max(n_tokens, old_rows)
-    if multiple:
+    if multiple is not None:
         if multiple < 1:
             raise ZhllamaError(f"pad_to_multiple_of must be positive, got {multiple}", "use e.g. 64 or 128")
         rows = -(-rows // multiple) * multiple
@@ -132,3 +158,29 @@ def _new_rows(inp, out, ids, n_tokens, init, new_tokenizer, base_tokenizer, std,
         else:
             report["fallback_mean"] += 1
     return new_in, new_out
+
+
+def resize_model(cfg: ResizeConfig) -> dict:
+    """Grow ``cfg.model``'s embeddings to ``cfg.tokenizer`` and write model + tokenizer to ``cfg.out``
+    atomically; returns :func:`resize_embeddings`' report."""
+    from ..checks import check_output_path
+    from ..errors import check_output_dir
+    from ..io import atomic_dir
+    from ..meta import write_meta
+    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
+    from .load import check_tokenizer_extends_base, load_causal_lm, load_tokenizer, model_source
+
+    check_output_dir(check_output_path(cfg.out, "folder"), cfg.overwrite)  # cheap checks before loading the model
+    source = model_source(cfg.model)
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    base_tokenizer = load_tokenizer(cfg.base_tokenizer or source)
+    check_tokenizer_extends_base(tokenizer, base_tokenizer, "the new tokenizer", "the base tokenizer")
+    model = load_causal_lm(source)
+    report = resize_embeddings(model, tokenizer, base_tokenizer, init=cfg.init, pad_to_multiple_of=cfg.pad_to_multiple_of)
+    with atomic_dir(cfg.out, cfg.overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        copy_tokenizer_files(cfg.tokenizer, tmp)
+        write_meta(tmp, stage="resize", base_model=cfg.model, tokenizer_size=len(tokenizer),
+                   vocab_size=report["new_rows"], pad_to_multiple_of=cfg.pad_to_multiple_of)
+        set_chat_template(tmp)
+    return report

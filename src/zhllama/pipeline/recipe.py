@@ -17,23 +17,31 @@ from typing import Any
 
 import yaml
 
-from ..config import from_dict, read_yaml
+from ..config import from_dict, read_yaml, subset
 from ..errors import ZhllamaError
+from ..export.config import GgufSettings
+from ..model.init import ModelShape
 from ..model.load import is_hub_id
+from ..model.resize import ResizeSettings
+from ..tokenizer.merge import MergeMode
+from ..tokenizer.train import ModelType, TokenizerTrainConfig
+from ..train.config import MergeSettings
 
-@dataclass
-class BaseSection:
-    """Build an English-only base model from scratch (the demo's stand-in for downloading LLaMA)."""
+
+@dataclass(kw_only=True)
+class BaseSection(ModelShape):
+    """Build an English-only base model from scratch (the demo's stand-in for downloading LLaMA):
+    a tokenizer of ``vocab_size`` on ``corpus``, a model of this shape (``zhllama model init``'s
+    options), pre-trained with the ``train`` settings."""
 
     corpus: list[str] = field(default_factory=list)
     vocab_size: int = 2000
-    hidden_size: int = 128
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int | None = None
-    intermediate_size: int | None = None
-    max_position: int = 512
     train: dict[str, Any] = field(default_factory=dict)
+
+
+# more `zhllama tokenizer train` settings; the section's own keys and the pipeline set the rest
+TokenizerTrainOptions = subset(TokenizerTrainConfig, "TokenizerTrainOptions",
+                               ("corpus", "out", "vocab_size", "model_type", "overwrite"))
 
 
 @dataclass
@@ -42,22 +50,17 @@ class TokenizerSection:
 
     corpus: list[str] = field(default_factory=list)
     vocab_size: int = 20000
-    model_type: str = "bpe"
-    mode: str = "extend"
+    model_type: ModelType = "bpe"
+    mode: MergeMode = "extend"
     pad_token: bool = False
     path: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: TokenizerTrainOptions = field(default_factory=TokenizerTrainOptions)
 
 
-@dataclass
-class ResizeSection:
-    init: str = "subword-mean"
-    pad_to_multiple_of: int | None = None
+ResizeSection = ResizeSettings  # `zhllama model resize`'s settings
 
 
-@dataclass
-class MergeSection:
-    dtype: str = "auto"
+MergeSection = MergeSettings  # `zhllama merge`'s settings
 
 
 @dataclass
@@ -69,9 +72,7 @@ class EvalSection:
     question: str | None = None
 
 
-@dataclass
-class ExportSection:
-    outtype: str = "f16"
+ExportSection = GgufSettings  # `zhllama export gguf`'s settings
 
 
 @dataclass

@@ -52,5 +52,5 @@ STAGES: dict[str, StageSpec] = {
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
-    "export": StageSpec(ExportSection, run_export, Planner.plan_export, needs=(BASE_MODEL,)),
+    "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }

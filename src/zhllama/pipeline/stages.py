@@ -80,12 +80,6 @@ class Planner:
         return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
 
     def plan_tokenizer(self, t: TokenizerSection) -> Plan:
-        from ..tokenizer.merge import MODES
-        from ..tokenizer.train import MODEL_TYPES
-
-        for key, value, valid in (("mode", t.mode, MODES), ("model_type", t.model_type, MODEL_TYPES)):
-            if value not in valid:
-                raise ZhllamaError(f"tokenizer.{key}: '{value}' is not one of {list(valid)}", "pick one of those")
         inputs = {"base_tokenizer": self.base_tokenizer}
         if t.path:
             inputs["tokenizer"] = self.path(t.path)
@@ -148,14 +142,6 @@ class Planner:
                     "before_sft": self.sft_base}
         return inputs, settings
 
-    def plan_export(self, section: ExportSection) -> Plan:
-        from ..export.gguf import OUTTYPES
-
-        outtype = section.outtype
-        if outtype not in OUTTYPES:
-            raise ZhllamaError(f"export.outtype: '{outtype}' is not one of {list(OUTTYPES)}", "pick one of those")
-        return self.plan_model_reader(section)
-
     def plan_model_reader(self, section) -> Plan:
         """The default plan: the stage reads the current model, its settings are its section, it hands on nothing."""
         if self.model is None:
@@ -180,8 +166,10 @@ def plan(recipe: Recipe) -> list[Stage]:
 # --- runners: each one calls the owning stage's Python API ---------------------------------
 def run_base(ctx: StageRun) -> dict:
     """English tokenizer -> random LLaMA -> full pre-training on English text."""
-    from ..model.init import InitConfig, init_model
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from dataclasses import fields
+
+    from ..model.init import InitConfig, ModelShape, init_model
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
@@ -189,9 +177,8 @@ def run_base(ctx: StageRun) -> dict:
         train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=shape["vocab_size"], model_type="bpe",
                                  character_coverage=1.0, overwrite=True), progress=False)
     if not (init_dir / "config.json").is_file():
-        keys = ("hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "max_position")
         init_model(InitConfig(tokenizer=str(tok_dir), out=str(init_dir), seed=ctx.settings["seed"], overwrite=True,
-                              **{k: shape[k] for k in keys}))
+                              **{f.name: shape[f.name] for f in fields(ModelShape)}))
     result = train_step(ctx, "pt", str(init_dir), corpus, ctx.settings["train"], None)
     move_into(Path(result["model_dir"]), ctx.out)
     return training_metrics(ctx.work / "train")
@@ -200,7 +187,7 @@ def run_base(ctx: StageRun) -> dict:
 def run_tokenizer(ctx: StageRun) -> dict:
     from ..io import atomic_dir
     from ..tokenizer.merge import merge_tokenizers
-    from ..tokenizer.train import TrainConfig as SpConfig, train_tokenizer
+    from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     s, base = ctx.settings, ctx.inputs["base_tokenizer"]
     if "tokenizer" in ctx.inputs:
@@ -234,23 +221,11 @@ def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
 
 
 def run_resize(ctx: StageRun) -> dict:
-    from ..io import atomic_dir
-    from ..meta import write_meta
-    from ..model.load import load_causal_lm, load_tokenizer
-    from ..model.resize import resize_embeddings
-    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
+    from ..model.resize import ResizeConfig, resize_model
 
-    src, tokenizer = ctx.inputs["model"], load_tokenizer(ctx.inputs["tokenizer"])
-    model = load_causal_lm(src)
-    report = resize_embeddings(model, tokenizer, load_tokenizer(ctx.inputs["base_tokenizer"]),
-                               init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
-    with atomic_dir(ctx.out, overwrite=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        copy_tokenizer_files(ctx.inputs["tokenizer"], tmp)
-        write_meta(tmp, stage="resize", base_model=src, tokenizer_size=len(tokenizer), vocab_size=report["new_rows"],
-                   pad_to_multiple_of=ctx.settings["pad_to_multiple_of"])
-        set_chat_template(tmp)
-    return report
+    return resize_model(ResizeConfig(model=ctx.inputs["model"], tokenizer=ctx.inputs["tokenizer"],
+                                     base_tokenizer=ctx.inputs["base_tokenizer"], out=str(ctx.out), overwrite=True,
+                                     init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"]))
 
 
 def run_train(ctx: StageRun, stage: str) -> dict:
@@ -285,8 +260,8 @@ def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings
 def run_merge(ctx: StageRun) -> dict:
     from ..train import merge_adapters
 
-    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"], overwrite=True,
-                   template=ctx.settings["template"])
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"],
+                   max_shard_size=ctx.settings["max_shard_size"], overwrite=True, template=ctx.settings["template"])
     return {"parameters": parameter_count(ctx.out)}
 
 

@@ -20,6 +20,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from .. import __version__
 from ..errors import ZhllamaError
+from ..infer.sampling import SAMPLING_DEFAULTS
 from ..templates import split_turns
 from . import schemas as S
 from .batching import BatchScheduler, CallJob, Channel, Delta, GenJob
@@ -33,7 +34,7 @@ class ServeSettings:
     api_key: str | None = None
     max_request_bytes: int = 1 << 20
     max_prompt_tokens: int | None = None  # default: the model's context length - 1
-    default_max_tokens: int = 256
+    default_max_tokens: int = SAMPLING_DEFAULTS.max_new_tokens
     max_batch_size: int = 8
     max_queue: int = 64
     batch_wait_s: float = 0.03

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..infer.sampling import SAMPLING_DEFAULTS as D
+
 MAX_N = 8
 MAX_STOP = 4
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
@@ -71,16 +73,16 @@ class SamplingFields(_Request):
 
     model: str
     max_tokens: int | None = Field(None, ge=1, description="tokens to generate at most (default: server's --max-tokens)")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="0 = greedy")
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    temperature: float = Field(D.temperature, ge=0.0, le=2.0, description="0 = greedy")
+    top_p: float = Field(D.top_p, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=MAX_N, description="number of choices per prompt")
     stop: str | list[str] | None = Field(None, description=f"up to {MAX_STOP} stop strings")
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit seed for reproducible sampling")
     stream: bool = False
     stream_options: dict | None = Field(None, description='{"include_usage": true} adds a final usage chunk')
-    # zhllama extensions (not in OpenAI's API; defaults follow the seeds' inference scripts)
-    top_k: int = Field(40, ge=0, description="zhllama extension: 0 turns top-k off")
-    repetition_penalty: float = Field(1.1, gt=0.0, le=10.0, description="zhllama extension: 1.0 turns it off")
+    # zhllama extensions (not in OpenAI's API)
+    top_k: int = Field(D.top_k, ge=0, description="zhllama extension: 0 turns top-k off")
+    repetition_penalty: float = Field(D.repetition_penalty, gt=0.0, le=10.0, description="zhllama extension: 1.0 turns it off")
     # accepted for compatibility, neutral values only
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ZhllamaError
+from ..infer.sampling import SAMPLING_DEFAULTS as D
 from .batching import BatchScheduler, Channel, GenJob
 from .http import APIError, as_api_error
 from .results import stream_events
@@ -95,11 +96,11 @@ def build_demo(engine, title: str = "zhllama", max_batch_size: int = 8):
     inputs = [
         gr.Textbox(value=engine.template.default_system or "", label="System prompt (blank: the template's default)",
                    lines=2),
-        gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="temperature (0 = greedy)"),
-        gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="top_p"),
-        gr.Slider(0, 200, value=40, step=1, label="top_k (0 = off)"),
-        gr.Slider(1, limit, value=min(256, limit), step=1, label="max new tokens"),
-        gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="repetition penalty (1 = off)"),
+        gr.Slider(0.0, 2.0, value=D.temperature, step=0.05, label="temperature (0 = greedy)"),
+        gr.Slider(0.05, 1.0, value=D.top_p, step=0.05, label="top_p"),
+        gr.Slider(0, 200, value=D.top_k, step=1, label="top_k (0 = off)"),
+        gr.Slider(1, limit, value=min(D.max_new_tokens, limit), step=1, label="max new tokens"),
+        gr.Slider(1.0, 2.0, value=D.repetition_penalty, step=0.05, label="repetition penalty (1 = off)"),
     ]
     demo = gr.ChatInterface(
         make_responder(engine, scheduler), additional_inputs=inputs, title=title,

@@ -19,15 +19,20 @@ Two modes:
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from ..config import option
 from ..errors import ZhllamaError
 from ..io import read_json
 from . import spm as S
 
-MODES = ("extend", "chinese-llama")
-PLACEMENTS = ("above", "below")
+MergeMode = Literal["extend", "chinese-llama"]
+Placement = Literal["above", "below"]
+MODES = typing.get_args(MergeMode)
+PLACEMENTS = typing.get_args(Placement)
 PAD = "<pad>"
 
 # Han ideographs (with extensions and compatibility forms), CJK radicals, CJK symbols and
@@ -199,23 +204,38 @@ def _base_hf_config(base_path: Path) -> dict:
     return {ours: data[k] for k, ours in keep.items() if isinstance(data.get(k), bool)}
 
 
-def merge_tokenizers(base: str | Path, adds: list[str | Path], out: str | Path, mode: str = "extend",
+@dataclass(kw_only=True)
+class TokenizerMergeConfig:
+    """``zhllama tokenizer merge``: its options; ``merge_tokenizers(**asdict(cfg))`` runs it."""
+
+    base: str = option("a LLaMA tokenizer.model or a Hugging Face folder holding one")
+    add: list[str] = option("SentencePiece model (or folder with tokenizer.model) to merge in; repeat for several",
+                            metavar="SP_MODEL", repeat="append")
+    out: str = option("output folder")
+    mode: MergeMode = option("merge rule", "extend")
+    placement: Placement = option("extend mode: new pieces score above or below the base's pieces", "above")
+    pad_token: bool = option("add a <pad> piece right after the base's pieces", False)
+    max_pieces: int | None = option("cap the merged vocabulary (e.g. 55296)", None, low=1)
+    overwrite: bool = option("replace --out if it exists", False)
+
+
+def merge_tokenizers(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
                      placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
                      overwrite: bool = False) -> MergeResult:
     """Merge and write ``tokenizer.model`` + Hugging Face files + ``merge_report.json`` into ``out``."""
     from ..io import atomic_dir, write_json_atomic
     from .hf import write_hf_tokenizer
 
-    if not adds:
+    if not add:
         raise ZhllamaError("nothing to merge", "give at least one --add SP_MODEL")
     base_proto = S.load_proto(base)
-    add_protos = [S.load_proto(a) for a in adds]
+    add_protos = [S.load_proto(a) for a in add]
     result = merge_protos(base_proto, add_protos, mode, placement, pad_token, max_pieces)
     with atomic_dir(out, overwrite) as tmp:
         S.save_proto(result.proto, tmp / "tokenizer.model")
         S.processor(tmp / "tokenizer.model")  # SentencePiece itself must accept the result
         write_hf_tokenizer(tmp / "tokenizer.model", tmp, **_base_hf_config(Path(base)))
-        report = {"base": str(base), "add": [str(a) for a in adds], "mode": mode,
+        report = {"base": str(base), "add": [str(a) for a in add], "mode": mode,
                   "placement": placement if mode == "extend" else None, **result.summary()}
         write_json_atomic(tmp / "merge_report.json", report)
     return result

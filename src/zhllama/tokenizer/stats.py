@@ -12,9 +12,21 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..config import option
 from ..errors import ZhllamaError
 from .merge import HAN_CHAR
 from . import spm as S
+
+
+@dataclass(kw_only=True)
+class TokenizerStatsConfig:
+    """``zhllama tokenizer stats``: its options."""
+
+    tokenizer: list[str] = option("a .model file or a tokenizer folder; repeat to compare", metavar="T", repeat="append")
+    text: list[str] = option(".txt/.jsonl/.json text files (.gz accepted)", metavar="FILE")
+    text_field: str = option("JSON field holding the text", "text")
+    json: bool = option("print JSON instead of a table", False)
+    plot: str | None = option("also save a bar chart", None, metavar="PNG")
 
 
 class SpTokenizer:

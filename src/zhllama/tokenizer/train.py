@@ -10,32 +10,38 @@ from __future__ import annotations
 
 import re
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
+from ..config import check_ranges, flag_name, option
 from ..errors import ZhllamaError, require_file
 
-MODEL_TYPES = ("bpe", "unigram")
+ModelType = Literal["bpe", "unigram"]
+MODEL_TYPES = typing.get_args(ModelType)
 
 
-@dataclass
-class TrainConfig:
-    corpus: list[str]
-    out: str
-    vocab_size: int = 20000
-    model_type: str = "bpe"
-    character_coverage: float = 0.9995
-    max_sentence_length: int = 16384
-    input_sentence_size: int = 0  # 0: use every line; otherwise sample this many lines
-    shuffle: bool = True
-    threads: int = 2
-    text_field: str = "text"
-    overwrite: bool = False
-    verbose: bool = False
+@dataclass(kw_only=True)
+class TokenizerTrainConfig:
+    """``zhllama tokenizer train``: its options, and the argument of :func:`train_tokenizer`."""
+
+    corpus: list[str] = option(".txt (one document per line), .jsonl (a text field) or Alpaca .json; .gz accepted",
+                               metavar="FILE")
+    vocab_size: int = option("number of pieces (byte fallback alone takes 259)", 20000, low=260)
+    model_type: ModelType = option("bpe pieces can all be reached once merged into LLaMA's BPE tokenizer", "bpe")
+    out: str = option("output folder")
+    character_coverage: float = option("share of characters covered by pieces; the rarest fall back to bytes", 0.9995, low=0.9, high=1)
+    max_sentence_length: int = option("lines longer than this many bytes are skipped", 16384, low=1)
+    input_sentence_size: int = option("sample this many lines from a very large corpus (0: use all)", 0, low=0)
+    shuffle: bool = option("sample the lines at random (--no-shuffle: take the first lines)", True)
+    threads: int = option("trainer threads", 2, low=1)
+    text_field: str = option("JSON field holding the text in .jsonl/.json files", "text")
+    overwrite: bool = option("replace --out if it exists", False)
+    verbose: bool = option("show SentencePiece's own training log", False)
 
 
-def trainer_options(cfg: TrainConfig, prefix: Path) -> dict:
+def trainer_options(cfg: TokenizerTrainConfig, prefix: Path) -> dict:
     """Keyword arguments for ``SentencePieceTrainer.train`` (LLaMA's settings plus the user's)."""
     return dict(
         model_prefix=str(prefix), vocab_size=cfg.vocab_size, model_type=cfg.model_type,
@@ -87,7 +93,7 @@ _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a
 _TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
-def translate_sp_error(err: RuntimeError, cfg: TrainConfig, lines: int) -> ZhllamaError:
+def translate_sp_error(err: RuntimeError, cfg: TokenizerTrainConfig, lines: int) -> ZhllamaError:
     """One-line errors for the SentencePiece trainer failures a user can fix."""
     msg = str(err)
     if lines == 0 or "sentences_.empty()" in msg:
@@ -103,21 +109,16 @@ def translate_sp_error(err: RuntimeError, cfg: TrainConfig, lines: int) -> Zhlla
     return ZhllamaError(f"SentencePiece training failed: {first}", "check the options; --verbose shows the trainer's log")
 
 
-def validate(cfg: TrainConfig) -> list[Path]:
+def validate(cfg: TokenizerTrainConfig) -> list[Path]:
     if cfg.model_type not in MODEL_TYPES:
         raise ZhllamaError(f"unknown --model-type {cfg.model_type}", f"choose one of {', '.join(MODEL_TYPES)}")
-    if cfg.vocab_size < 260:
-        raise ZhllamaError(f"--vocab-size {cfg.vocab_size} is too small",
-                           "byte fallback alone needs 259 pieces; use a few thousand or more")
-    if not 0.9 <= cfg.character_coverage <= 1.0:
-        raise ZhllamaError(f"--character-coverage {cfg.character_coverage} is out of range",
-                           "use a value between 0.9 and 1.0 (0.9995 is usual for Chinese)")
+    check_ranges(cfg, flag_name)  # also for the Python API: vocab_size >= 260, 0.9 <= character_coverage <= 1
     if not cfg.corpus:
         raise ZhllamaError("no corpus files given", "pass --corpus FILE [FILE ...]")
     return [require_file(f, "corpus file") for f in cfg.corpus]
 
 
-def train_tokenizer(cfg: TrainConfig, progress: bool = True) -> Path:
+def train_tokenizer(cfg: TokenizerTrainConfig, progress: bool = True) -> Path:
     """Train into ``cfg.out``: ``tokenizer.model``, ``tokenizer.vocab`` and the Hugging Face files."""
     import sentencepiece as spm
 

@@ -19,8 +19,8 @@ EPILOG = ("Every recipe key is also a flag (recipe key lora_rank = flag --lora-r
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .config import TrainConfig
     from ..config import add_dataclass_args
+    from .config import MergeConfig, TrainConfig
 
     p = sub.add_parser("train", help="continued pre-training (pt) or instruction tuning (sft)",
                        description="Train with Hugging Face Trainer + peft LoRA (or full-parameter).")
@@ -35,13 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Merge one or more LoRA adapters, in order, into the base model (resized and "
                                    "trained embeddings/head included) and write a full Hugging Face model folder "
                                    "with sharded safetensors, tokenizer and generation config.")
-    m.add_argument("--base", required=True, help="base model folder or hub id")
-    m.add_argument("--lora", required=True, action="append", metavar="ADAPTER",
-                   help="adapter folder; repeat to merge several in order (e.g. LLaMA-Plus then Alpaca-Plus)")
-    m.add_argument("--out", required=True, help="output folder")
-    m.add_argument("--dtype", default="auto", help="float16, bfloat16, float32 or auto (the base model's dtype)")
-    m.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (default 2GB)")
-    m.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_dataclass_args(m, MergeConfig, overrides=False)
     m.set_defaults(func=_merge)
 
 
@@ -62,9 +56,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from ..config import from_args
+    from .config import MergeConfig
     from .merge import merge_adapters
 
-    out = merge_adapters(args.base, args.lora, args.out, dtype=args.dtype, max_shard_size=args.max_shard_size,
-                         overwrite=args.overwrite)
+    cfg = from_args(MergeConfig, args)
+    out = merge_adapters(cfg.base, cfg.lora, cfg.out, dtype=cfg.dtype, max_shard_size=cfg.max_shard_size,
+                         overwrite=cfg.overwrite)
     print(f"wrote {out}")
     return 0

@@ -6,73 +6,68 @@ and every field is also a command-line flag (``--lora-rank 64`` overrides ``lora
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from ..config import check_ranges, option
 from ..errors import ZhllamaError
 
 STAGES = ("pt", "sft")
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
 
 
-def _help(text: str, default=None, factory=None):
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class TrainConfig:
     # --- what to train, on what, where to write ---
-    model: str | None = _help("base model: a Hugging Face folder or hub id (required)")
-    train_files: list[str] = _help("training data files (.txt/.jsonl/.json/.gz) (required)", factory=list)
-    output_dir: str | None = _help("run folder: checkpoints, metrics.json, loss.png and final/ (required)")
-    tokenizer: str | None = _help("tokenizer folder; default the model's own. A larger one resizes the embeddings")
+    model: str | None = option("base model: a Hugging Face folder or hub id (required)", None)
+    train_files: list[str] = option("training data files (.txt/.jsonl/.json/.gz) (required)", factory=list)
+    output_dir: str | None = option("run folder: checkpoints, metrics.json, loss.png and final/ (required)", None)
+    tokenizer: str | None = option("tokenizer folder; default the model's own. A larger one resizes the embeddings", None)
     # --- data ---
-    validation_split: float = _help("fraction held out for validation loss/perplexity (pt default 0.01)", None)
-    text_field: str = _help("pt: the text field of .jsonl records", "text")
-    block_size: int = _help("pt: tokens per training block (documents are concatenated, EOS between)", 512)
-    template: str = _help("sft: chat template (alpaca, llama2-zh, llama2, chatml, none)", "alpaca")
-    max_length: int = _help("sft: longest example in tokens (longer ones are truncated safely)", 512)
-    skip_bad: bool = _help("skip malformed records (counted in the report) instead of stopping", False)
-    cache_dir: str | None = _help("datasets cache folder for tokenized data")
-    num_proc: int = _help("processes for tokenization", 1)
+    validation_split: float = option("fraction held out for validation loss/perplexity (pt default 0.01)", None, low=0, high=0.99)
+    text_field: str = option("pt: the text field of .jsonl records", "text")
+    block_size: int = option("pt: tokens per training block (documents are concatenated, EOS between)", 512, low=1)
+    template: str = option("sft: chat template (alpaca, llama2-zh, llama2, chatml, none)", "alpaca")
+    max_length: int = option("sft: longest example in tokens (longer ones are truncated safely)", 512, low=1)
+    skip_bad: bool = option("skip malformed records (counted in the report) instead of stopping", False)
+    cache_dir: str | None = option("datasets cache folder for tokenized data", None)
+    num_proc: int = option("processes for tokenization", 1, low=1)
     # --- model / vocabulary ---
-    resize_init: str = _help("init of new embedding rows: subword-mean, mean or random", "subword-mean")
-    pad_vocab_to_multiple_of: int | None = _help("pad embedding rows to a multiple (64/128 for GPU efficiency)")
+    resize_init: str = option("init of new embedding rows: subword-mean, mean or random", "subword-mean")
+    pad_vocab_to_multiple_of: int | None = option("pad embedding rows to a multiple (64/128 for GPU efficiency)", None, low=1)
     # --- LoRA or full ---
-    full: bool = _help("train all parameters instead of LoRA", False)
-    lora_rank: int = _help("LoRA rank r", 8)
-    lora_alpha: float = _help("LoRA alpha (scale = alpha / r)", 32.0)
-    lora_dropout: float = _help("LoRA dropout", 0.05)
-    lora_target_modules: list[str] = _help("modules that get LoRA adapters", factory=lambda: list(LLAMA_PROJECTIONS))
-    modules_to_save: list[str] = _help("modules trained fully and saved in the adapter (embed_tokens lm_head)",
+    full: bool = option("train all parameters instead of LoRA", False)
+    lora_rank: int = option("LoRA rank r", 8, low=1)
+    lora_alpha: float = option("LoRA alpha (scale = alpha / r)", 32.0, positive=True)
+    lora_dropout: float = option("LoRA dropout", 0.05, low=0, high=0.99)
+    lora_target_modules: list[str] = option("modules that get LoRA adapters", factory=lambda: list(LLAMA_PROJECTIONS))
+    modules_to_save: list[str] = option("modules trained fully and saved in the adapter (embed_tokens lm_head)",
                                        factory=list)
     # --- optimisation ---
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = _help("auto: bf16 (or fp16) on GPU, fp32 on CPU", "auto")
-    batch_size: int = _help("per-device training batch size", 1)
-    eval_batch_size: int | None = _help("per-device evaluation batch size (default batch_size)")
-    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", 1)
-    gradient_checkpointing: bool = _help("recompute activations to save memory", False)
-    learning_rate: float = _help("peak learning rate", 2e-4)
-    lr_scheduler: str = _help("linear, cosine, constant, constant_with_warmup, ...", "cosine")
-    warmup_ratio: float = _help("fraction of steps for linear warm-up", 0.05)
-    weight_decay: float = _help("AdamW weight decay", 0.0)
-    max_grad_norm: float = _help("gradient clipping", 1.0)
-    num_train_epochs: float = _help("epochs (ignored when max_steps > 0)", 1.0)
-    max_steps: int = _help("stop after this many optimizer steps (-1: use epochs)", -1)
-    group_by_length: bool = _help("sft: batch examples of similar length (less padding)", False)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = option("auto: bf16 (or fp16) on GPU, fp32 on CPU", "auto")
+    batch_size: int = option("per-device training batch size", 1, low=1)
+    eval_batch_size: int | None = option("per-device evaluation batch size (default batch_size)", None, low=1)
+    gradient_accumulation_steps: int = option("micro-batches per optimizer step", 1, low=1)
+    gradient_checkpointing: bool = option("recompute activations to save memory", False)
+    learning_rate: float = option("peak learning rate", 2e-4, positive=True)
+    lr_scheduler: str = option("linear, cosine, constant, constant_with_warmup, ...", "cosine")
+    warmup_ratio: float = option("fraction of steps for linear warm-up", 0.05, low=0, high=1)
+    weight_decay: float = option("AdamW weight decay", 0.0, low=0)
+    max_grad_norm: float = option("gradient clipping", 1.0, low=0)
+    num_train_epochs: float = option("epochs (ignored when max_steps > 0)", 1.0, positive=True)
+    max_steps: int = option("stop after this many optimizer steps (-1: use epochs)", -1, low=-1)
+    group_by_length: bool = option("sft: batch examples of similar length (less padding)", False)
     # --- bookkeeping ---
-    logging_steps: int = _help("log the loss every N steps", 10)
-    save_steps: int = _help("write a checkpoint every N steps", 500)
-    save_total_limit: int | None = _help("keep at most N checkpoints", 3)
-    eval_steps: int | None = _help("evaluate every N steps (default save_steps; 0 = never)")
-    seed: int = _help("seed for initialisation and data order", 42)
-    deepspeed: str | None = _help("DeepSpeed config JSON, or zero2 / zero3 for the shipped ones")
-    dataloader_num_workers: int = _help("data loader worker processes", 0)
-    report_to: list[str] = _help("trackers for Trainer (none, tensorboard, wandb)", factory=lambda: ["none"])
-    resume: bool = _help("continue from the last complete checkpoint in output_dir", False)
-    overwrite: bool = _help("delete an existing output_dir and start over", False)
+    logging_steps: int = option("log the loss every N steps", 10, low=1)
+    save_steps: int = option("write a checkpoint every N steps", 500, low=1)
+    save_total_limit: int | None = option("keep at most N checkpoints", 3, low=1)
+    eval_steps: int | None = option("evaluate every N steps (default save_steps; 0 = never)", None, low=0)
+    seed: int = option("seed for initialisation and data order", 42)
+    deepspeed: str | None = option("DeepSpeed config JSON, or zero2 / zero3 for the shipped ones", None)
+    dataloader_num_workers: int = option("data loader worker processes", 0, low=0)
+    report_to: list[str] = option("trackers for Trainer (none, tensorboard, wandb)", factory=lambda: ["none"])
+    resume: bool = option("continue from the last complete checkpoint in output_dir", False)
+    overwrite: bool = option("delete an existing output_dir and start over", False)
 
     def check(self, stage: str) -> "TrainConfig":
         """Raise a clear error for a missing or inconsistent field; return self."""
@@ -85,15 +80,7 @@ class TrainConfig:
             raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ...")
         if self.resume and self.overwrite:
             raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
-        positive = ["block_size", "max_length", "batch_size", "gradient_accumulation_steps", "logging_steps",
-                    "save_steps", "lora_rank", "num_proc"]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ZhllamaError(f"'{name}' must be at least 1, got {getattr(self, name)}", "fix the value")
-        if not 0.0 <= (self.validation_split or 0.0) < 1.0:
-            raise ZhllamaError(f"'validation_split' must be in [0, 1), got {self.validation_split}", "e.g. 0.01")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ZhllamaError(f"'lora_dropout' must be in [0, 1), got {self.lora_dropout}", "e.g. 0.05")
+        check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
         if stage == "sft":
@@ -106,3 +93,22 @@ class TrainConfig:
         if self.validation_split is not None:
             return self.validation_split
         return 0.01 if stage == "pt" else 0.0
+
+
+@dataclass(kw_only=True)
+class MergeSettings:
+    """How merged weights are written: the pipeline's ``merge:`` section."""
+
+    dtype: str = option("float16, bfloat16, float32 or auto (the base model's dtype)", "auto")
+    max_shard_size: str = option("largest safetensors shard", "2GB")
+
+
+@dataclass(kw_only=True)
+class MergeConfig(MergeSettings):
+    """``zhllama merge``: its options."""
+
+    base: str = option("base model folder or hub id")
+    lora: list[str] = option("adapter folder; repeat to merge several in order (e.g. LLaMA-Plus then Alpaca-Plus)",
+                             metavar="ADAPTER", repeat="append")
+    out: str = option("output folder")
+    overwrite: bool = option("replace an existing output folder", False)

@@ -1,0 +1,70 @@
+"""The options of ``zhllama eval ppl | mc | compare``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import option
+from ..infer.sampling import SamplingParams
+
+
+@dataclass(kw_only=True)
+class EvalModel:
+    """The model under evaluation."""
+
+    model: str = option("model folder (Hugging Face format) or hub id; eval ppl also takes a .gguf file (needs "
+                        "llama-cpp-python)")
+    lora: str | None = option("LoRA adapter folder applied on top of --model", None)
+    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
+    dtype: str = option("auto, float32, float16, bfloat16", "auto")
+
+
+@dataclass(kw_only=True)
+class PplConfig:
+    load: EvalModel
+    text: str = option(".txt (one text), .jsonl/.json (one text per record), or .gz")
+    text_field: str = option("field of a JSONL record holding the text", "text")
+    context: int | None = option("window in tokens (default: the model's maximum)", None, low=2)
+    stride: int | None = option("window step in tokens (default: context / 2)", None, low=1)
+    out: str | None = option("also write the JSON result to this file", None)
+
+
+@dataclass(kw_only=True)
+class McConfig:
+    load: EvalModel
+    task: Literal["cmmlu", "ceval"] = option("benchmark")
+    data_dir: str = option("benchmark folder with dev/ and test/ (CMMLU) or dev/, val/, test/ (C-Eval)")
+    split: str | None = option("split to evaluate (default: test for CMMLU, val for C-Eval)", None)
+    shots: int = option("few-shot examples from the dev split (dropped from the end when the prompt is too long)", 0,
+                        choices=range(0, 6), metavar="{0..5}", low=0)
+    subjects: list[str] | None = option("subject keys (file names), default all", None)
+    out: str = option("results folder (re-running with the same settings continues)")
+    batch_size: int = option("prompts per forward pass / generation batch", 8, low=1)
+    max_length: int | None = option("context limit in tokens (default: the model's)", None, low=2)
+    template: str | None = option("chat template to wrap the prompt in (default: none in logit mode; the model's own "
+                                  "with --generate)", None)
+    generate: bool = option("generate a reply and extract the letter (chat models)", False)
+    max_new_tokens: int = option("reply length limit with --generate", 32, low=1)
+    overwrite: bool = option("discard predictions already in --out", False)
+
+
+def _compare_sampling() -> SamplingParams:
+    """The seeds' review settings: longer answers, cooler sampling, one seed for every model."""
+    return SamplingParams(max_new_tokens=400, temperature=0.2, seed=42)
+
+
+@dataclass(kw_only=True)
+class CompareConfig:
+    questions: str | None = option(".txt (one per line), .jsonl or .json with question, id, category", None)
+    model: list[str] = option("DIR or path=DIR,label=NAME,lora=ADAPTER,template=NAME; repeat for each model",
+                              factory=list, metavar="SPEC", repeat="append")
+    judgements: str | None = option("pairwise judgements (JSONL) -> win rates and Elo", None)
+    out: str = option("output folder")
+    sampling: SamplingParams = option("how answers are sampled", factory=_compare_sampling)
+    batch_size: int = option("questions decoded together", 8, low=1)
+    elo_k: float = option("Elo K-factor (FastChat's 4)", 4.0, positive=True)
+    elo_init: float = option("starting Elo rating", 1500.0)
+    elo_rounds: int = option("bootstrap rounds (0: one pass in file order)", 1000, low=0)
+    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
+    dtype: str = option("auto, float32, float16, bfloat16", "auto")
