@@ -43,7 +43,9 @@ def require_dir(path: str | Path, what: str = "folder") -> Path:
 
 def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     """Refuse to write into an existing, non-empty output folder unless ``overwrite``."""
-    p = Path(path)
-    if p.exists() and (not p.is_dir() or any(p.iterdir())) and not overwrite:
+    from .checks import check_output_path
+
+    p = check_output_path(path, "folder")
+    if p.exists() and any(p.iterdir()) and not overwrite:
         raise ZhllamaError(f"output folder already exists: {p}", "pass --overwrite or choose another --out")
     return p

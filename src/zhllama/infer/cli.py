@@ -42,14 +42,14 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ..errors import ZhllamaError, require_file
+    from ..checks import check_output_path
+    from ..errors import require_file
     from .config import GenerateConfig
     from .generate import read_inputs, run_generate
 
     cfg = from_args(GenerateConfig, args)
-    items = read_inputs(require_file(cfg.input, "input file"))
-    if cfg.batch_size < 1:
-        raise ZhllamaError(f"--batch-size {cfg.batch_size} must be at least 1", "e.g. --batch-size 8")
+    items = read_inputs(require_file(cfg.input, "input file"), cfg.encoding)
+    check_output_path(cfg.output, "file", "--output")
     params = cfg.sampling.validate()
     summary = run_generate(cfg.engine.load(), items, cfg.output, params, batch_size=cfg.batch_size, limit=cfg.limit,
                            system=cfg.system, overwrite=cfg.overwrite)

@@ -45,6 +45,7 @@ class ChatConfig:
 class GenerateConfig:
     engine: EngineConfig
     input: str = option(".txt or .jsonl file of prompts")
+    encoding: str = option("text encoding of --input (gbk and gb18030 are common for Chinese files)", "utf-8")
     output: str = option("JSONL results file (appended to; resumed when it exists)")
     batch_size: int = option("prompts decoded together", 8, low=1)
     limit: int | None = option("stop after answering this many new inputs", None, low=1)

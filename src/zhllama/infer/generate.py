@@ -24,10 +24,12 @@ class Item:
     messages: list[dict] | None = None  # given in the input instead of a prompt
 
 
-def read_inputs(path: str | Path) -> list[Item]:
+def read_inputs(path: str | Path, encoding: str = "utf-8") -> list[Item]:
     """Prompts from a .txt (one per line, blank lines skipped) or .jsonl (prompt or messages field) file."""
+    from ..checks import read_text
+
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, encoding, "input file")
     if path.suffix.lower() == ".jsonl":
         items = [_jsonl_item(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
@@ -70,7 +72,7 @@ def read_done(output: Path) -> dict[str, dict]:
         with open(output, "r+b") as f:
             f.truncate(len(data))
     done = {}
-    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         try:
             rec = json.loads(line)
             done[rec["id"]] = rec

@@ -154,6 +154,9 @@ def check_stage_list(recipe: Recipe, where: str) -> None:
 
     order = list(STAGES)
     names = recipe.enabled()
+    if not names:
+        raise ZhllamaError(f"{where}: no stages to run (the recipe has no stage sections)",
+                           f"add sections for the stages to run ({', '.join(order)}); see zhllama pipeline --list-recipes")
     for i, name in enumerate(names):
         if name not in STAGES:
             from ..config import unknown_key_error

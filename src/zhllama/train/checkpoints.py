@@ -43,8 +43,9 @@ def last_complete_checkpoint(out: Path) -> Path | None:
 
 
 def plan_output_dir(out: Path, resume: bool, overwrite: bool) -> OutputPlan:
-    if out.exists() and not out.is_dir():
-        raise ZhllamaError(f"output_dir is a file: {out}", "give a folder path")
+    from ..checks import check_output_path
+
+    check_output_path(out, "folder", "output_dir")
     busy = out.is_dir() and any(out.iterdir())
     if overwrite:
         return OutputPlan(None, wipe=busy)
