@@ -184,7 +184,8 @@ def test_only_names_an_unknown_stage(small_run):
 
 # --- resumption (runner level, with a stage that is interrupted once) -------------------------
 def test_interrupted_stage_resumes_and_finished_stage_is_not_rerun(tmp_path):
-    r = parse_recipe({"run_dir": str(tmp_path / "run")}, root=tmp_path)
+    # the recipe only gives the run folder; the stage under test is passed to run_stages directly
+    r = parse_recipe({"run_dir": str(tmp_path / "run"), "base_model": "x/y", "export": {}}, root=tmp_path)
     calls = []
 
     def step(ctx):

@@ -23,6 +23,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..checks import check_weights_readable
 from ..errors import ZhllamaError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def check_model_dir(path: str | Path) -> Path:
         raise ZhllamaError(f"{p} has no config.json", "give a Hugging Face model folder (written by save_pretrained or `zhllama merge`)")
     if not any((p / w).is_file() for w in WEIGHT_FILES):
         raise ZhllamaError(f"{p} has no model weights (*.safetensors)", "the folder is incomplete; re-run the stage that wrote it")
+    check_weights_readable(p)  # a truncated shard is named here, not by safetensors deep inside a load
     return p
 
 
