@@ -89,6 +89,10 @@ def _cases(w: World, port: int, free: int = 1) -> dict[str, tuple[list[str], str
                                         "--out", under], "is a file, not a folder"),
         "export gguf --out under a file": (["export", "gguf", "--model", m, "--out", under + ".gguf"],
                                            "is a file, not a folder"),
+        "eval compare --out under a file": (["eval", "compare", "--out", under, "--questions", str(w.text),
+                                             "--model", m], "is a file, not a folder"),
+        "demo --run-dir under a file": (["demo", "--run-dir", under], "is a file, not a folder"),
+        "pipeline run_dir under a file": (["pipeline", str(w.root / "under.yaml"), "--check"], "is a file, not a folder"),
         # truncated weights
         "train pt on truncated weights": (["train", "pt", "--model", str(w.broken), "--train-files", str(w.text),
                                            "--output-dir", str(w.root / "o1"), "--max-steps", "1"], "is damaged"),
@@ -141,6 +145,8 @@ def _snapshot(root: Path) -> dict[str, str]:
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(name, world, capsys):
     (world.root / "gbk.yaml").write_bytes("name: 配方\nbase_model: x/y\nexport: {}\n".encode("gbk"))
     (world.root / "empty.yaml").write_text("# nothing to do\n", encoding="utf-8")
+    (world.root / "under.yaml").write_text(f"run_dir: {world.file / 'run'}\nbase_model: {world.model}\nexport: {{}}\n",
+                                           encoding="utf-8")
     notes = world.root / "notes"
     notes.mkdir(exist_ok=True)
     (notes / "keep.txt").write_text("mine")

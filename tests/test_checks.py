@@ -77,14 +77,14 @@ def test_stale_temps_of_dead_processes_are_swept_live_ones_kept(tmp_path):
     out = tmp_path / "model"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    stale_dir = tmp_path / f".model.{dead_pid}.abc123.partial"
+    stale_dir = tmp_path / f".model.{dead_pid}.abc12345.partial"
     stale_dir.mkdir()
     (stale_dir / "weights").write_text("half")
-    stale_file = tmp_path / f".model.{dead_pid}.xyz.tmp"
+    stale_file = tmp_path / f".model.{dead_pid}.xyz_9876.png"
     stale_file.write_text("half")
-    mine = tmp_path / (temp_prefix(out) + "q1w2.partial")
+    mine = tmp_path / (temp_prefix(out) + "q1w2e3r4.partial")
     mine.mkdir()
-    other = tmp_path / f".other.{dead_pid}.abc.partial"
+    other = tmp_path / f".other.{dead_pid}.abcdefgh.partial"
     other.mkdir()
     removed = sweep_stale_temps(out)
     assert sorted(p.name for p in removed) == sorted([stale_dir.name, stale_file.name])

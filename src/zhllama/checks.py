@@ -105,7 +105,8 @@ def read_text(path: str | Path, encoding: str = "utf-8", what: str = "input") ->
                            f"convert the file to UTF-8, or pass --encoding {other} (or the file's encoding)") from None
 
 
-_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]*\.(partial|tmp)$")
+# .NAME.<pid>.<8 random characters from tempfile><suffix such as .partial, .tmp, .png>
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?$")
 
 
 def temp_prefix(path: Path) -> str:

@@ -23,9 +23,10 @@ def atomic_file(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
 
     On failure the temp file is removed and an existing ``path`` is left as it was.
     """
-    from .checks import check_output_path, temp_prefix
+    from .checks import check_output_path, sweep_stale_temps, temp_prefix
 
     path = check_output_path(path, "file")
+    sweep_stale_temps(path)  # what a killed earlier write left behind
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=suffix)
     os.close(fd)

@@ -42,6 +42,9 @@ class RunResult:
 
 def prepare(recipe: Recipe, where: str = "recipe"):
     """The plan, after every check that needs no compute."""
+    from ..checks import check_output_path
+
+    check_output_path(recipe.run_path, "folder", f"{where}: run_dir")
     stages = plan(recipe)
     check_plan(recipe, stages, where)
     return stages
