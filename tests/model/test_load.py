@@ -85,8 +85,12 @@ def test_tokenizer_errors_are_one_line(tmp_path):
     with pytest.raises(ZhllamaError, match="tokenizer not found"):
         load_tokenizer(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ZhllamaError, match="cannot load a tokenizer"):
+    with pytest.raises(ZhllamaError, match="empty holds no tokenizer"):
         load_tokenizer(tmp_path / "empty")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ZhllamaError, match="cannot load a tokenizer"):
+        load_tokenizer(tmp_path / "broken")
     with pytest.raises(ZhllamaError, match="cannot load a tokenizer from nobody/no-such-model"):
         load_tokenizer("nobody/no-such-model")  # a hub id, offline in the tests
 

@@ -87,7 +87,7 @@ def test_bad_inputs_are_one_line_errors(tiny_model_dir, tiny_sp_model, extended_
     cases = [
         (["--model", str(tmp_path / "missing"), "--tokenizer", str(extended_dir)], "model folder not found"),
         (["--model", str(tiny_model_dir), "--tokenizer", str(not_extension)], "the new tokenizer does not extend the base tokenizer"),
-        (["--model", str(tiny_model_dir), "--tokenizer", str(tmp_path)], "cannot load a tokenizer"),
+        (["--model", str(tiny_model_dir), "--tokenizer", str(tmp_path)], "holds no tokenizer"),
         (["--model", str(tiny_model_dir), "--tokenizer", str(extended_dir), "--out", str(existing)], "already exists"),
         (["--model", str(tiny_model_dir), "--tokenizer", str(extended_dir), "--pad-to-multiple-of", "0"],
          "--pad-to-multiple-of 0 is out of range: it must be at least 1"),

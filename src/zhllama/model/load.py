@@ -113,6 +113,9 @@ def load_tokenizer(path: str | Path):
         return _load_sentencepiece(p)
     if not p.exists() and is_local(path):
         raise ZhllamaError(f"tokenizer not found: {p}", "give a tokenizer folder, a tokenizer.model file or a hub id")
+    if p.is_dir() and not has_tokenizer_files(p):
+        raise ZhllamaError(f"{p} holds no tokenizer (no tokenizer.json, tokenizer.model or tokenizer_config.json)",
+                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder")
     from transformers import AutoTokenizer
 
     try:
