@@ -144,11 +144,12 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Bind ``host:port`` once, as the server will, so a busy port is a one-line error before the model loads."""
+    """Bind ``host:port`` once, as the server will, so a busy port is a one-line error before the model loads.
+
+    ``port`` is already in range: the serve/webui schemas bound ``--port`` to 1-65535.
+    """
     import socket
 
-    if not 0 <= port <= 65535:
-        raise ZhllamaError(f"--port {port} is not a TCP port", "use a number from 1 to 65535")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:

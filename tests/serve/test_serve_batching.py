@@ -47,11 +47,11 @@ class Params:
     max_new_tokens = 3
 
 
-async def drain(channel: Channel, jobs: int) -> dict[int, list]:
+async def drain(channel: Channel, jobs: int, timeout: float = 10) -> dict[int, list]:
     events: dict[int, list] = {}
     finished = 0
     while finished < jobs:
-        index, ev = await asyncio.wait_for(channel.get(), 10)
+        index, ev = await asyncio.wait_for(channel.get(), timeout)
         events.setdefault(index, []).append(ev)
         if isinstance(ev, BaseException) or (isinstance(ev, Delta) and ev.finish_reason):
             finished += 1

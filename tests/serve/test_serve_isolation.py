@@ -16,6 +16,7 @@ from zhllama.infer.sampling import SamplingParams, generator_seed
 from zhllama.serve.batching import BatchScheduler, Channel, Delta, GenJob, Started
 
 from test_serve_api import HI, MODEL, assert_openai_error, chat
+from test_serve_batching import drain
 
 
 class PoisonedParams(SamplingParams):
@@ -23,17 +24,6 @@ class PoisonedParams(SamplingParams):
 
     def shaping_key(self):
         raise RuntimeError("poisoned request")
-
-
-async def _drain(channel: Channel, n: int) -> dict[int, list]:
-    events: dict[int, list] = {}
-    done = 0
-    while done < n:
-        index, ev = await asyncio.wait_for(channel.get(), 60)
-        events.setdefault(index, []).append(ev)
-        if isinstance(ev, BaseException) or (isinstance(ev, Delta) and ev.finish_reason):
-            done += 1
-    return events
 
 
 def _text(events: list) -> str:
@@ -51,7 +41,7 @@ def test_a_request_that_fails_inside_a_batch_fails_alone(engine):
         sched.submit(jobs)
         sched.start()
         try:
-            return await _drain(channel, len(jobs)), sched.stats
+            return await drain(channel, len(jobs), timeout=60), sched.stats
         finally:
             sched.close()
 

@@ -25,9 +25,11 @@ class APIError(Exception):
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+
     def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers() or None)
 
 
 def as_api_error(exc: BaseException, param: str | None = None) -> APIError:
@@ -107,7 +109,7 @@ class BearerAuth:
             return await self.app(scope, receive, send)
         err = APIError(401, "Incorrect API key provided: send it as 'Authorization: Bearer <key>'",
                        code="invalid_api_key")
-        await _send_json(send, err, extra_headers=[(b"www-authenticate", b"Bearer")])
+        await _send_json(send, err)
 
 
 class BodySizeLimit:
@@ -146,11 +148,12 @@ class BodySizeLimit:
         await _send_json(send, err)
 
 
-async def _send_json(send, err: APIError, extra_headers: list | None = None) -> None:
+async def _send_json(send, err: APIError) -> None:
     """Answer ``err`` from ASGI middleware, before FastAPI sees the request."""
     payload = json.dumps(err.body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    await send({"type": "http.response.start", "status": err.status, "headers": headers + (extra_headers or [])})
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers().items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
