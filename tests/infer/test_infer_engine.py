@@ -244,3 +244,14 @@ def test_draft_with_another_tokenizer_is_refused(tiny_model_dir, tmp_path):
     other = init_model(InitConfig(tokenizer=str(tok), out=str(tmp_path / "m"), hidden_size=16, layers=1, heads=2))
     with pytest.raises(ZhllamaError, match="tokenizer differs"):
         Engine.load(tiny_model_dir, draft_model=other)
+
+
+@pytest.mark.parametrize("extreme", [{"temperature": 2.2e-311}, {"temperature": 1.0, "repetition_penalty": 1e-300}])
+def test_extreme_but_legal_settings_sample_instead_of_raising(tiny_engine, extreme):
+    """Found by the server's property test: a subnormal temperature overflowed the scores to inf and
+    multinomial raised on the NaN softmax. Such settings now sample (the top scores share the mass)."""
+    from zhllama.infer.sampling import SamplingParams
+
+    params = SamplingParams(max_new_tokens=3, seed=0, **extreme).validate()
+    out = tiny_engine.generate([tiny_engine.text_prompt("北京")], params)
+    assert out[0].finish_reason in ("length", "stop") and out[0].completion_tokens >= 1

@@ -46,7 +46,9 @@ COMPLETION = _with_poison(st.fixed_dictionaries(
     optional={**SAMPLING, "echo": st.booleans()}))
 
 SEEN: collections.Counter = collections.Counter()
-RUNS = settings(max_examples=60, deadline=None,
+# derandomize: the same 60 examples on every run, so CI is reproducible (a new random run found the
+# subnormal-temperature 500 that infer/test_infer_engine.py now pins); raise max_examples locally to explore
+RUNS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

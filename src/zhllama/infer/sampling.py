@@ -82,6 +82,20 @@ def build_processors(key: tuple):
     return procs
 
 
+def probabilities(scores):
+    """Softmax of shaped scores, kept finite first.
+
+    A legal but extreme setting (a temperature of 1e-311, a repetition penalty of 1e-300) makes the
+    processors' division overflow to inf, and softmax of inf is NaN, on which ``multinomial`` raises.
+    Clamping to the dtype's range keeps the distribution the processors meant (the largest scores
+    share the mass; ``-inf`` from top-k/top-p becomes a score whose probability underflows to 0).
+    """
+    import torch
+
+    info = torch.finfo(scores.dtype)
+    return torch.softmax(torch.nan_to_num(scores, nan=info.min, posinf=info.max, neginf=info.min), dim=-1)
+
+
 SEED_SPACE = 2**64  # torch.Generator takes seeds in [-2**63, 2**64); any integer is reduced into [0, 2**64)
 
 
@@ -136,7 +150,7 @@ class Sampler:
             if key[0] == 0.0:
                 chosen[idx] = scores.argmax(dim=-1)
                 continue
-            probs = torch.softmax(scores, dim=-1)
+            probs = probabilities(scores)
             for j, i in enumerate(members):
                 chosen[i] = torch.multinomial(probs[j], 1, generator=self.generators[rows[i]])[0]
         return chosen

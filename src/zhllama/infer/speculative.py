@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..errors import ZhllamaError
-from .sampling import SamplingParams, build_processors
+from .sampling import SamplingParams, build_processors, probabilities
 
 
 def check_draft(tokenizer, draft_tokenizer, draft_model, target_model) -> None:
@@ -74,7 +74,7 @@ def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams,
 
     def shaped(history: list[int], logits):
         scores = procs(torch.tensor([history], device=logits.device), logits[None])[0]
-        return scores if params.greedy else torch.softmax(scores, dim=-1)
+        return scores if params.greedy else probabilities(scores)
 
     def pick(dist) -> int:
         if params.greedy:
