@@ -217,7 +217,8 @@ class Engine:
         from .speculative import speculative_tokens
 
         with torch.inference_mode():
-            tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator, self.draft_tokens)
+            tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator,
+                                        len(self.tokenizer), self.draft_tokens)
             for tok in tokens:
                 delta, finish = self._advance(req, tok)
                 if delta or finish:

@@ -32,12 +32,16 @@ def check_draft(tokenizer, draft_tokenizer, draft_model, target_model) -> None:
 
 
 class _Runner:
-    """One model with its own KV cache, fed tokens at explicit positions (batch of one, no padding)."""
+    """One model with its own KV cache, fed tokens at explicit positions (batch of one, no padding).
 
-    def __init__(self, model):
+    Logits are cut to the tokenizer's ``vocab`` ids: rows added by ``pad_vocab_to_multiple_of`` are
+    no token and must never be proposed, accepted or sampled."""
+
+    def __init__(self, model, vocab: int):
         from transformers import DynamicCache
 
         self.model = model
+        self.vocab = vocab
         self.cache = DynamicCache(config=model.config)
         self.device = next(model.parameters()).device
 
@@ -53,7 +57,7 @@ class _Runner:
         positions = torch.arange(start, start + len(tokens), device=self.device)[None]
         out = self.model(input_ids=ids, position_ids=positions, cache=self.cache, use_cache=True,
                          logits_to_keep=0 if all_logits else 1)
-        return out.logits[0].float()
+        return out.logits[0, :, :self.vocab].float()
 
     def keep(self, n: int) -> None:
         """Cut the cache back to its first ``n`` tokens."""
@@ -61,12 +65,14 @@ class _Runner:
             self.cache.crop(n - self.seen)
 
 
-def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams, generator, k: int = 4) -> Iterator[int]:
-    """Yield the generated tokens one by one, forever (the caller stops at EOS/stop/length)."""
+def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams, generator, vocab: int,
+                       k: int = 4) -> Iterator[int]:
+    """Yield the generated tokens one by one, forever (the caller stops at EOS/stop/length); ``vocab``
+    is the tokenizer's length."""
     import torch
 
     procs = build_processors(params.shaping_key())
-    t, d = _Runner(target), _Runner(draft)
+    t, d = _Runner(target, vocab), _Runner(draft, vocab)
     ids = list(prompt)
     if len(ids) > 1:  # prefill all but the last token, which each round feeds
         t.feed(ids[:-1])
