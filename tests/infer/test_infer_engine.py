@@ -220,6 +220,18 @@ def test_speculative_greedy_equals_the_target_greedy(tiny_model_dir, tiny_engine
     for text in TEXTS:
         prompt = engine.text_prompt(text)
         assert engine.generate([prompt], params)[0].token_ids == tiny_engine.generate([prompt], params)[0].token_ids
+    stats = engine.speculative_stats
+    assert stats.rounds > 0 and stats.proposed == 3 * stats.rounds and 0 <= stats.accepted <= stats.proposed
+
+
+def test_a_draft_that_is_the_target_is_always_accepted(tiny_model_dir, tiny_engine):
+    """Greedy with the target as its own draft: every proposal is kept, k + 1 tokens per target pass."""
+    engine = Engine(tiny_engine.model, tiny_engine.tokenizer, "alpaca", draft=tiny_engine.model, draft_tokens=3)
+    params = SamplingParams(max_new_tokens=40, temperature=0.0)
+    prompt = engine.text_prompt(TEXTS[0])
+    assert engine.generate([prompt], params)[0].token_ids == tiny_engine.generate([prompt], params)[0].token_ids
+    stats = engine.speculative_stats
+    assert stats.acceptance_rate == 1.0 and stats.tokens_per_round == 4.0
 
 
 def test_speculative_sampling_is_seeded_and_streams_whole_characters(memorized_engine, tiny_model_dir, draft_dir):

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 from ..errors import ZhllamaError
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
 from .sampling import SAMPLING_DEFAULTS, Sampler, SamplingParams, expand_params
+from .speculative import SpeculativeStats
 from .stream import TextStream
 
 __all__ = ["Completion", "Engine", "SamplingParams"]
@@ -67,6 +68,7 @@ class Engine:
         self.model = model
         self.draft = draft
         self.draft_tokens = draft_tokens
+        self.speculative_stats = SpeculativeStats()
         self.tokenizer = tokenizer
         self.template = get_template(template) if isinstance(template, str) else template
         self.context_length = int(context_length or _model_context(model))
@@ -218,7 +220,7 @@ class Engine:
 
         with torch.inference_mode():
             tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator,
-                                        len(self.tokenizer), self.draft_tokens)
+                                        len(self.tokenizer), self.draft_tokens, self.speculative_stats)
             for tok in tokens:
                 delta, finish = self._advance(req, tok)
                 if delta or finish:

@@ -14,10 +14,29 @@ back (``DynamicCache.crop``) to the accepted tokens after every round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import ZhllamaError
 from .sampling import SamplingParams, build_processors, probabilities
+
+
+@dataclass
+class SpeculativeStats:
+    """Counters over every speculative round an engine ran (``Engine.speculative_stats``)."""
+
+    rounds: int = 0
+    proposed: int = 0  # draft tokens offered to the target
+    accepted: int = 0  # of those, the ones the target kept
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tokens_per_round(self) -> float:
+        """Tokens gained per target forward pass (accepted drafts plus the target's own token)."""
+        return (self.accepted + self.rounds) / self.rounds if self.rounds else 0.0
 
 
 def check_draft(tokenizer, draft_tokenizer, draft_model, target_model) -> None:
@@ -66,9 +85,9 @@ class _Runner:
 
 
 def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams, generator, vocab: int,
-                       k: int = 4) -> Iterator[int]:
+                       k: int = 4, stats: SpeculativeStats | None = None) -> Iterator[int]:
     """Yield the generated tokens one by one, forever (the caller stops at EOS/stop/length); ``vocab``
-    is the tokenizer's length."""
+    is the tokenizer's length; ``stats``, when given, counts rounds and accepted draft tokens."""
     import torch
 
     procs = build_processors(params.shaping_key())
@@ -97,6 +116,10 @@ def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams,
             pending = proposal[-1:]
         scores = t.feed(ids[t.seen:] + proposal, all_logits=True)[-(k + 1):]
         accepted = _verify(ids, proposal, drafts, scores, shaped, pick, params.greedy, generator)
+        if stats is not None:
+            stats.rounds += 1
+            stats.proposed += k
+            stats.accepted += len(accepted) - 1
         for tok in accepted:
             ids.append(tok)
             yield tok
