@@ -117,7 +117,16 @@ def run_generate(engine, items: list[Item], output: str | Path, params, batch_si
     secs = time.perf_counter() - start
     return (f"answered {len(todo)} inputs ({len(done)} already in {output}, {errors} errors, "
             f"{len(items) - len(done) - len(todo)} left); {tokens} tokens in {secs:.1f}s "
-            f"({tokens / max(secs, 1e-9):.1f} tokens/s)")
+            f"({tokens / max(secs, 1e-9):.1f} tokens/s){_speculative_note(engine)}")
+
+
+def _speculative_note(engine) -> str:
+    """How well the draft did, when speculative sampling ran (single-request batches)."""
+    stats = engine.speculative_stats
+    if not stats.rounds:
+        return ""
+    return (f"; draft: {stats.acceptance_rate:.0%} of proposed tokens accepted, "
+            f"{stats.tokens_per_round:.2f} tokens per model pass")
 
 
 def _answer_batch(engine, batch: list[Item], params, system: str | None) -> list[dict]:
