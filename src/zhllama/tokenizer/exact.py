@@ -1,0 +1,111 @@
+"""SentencePiece-exact tokenization for BPE models whose mergeable pieces tie on score.
+
+SentencePiece BPE repeatedly merges the adjacent pair whose merged piece scores highest and
+breaks a tie by position: the leftmost pair wins.  A Hugging Face BPE (``tokenizer.json``) has
+no scores, only a ranked merge list, so tied pieces must be put in *some* fixed order, and then
+the leftmost of two competing tied pairs can lose.  The official Chinese-LLaMA-2 tokenizer gives
+its 23,296 added pieces score 0: ``充当前置`` is ``充当|前置`` for SentencePiece but ``充|当前|置``
+for any merge list that ranks ``当前`` first.  No ranking can fix it (the winner depends on where
+the pairs sit in the text), so for such models zhllama encodes with SentencePiece itself.
+
+:func:`needs_sentencepiece` decides; :class:`SentencePieceTokenizer` is the tokenizer.  It
+subclasses transformers' own SentencePiece backend (``SentencePieceBackend``, the base of the
+slow tokenizers transformers 5 still ships), which gives the whole tokenizer API zhllama uses
+(batched ``__call__``, padding, special and added tokens, ``split_special_tokens``,
+``apply_chat_template``, ``decode``) over a ``SentencePieceProcessor``.  What it changes:
+
+* text is always encoded with SentencePiece's dummy prefix (``legacy`` mode), as the fast files do;
+* BOS/EOS follow ``add_bos_token``/``add_eos_token`` (the base class adds neither);
+* decoding uses the fast files' decoder chain (byte fallback, one dummy ``▁`` stripped), so both
+  paths decode ids identically — the base class joins pieces and leaves ``<0xE4>`` in the text;
+* ``save_pretrained`` writes zhllama's tokenizer folder (:func:`zhllama.tokenizer.hf.write_hf_tokenizer`),
+  so a saved folder loads the exact way again and other tools still find ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+from ..errors import ZhllamaError
+from . import spm as S
+
+
+def tied_pieces(proto) -> int:
+    """How many mergeable pieces share their score with another one (0: the fast files are exact).
+
+    Mergeable = normal pieces of two or more characters of a BPE model.  Pieces made only of
+    ``▁`` are left out: LLaMA gives all its whitespace-run pieces score -1e9, yet every run of
+    spaces tokenizes the same either way (checked for runs of 1-129 spaces in many contexts).
+    """
+    if proto.trainer_spec.model_type != S.BPE:
+        return 0
+    scores = Counter(p.score for p in proto.pieces
+                     if p.type == S.NORMAL and len(p.piece) > 1 and p.piece.strip("▁"))
+    return sum(n for n in scores.values() if n > 1)
+
+
+def needs_sentencepiece(proto) -> bool:
+    """True when a ranked BPE merge list cannot reproduce SentencePiece's ids for ``proto``."""
+    return tied_pieces(proto) > 0
+
+
+class SentencePieceTokenizer(SentencePieceBackend):
+    """A transformers tokenizer that encodes with SentencePiece: its ids are SentencePiece's, ties included."""
+
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(self, vocab_file: str, add_bos_token: bool = True, add_eos_token: bool = False, **kwargs):
+        from .hf import decoder_for
+
+        kwargs.update(legacy=True, vocab_file=str(vocab_file))  # legacy: the dummy prefix on every text, as SentencePiece
+        self.add_bos_token, self.add_eos_token = add_bos_token, add_eos_token
+        kwargs["special_tokens_pattern"] = {(True, True): "bos_eos", (True, False): "bos",
+                                            (False, True): "eos"}.get((add_bos_token, add_eos_token), "none")
+        super().__init__(**kwargs)
+        self._decoder = decoder_for(S.load_proto(vocab_file))
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return self._decoder.decode(tokens)
+
+    def encode_normalized(self, piece: str) -> list[int]:
+        """Ids of a string already in SentencePiece's space (``▁`` for a space), with no dummy prefix added."""
+        if not hasattr(self, "_raw_sp"):
+            proto = S.sp_pb2.ModelProto.FromString(self.sp_model.serialized_model_proto())
+            proto.normalizer_spec.add_dummy_prefix = False
+            self._raw_sp = S.processor(proto)
+        return self._raw_sp.encode(piece)
+
+    def save_pretrained(self, save_directory, **kwargs) -> tuple[str, ...]:
+        """zhllama's tokenizer folder (``tokenizer.model`` + ``tokenizer.json`` + configs), chat template kept."""
+        from .hf import TOKENIZER_FILES, write_hf_tokenizer
+
+        out = write_hf_tokenizer(self.vocab_file, save_directory, add_bos=self.add_bos_token,
+                                 add_eos=self.add_eos_token, model_max_length=self.model_max_length,
+                                 chat_template=self.chat_template)
+        return tuple(str(out / name) for name in TOKENIZER_FILES if (out / name).is_file())
+
+
+def load_sentencepiece_tokenizer(sp_model: str | Path, config: dict, added: list[tuple[int, str, bool]] = ()):
+    """:class:`SentencePieceTokenizer` for ``sp_model`` with a folder's ``tokenizer_config.json`` settings.
+
+    ``added`` are tokens the folder adds beyond the SentencePiece pieces, as ``(id, text, special)``.
+    """
+    from .hf import hf_config
+
+    proto = S.load_proto(sp_model)
+    settings = hf_config(proto, add_bos=config.get("add_bos_token", True), add_eos=config.get("add_eos_token", False),
+                         model_max_length=config.get("model_max_length"),
+                         chat_template=config.get("chat_template"))
+    settings.pop("tokenizer_class")
+    tok = SentencePieceTokenizer(vocab_file=str(S.resolve_sp_model(sp_model)), **settings)
+    for i, text, special in sorted(added):
+        if i < len(proto.pieces):
+            continue  # a piece already (its special status comes from the config's token names)
+        if tok.add_tokens([text], special_tokens=special) and tok.convert_tokens_to_ids(text) != i:
+            raise ZhllamaError(f"added token {text!r} has id {i} in the tokenizer files but would get "
+                               f"{tok.convert_tokens_to_ids(text)} after the {len(proto.pieces):,} SentencePiece pieces",
+                               "re-save the tokenizer so that added tokens follow the pieces without gaps")
+    return tok
