@@ -18,6 +18,10 @@ Metaspace pre-tokenizer drops the dummy-prefix ``▁`` before a leading space.  
 
 The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers loads
 ``tokenizer.json`` verbatim instead of rebuilding a LLaMA pipeline of its own.
+
+One case no merge list can reproduce: mergeable pieces with *equal* scores (Chinese-LLaMA-2's added
+pieces), which SentencePiece ranks by position in the text.  The file is still written for other
+tools, but zhllama's loader then encodes with SentencePiece (:mod:`zhllama.tokenizer.exact`).
 """
 
 from __future__ import annotations
