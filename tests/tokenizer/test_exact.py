@@ -106,3 +106,6 @@ def test_added_tokens_of_a_folder_are_kept(tied_tokenizer_dir, tmp_path):
     tok = load_tokenizer(folder)
     assert isinstance(tok, SentencePieceTokenizer) and len(tok) == n + 1
     assert tok("hi<|im_end|>", add_special_tokens=False)["input_ids"][-1] == n
+    tok.save_pretrained(tmp_path / "saved")
+    again = load_tokenizer(tmp_path / "saved")
+    assert len(again) == n + 1 and again.convert_tokens_to_ids("<|im_end|>") == n

@@ -114,9 +114,15 @@ class SentencePieceTokenizer(SentencePieceBackend):
         """zhllama's tokenizer folder (``tokenizer.model`` + ``tokenizer.json`` + configs), chat template kept."""
         from .hf import TOKENIZER_FILES, write_hf_tokenizer
 
+        from ..io import read_json, write_json_atomic
+
         out = write_hf_tokenizer(self.vocab_file, save_directory, add_bos=self.add_bos_token,
                                  add_eos=self.add_eos_token, model_max_length=self.model_max_length,
                                  chat_template=self.chat_template)
+        added = {str(i): t.__getstate__() for i, t in self.added_tokens_decoder.items() if i >= self.vocab_size}
+        if added:  # tokens beyond the pieces, where transformers (and zhllama's loader) read them
+            config = read_json(out / "tokenizer_config.json", "re-save the tokenizer")
+            write_json_atomic(out / "tokenizer_config.json", {**config, "added_tokens_decoder": added})
         return tuple(str(out / name) for name in TOKENIZER_FILES if (out / name).is_file())
 
 
