@@ -78,6 +78,18 @@ def test_resize_splits_new_pieces_like_the_fast_files(mistral_sp_model, tmp_path
     assert [base_piece_ids(p, None, exact) for p in pieces] == [base_piece_ids(p, None, fast) for p in pieces]
 
 
+def test_gguf_vocabulary_keeps_the_tied_scores(tied, tmp_path):
+    """llama.cpp breaks equal scores by position as SentencePiece does, so GGUF export copies them as they are."""
+    from zhllama.export.vocab import build_vocab
+
+    tok, _ = tied
+    tok.save_pretrained(tmp_path / "saved")
+    proto = S.load_proto(tmp_path / "saved" / "tokenizer.model")
+    vocab = build_vocab(tmp_path / "saved", len(tok), {})
+    assert vocab.tokens == [p.piece for p in proto.pieces] and vocab.scores == [p.score for p in proto.pieces]
+    assert vocab.chat_template == tok.chat_template and vocab.add_space_prefix
+
+
 # --- real data ------------------------------------------------------------------------------------
 def cmmlu_texts(data) -> list[str]:
     """Every question and option cell of CMMLU's dev and test files, as read (59,585)."""
