@@ -32,6 +32,17 @@ def test_ties_are_detected_only_where_they_change_ids(tied_tokenizer_dir, tiny_s
     assert isinstance(load_tokenizer(tiny_sp_model), PreTrainedTokenizerFast)
 
 
+def test_whitespace_run_ties_leave_the_fast_files_exact(mistral_sp_model, tmp_path):
+    """Why ``▁▁``-only pieces (all at -1e9 in LLaMA/Mistral) are not counted as ties: any run of spaces
+    tokenizes the same with the fast files as with SentencePiece."""
+    texts = [ctx.replace("{}", run) for n in range(1, 130) for run in (" " * n, " " * n + "\t" + " " * (n // 3))
+             for ctx in ("a{}b", "{}", "x{}", "{}y", "中{}文", "\n{}\t", "a{}\n{}b")]
+    fast = load_tokenizer(write_hf_tokenizer(mistral_sp_model, tmp_path / "m"))
+    assert isinstance(fast, PreTrainedTokenizerFast)
+    ids = fast(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    assert ids == S.processor(mistral_sp_model).encode(texts)
+
+
 def test_fast_files_disagree_with_sentencepiece_on_ties(tied_tokenizer_dir, tied_texts):
     """Why the exact path exists: the tokenizer.json of a tied model gives other ids on Chinese text."""
     fast = PreTrainedTokenizerFast(tokenizer_file=str(tied_tokenizer_dir / "tokenizer.json"))
