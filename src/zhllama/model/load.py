@@ -6,7 +6,9 @@ here, so a folder that loads in one stage loads in all of them:
 * a model from a local folder or a Hugging Face hub id (:func:`load_causal_lm`, :func:`load_model`);
 * a tokenizer of any kind (:func:`load_tokenizer`): ``tokenizer.json``, a folder transformers
   reads otherwise (slow tokenizers, hub ids), or a bare SentencePiece ``tokenizer.model`` (file or
-  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`;
+  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`; a ``tokenizer.model`` whose
+  mergeable pieces tie on score (Chinese-LLaMA-2's) encodes with SentencePiece itself
+  (:mod:`zhllama.tokenizer.exact`), since no ``tokenizer.json`` can give its ids;
 * LoRA adapters (:func:`apply_adapter`), after growing the model to the vocabulary the adapter was
   trained with (:func:`fit_vocabulary`: a resized or padded vocabulary), and checking that its
   tensors fit the model's layers;
@@ -109,6 +111,9 @@ def has_tokenizer_files(folder: str | Path) -> bool:
 def load_tokenizer(path: str | Path):
     """A tokenizer from a folder, a hub id or a bare SentencePiece model (file or folder)."""
     p = Path(path).expanduser()
+    exact = _sentencepiece_if_tied(p)
+    if exact is not None:
+        return exact
     if p.is_file() or (p.is_dir() and not (p / "tokenizer.json").is_file() and (p / "tokenizer.model").is_file()):
         return _load_sentencepiece(p)
     if not p.exists() and is_local(path):
@@ -123,6 +128,43 @@ def load_tokenizer(path: str | Path):
     except (OSError, ValueError, json.JSONDecodeError) as e:
         raise ZhllamaError(f"cannot load a tokenizer from {path}: {str(e).splitlines()[0]}",
                            "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
+
+
+def _sentencepiece_if_tied(p: Path):
+    """The SentencePiece-backed tokenizer when ``p``'s ``tokenizer.model`` has mergeable pieces with tied
+    scores (no ``tokenizer.json`` can give SentencePiece's ids then: :mod:`zhllama.tokenizer.exact`), else None."""
+    from ..tokenizer import spm as S
+    from ..tokenizer.exact import load_sentencepiece_tokenizer, needs_sentencepiece
+
+    sp_file = p if p.is_file() else p / "tokenizer.model"
+    if not sp_file.is_file():
+        return None
+    try:
+        proto = S.load_proto(sp_file)
+    except ZhllamaError:
+        return None  # not a SentencePiece model: the other paths load tokenizer.json or say what is wrong
+    if not needs_sentencepiece(proto):
+        return None
+    config, added = _folder_settings(p) if p.is_dir() else ({}, [])
+    log.info("%s: mergeable pieces share scores; encoding with SentencePiece for its exact ids", sp_file)
+    return load_sentencepiece_tokenizer(sp_file, config, added)
+
+
+def _folder_settings(folder: Path) -> tuple[dict, list[tuple[int, str, bool]]]:
+    """A tokenizer folder's ``tokenizer_config.json`` (its ``chat_template.jinja`` first, as transformers reads
+    it) and the tokens its files add, as ``(id, text, special)``."""
+    from ..io import read_json
+
+    config, added = {}, []
+    if (folder / "tokenizer_config.json").is_file():
+        config = read_json(folder / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
+        added += [(int(i), t["content"], bool(t.get("special"))) for i, t in (config.get("added_tokens_decoder") or {}).items()]
+    if (folder / "chat_template.jinja").is_file():
+        config["chat_template"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if (folder / "tokenizer.json").is_file():
+        data = read_json(folder / "tokenizer.json", "fix or delete the tokenizer's tokenizer.json")
+        added += [(int(t["id"]), t["content"], bool(t.get("special"))) for t in data.get("added_tokens") or []]
+    return config, sorted(set(added))
 
 
 def _load_sentencepiece(p: Path):
