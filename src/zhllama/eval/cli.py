@@ -85,6 +85,7 @@ def _mc(args: argparse.Namespace) -> int:
     settings = McSettings(task=cfg.task, split=split, shots=cfg.shots, model=str(m.model), lora=m.lora,
                           template=cfg.template, generate=cfg.generate, max_length=cfg.max_length,
                           max_new_tokens=cfg.max_new_tokens if cfg.generate else None)
+    settings.protocol = cfg.protocol
     summary = evaluate_mc(settings, cfg.data_dir, cfg.out, cfg.subjects, cfg.batch_size, cfg.overwrite,
                           m.device, m.dtype, progress=True)
     print(results_table(summary), end="")

@@ -47,6 +47,11 @@ class McConfig:
     generate: bool = option("generate a reply and extract the letter (chat models)", False)
     max_new_tokens: int = option("reply length limit with --generate", 32, low=1)
     overwrite: bool = option("discard predictions already in --out", False)
+    protocol: Literal["ymcui", "ymcui-chat", "cmmlu", "ceval", "zhllama"] = option(
+        "whose evaluator to reproduce exactly (prompt, tokens scored, logits processing): ymcui = "
+        "Chinese-LLaMA-Alpaca-2's scripts (their published tables), ymcui-chat = the same with their chat prompt, "
+        "cmmlu / ceval = the benchmarks' official LLaMA evaluators, zhllama = zhllama's earlier prompt (the one "
+        "for --template and --generate)", "ymcui")
 
 
 def _compare_sampling() -> SamplingParams:
