@@ -39,3 +39,17 @@ class AlignConfig(TrainConfig):
                                f"is not a multiple of num_generations ({self.num_generations})",
                                "each batch holds whole groups of replies to one prompt; e.g. --batch-size 4 --num-generations 4")
         return self
+
+
+@dataclass(kw_only=True)
+class RewardEvalConfig:
+    """``zhllama eval reward``: its options."""
+
+    model: str = option("reward model folder written by `zhllama train rm`")
+    data: list[str] = option("preference files (.json/.jsonl with prompt, chosen, rejected)")
+    template: str | None = option("chat template (default: the one in the model's zhllama.json)", None)
+    max_length: int = option("longest prompt + reply in tokens (replies are cut as in training)", 1024, low=3)
+    batch_size: int = option("sequences scored per forward pass", 16, low=1)
+    skip_bad: bool = option("skip malformed records (counted) instead of stopping", False)
+    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
+    out: str | None = option("also write the JSON result to this file", None)
