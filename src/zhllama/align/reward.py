@@ -69,3 +69,41 @@ def evaluate_reward(model_dir: str, files: list[str], template: str | None = Non
             "dropped_too_long": len(pairs) - len(encoded), "accuracy": sum(m > 0 for m in margins) / len(margins),
             "mean_margin": statistics.fmean(margins), "margin_quartiles": quartiles,
             "mean_chosen_score": statistics.fmean(chosen), "mean_rejected_score": statistics.fmean(rejected)}
+
+
+def reply_logprob(model, prompt: list[int], reply: list[int]) -> float:
+    """Sum of log p(reply token | everything before it) under a causal LM."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt + reply], device=device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()
+    return logits.log_softmax(-1).gather(1, ids[0, len(prompt):, None]).sum().item()
+
+
+def logprob_margin(model_dir: str, files: list[str], template: str | None = None, lora: str | None = None,
+                   max_length: int = 1024, device: str = "auto") -> dict:
+    """Mean over pairs of log p(chosen) - log p(rejected) under a causal LM (the quantity DPO raises).
+
+    DPO's implicit reward margin is ``beta`` times this margin's rise over the reference model, so
+    comparing it before and after ``train dpo`` on held-out pairs measures what DPO learned.
+    """
+    import statistics
+
+    from ..data.preference import encode_pair, load_pairs
+    from ..model.load import load_model
+
+    template = reward_template(lora or model_dir, template)
+    pairs, _ = load_pairs(files)
+    model, tok = load_model(model_dir, lora=lora, device=device)
+    margins = []
+    for pair in pairs:
+        e = encode_pair(tok, template, pair, max_length)
+        if e is not None:
+            margins.append(reply_logprob(model, e["prompt_ids"], e["chosen_ids"])
+                           - reply_logprob(model, e["prompt_ids"], e["rejected_ids"]))
+    if not margins:
+        raise ZhllamaError(f"every prompt is longer than max_length {max_length}", "raise max_length")
+    return {"pairs": len(margins), "mean_margin": statistics.fmean(margins),
+            "accuracy": sum(m > 0 for m in margins) / len(margins)}

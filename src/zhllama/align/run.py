@@ -74,7 +74,7 @@ def lora_settings(cfg: AlignConfig, model, stage: str):
 
 def stage_arguments(cfg: AlignConfig, stage: str) -> tuple[type, dict]:
     """TRL's config class for ``stage`` and the options zhllama sets on it."""
-    import trl
+    trl = require_trl()
 
     common = {"max_length": cfg.max_length, "remove_unused_columns": False}
     if stage == "rm":
@@ -84,6 +84,14 @@ def stage_arguments(cfg: AlignConfig, stage: str) -> tuple[type, dict]:
     return trl.RLOOConfig, {"beta": cfg.beta, "num_generations": cfg.num_generations,
                             "max_completion_length": cfg.max_new_tokens, "temperature": cfg.temperature,
                             "remove_unused_columns": False, "log_completions": False}
+
+
+def require_trl():
+    try:
+        import trl
+    except ImportError:
+        raise ZhllamaError("train rm/dpo/ppo need TRL, which is not installed", "pip install 'zhllama[align]'") from None
+    return trl
 
 
 def _pretokenized(trainer_cls):
@@ -195,7 +203,7 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     result = trainer.train(resume_from_checkpoint=plan.resume_from)
     metrics = dict(result.metrics)
     if trainer.eval_dataset is not None:
-        metrics.update({k: v for k, v in trainer.evaluate().items()})
+        metrics.update(final_evaluation(trainer))
     metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen) or _trl_tokens(trainer.state.log_history)
     metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
     summary = {"stage": stage, "metrics": metrics, "parameters": count_parameters(trainer.model), "vocabulary": vocab,
@@ -204,6 +212,14 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     model_dir = save_reward_model(trainer, cfg, tok, tok_src, vocab, out, summary) if stage == "rm" else \
         _save_policy(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
     return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
+
+
+def final_evaluation(trainer) -> dict:
+    """Validation metrics at the last step (reused when the Trainer has just evaluated there)."""
+    last = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if last and last[-1].get("step") == trainer.state.global_step:
+        return {k: v for k, v in last[-1].items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def _trl_tokens(history: list[dict]) -> int:

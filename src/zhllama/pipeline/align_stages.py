@@ -33,7 +33,18 @@ def align_settings(planner, section: dict, stage: str) -> tuple[dict, list[str]]
     if planner.model is None:
         raise ZhllamaError(f"{stage}: the sft stage's LoRA adapter is not merged",
                            f"add a merge stage before {stage} (it trains on the instruction-tuned model)")
+    check_model_template(planner.model, planner.r.template, stage)
     return planner.train_settings(section, stage, planner.r.template, schema=AlignConfig)
+
+
+def check_model_template(model: str, template: str, stage: str) -> None:
+    """A model that exists already (the recipe's base_model) must have been instruction-tuned with ``template``."""
+    from ..meta import read_meta
+
+    trained = read_meta(model).template if Path(model).is_dir() else None
+    if trained and trained != template:
+        raise ZhllamaError(f"{stage}: {model} was instruction-tuned with the '{trained}' template but the recipe's "
+                           f"template is '{template}'", f"set template: {trained} in the recipe")
 
 
 def plan_rm(planner, section: dict):
