@@ -38,7 +38,7 @@ def build_model(work: Path) -> Path:
     corpus = work / "sp.txt"
     corpus.write_text("\n".join(list(stdlib_docstrings()[:3000]) + list(people_daily_lines()[:300])), encoding="utf-8")
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(work / "sp"), vocab_size=1200, model_type="bpe", character_coverage=0.9995,
+        input=str(corpus), model_prefix=str(work / "sp"), vocab_size=1200, model_type="bpe", character_coverage=0.98,
         byte_fallback=True, split_digits=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
         add_dummy_prefix=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=2, minloglevel=2)
     tok = write_hf_tokenizer(work / "sp.model", work / "tokenizer")

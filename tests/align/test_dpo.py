@@ -72,3 +72,14 @@ def test_interrupted_dpo_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_mod
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5)
     assert json.loads((cut / "metrics.json").read_text())["resumed_from"].endswith("checkpoint-2")
+
+
+def test_full_dpo_and_full_rm_write_full_models(tmp_path, tiny_model_dir, preference_files):
+    from transformers import AutoConfig
+
+    files = [preference_files["heldout"]]
+    dpo = train_align(align_config(tiny_model_dir, files, tmp_path / "dpo", full=True, max_steps=2, batch_size=4), "dpo")
+    assert (tmp_path / "dpo" / "final" / "model.safetensors").is_file()
+    assert json.loads(open(f"{dpo['model_dir']}/zhllama.json").read())["lora"] is False
+    rm = train_align(align_config(tiny_model_dir, files, tmp_path / "rm", full=True, max_steps=2, batch_size=4), "rm")
+    assert AutoConfig.from_pretrained(rm["model_dir"]).architectures == ["LlamaForSequenceClassification"]

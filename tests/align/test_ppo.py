@@ -71,3 +71,21 @@ def test_cli_reports_a_bad_record_by_file_and_line(tmp_path, tiny_model_dir):
     assert "pairs.jsonl: line 2: 'chosen' and 'rejected' are the same text" in r.stderr.splitlines()[-1]
     r = cli("eval", "reward", "--model", str(tiny_model_dir), "--data", str(bad))
     assert r.returncode == 2 and "records no chat template" in r.stderr
+
+
+def test_commands_are_generated_from_their_schemas():
+    import argparse
+
+    from zhllama.align.config import AlignConfig, RewardEvalConfig
+    from zhllama.cli import build_parser
+    from zhllama.config import _options
+
+    def sub(parser, name):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+    for path, schema, extra in ((("eval", "reward"), RewardEvalConfig, set()),
+                                (("train", "dpo"), AlignConfig, {"config"}), (("train", "ppo"), AlignConfig, {"config"})):
+        parser = build_parser()
+        for name in path:
+            parser = sub(parser, name)
+        assert {a.dest for a in parser._actions} - {"help"} == {o.dest for o in _options(schema)} | extra, path

@@ -32,6 +32,8 @@ class AlignConfig(TrainConfig):
         if stage not in ALIGN_STAGES:
             raise ZhllamaError(f"unknown preference stage '{stage}'", f"use one of: {', '.join(ALIGN_STAGES)}")
         super().check("sft")  # the same checks as instruction tuning (template included)
+        if self.group_by_length:
+            raise ZhllamaError("group_by_length is an sft option", "remove it for rm/dpo/ppo")
         if stage == "ppo" and not self.reward_model:
             raise ZhllamaError("'reward_model' is not set", "train one with `zhllama train rm` and pass --reward-model DIR")
         if stage == "ppo" and self.batch_size * self.gradient_accumulation_steps % self.num_generations:

@@ -131,9 +131,12 @@ def make_trainer(cfg: AlignConfig, stage: str, model, tok, args, data, callbacks
                                  eval_dataset=rm_columns(eval_set) if eval_set is not None else None,
                                  processing_class=tok, peft_config=peft, callbacks=callbacks)
     if stage == "dpo":
-        # ref_model None: with LoRA the reference is the model with the adapter disabled (no second copy);
-        # a full run gets a frozen copy of the starting model from TRL
-        return _pretokenized(trl.DPOTrainer)(model=model, ref_model=None, args=args, train_dataset=data["train"],
+        # with LoRA the reference is the model with the adapter disabled (no second copy); a full run
+        # compares with a frozen copy of the starting model
+        from ..model.load import load_causal_lm
+
+        ref = None if peft is not None else load_causal_lm(cfg.model, model.dtype)
+        return _pretokenized(trl.DPOTrainer)(model=model, ref_model=ref, args=args, train_dataset=data["train"],
                                              eval_dataset=eval_set, processing_class=tok, peft_config=peft,
                                              callbacks=callbacks)
     from ..model.load import load_sequence_classifier, load_tokenizer
@@ -178,6 +181,9 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     cfg.check(stage)
     cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
     check_handoff(cfg, stage)
+    from ..data.preference import load_pairs
+
+    load_pairs(cfg.train_files, cfg.skip_bad)  # a bad record fails here, before the model is loaded
     out = Path(cfg.output_dir)
     claim_output_folder(out)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)

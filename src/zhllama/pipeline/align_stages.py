@@ -34,7 +34,9 @@ def align_settings(planner, section: dict, stage: str) -> tuple[dict, list[str]]
         raise ZhllamaError(f"{stage}: the sft stage's LoRA adapter is not merged",
                            f"add a merge stage before {stage} (it trains on the instruction-tuned model)")
     check_model_template(planner.model, planner.r.template, stage)
-    return planner.train_settings(section, stage, planner.r.template, schema=AlignConfig)
+    settings, files = planner.train_settings(section, stage, planner.r.template, schema=AlignConfig)
+    del settings["reward_model"]  # an input (checksummed), not a setting
+    return settings, files
 
 
 def check_model_template(model: str, template: str, stage: str) -> None:
