@@ -9,7 +9,7 @@ import pytest
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import parse_recipe, prepare, run_pipeline
 
-PAIRS = "builtin:task_pairs?split=train&per_task=16&heldout=2&tasks=sentiment"
+PAIRS = "builtin:task_pairs?split=train&per_task=8&heldout=2&tasks=sentiment"
 
 
 def recipe(tmp_path, base, **sections):
@@ -64,7 +64,7 @@ def test_a_model_tuned_with_another_template_is_refused(tmp_path, tiny_model_dir
 
 
 def test_dpo_stage_writes_adapter_and_merged_model(tmp_path, tiny_model_dir):
-    dpo = {"train_files": [PAIRS], "max_steps": 2, "batch_size": 4, "max_length": 96, "logging_steps": 1,
+    dpo = {"train_files": [PAIRS], "max_steps": 2, "batch_size": 4, "max_length": 400, "logging_steps": 1,
            "cache_dir": str(tmp_path / "cache")}
     run_pipeline(recipe(tmp_path, tiny_model_dir, dpo=dpo), echo=lambda s: None)
     out = tmp_path / "run" / "dpo" / "out"
