@@ -54,7 +54,7 @@ def test_template_other_than_the_sft_models_is_refused(tmp_path, tiny_model_dir,
     sft = tmp_path / "sft"
     shutil.copytree(tiny_model_dir, sft)
     write_meta(sft, stage="merged", template="chatml")
-    with pytest.raises(ZhllamaError, match=r"trained with the 'chatml' template .* pass --template chatml"):
+    with pytest.raises(ZhllamaError, match=r"trained with the 'chatml' template .*pass --template chatml"):
         train_align(align_config(sft, [preference_files["heldout"]], tmp_path / "run"), "dpo")
 
 

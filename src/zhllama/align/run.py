@@ -42,7 +42,7 @@ def check_handoff(cfg: AlignConfig, stage: str) -> None:
         trained = read_meta(folder).template
         if trained and trained != cfg.template:
             raise ZhllamaError(f"{folder} was trained with the '{trained}' template but {name} is used with '{cfg.template}'",
-                               f"pass --template {trained} (preference stages must see the prompts SFT saw)")
+                               f"pass --template {trained}: preference stages must see the prompts SFT saw")
     if stage == "ppo" and is_local(cfg.reward_model) and read_meta(cfg.reward_model).stage not in (None, "rm"):
         raise ZhllamaError(f"{cfg.reward_model} is not a reward model (it was written by stage "
                            f"'{read_meta(cfg.reward_model).stage}')", "train one with `zhllama train rm`")
