@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_ppl(esub)
     _register_mc(esub)
     _register_compare(esub)
+    from ..align.cli import register_reward_eval
+
+    register_reward_eval(esub)  # docs/align.md
 
 
 def _register_ppl(esub) -> None:

@@ -103,6 +103,22 @@ def load_causal_lm(path: str | Path, dtype="auto"):
         raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
 
 
+def load_sequence_classifier(path: str | Path, dtype="auto", num_labels: int = 1):
+    """A ``*ForSequenceClassification`` model (a reward model: ``num_labels=1``, one score per sequence).
+
+    A causal LM folder loads too: its body is kept, its LM head dropped and a new score head
+    initialised (from the current torch seed).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    src = model_source(path)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(src, dtype=dtype, num_labels=num_labels)
+    except (OSError, ValueError) as e:
+        raise ZhllamaError(f"cannot load {src} as a reward model: {str(e).splitlines()[0]}",
+                           "give a LLaMA-family folder (a model written by `zhllama train sft`/`merge`/`train rm`)") from None
+
+
 # --- tokenizers --------------------------------------------------------------------------------
 def has_tokenizer_files(folder: str | Path) -> bool:
     return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)

@@ -8,7 +8,9 @@ bytes change, so stages that read it stay cached.
   every 50th paragraph is validation text, the rest training text;
 * ``builtin:stdlib_docstrings?max_chars=N`` - English docstrings of Python's standard library;
 * ``builtin:tasks?split=train|heldout&per_task=N&tasks=a,b&seed=S`` - instruction tasks with
-  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file.
+  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file;
+* ``builtin:task_pairs?split=train&per_task=N&tasks=a,b&seed=S`` - the same tasks as preference
+  pairs (correct label chosen, another label rejected: :func:`zhllama.data.preference.pairs_from_tasks`).
 """
 
 from __future__ import annotations
@@ -59,8 +61,19 @@ def tasks(split: str = "train", per_task: str = "400", heldout: str = "100", tas
     return json.dumps(data[split], ensure_ascii=False, indent=1) + "\n"
 
 
+def task_pairs(split: str = "train", per_task: str = "400", heldout: str = "100", tasks: str | None = None,
+               seed: str = "0") -> str:
+    from ..data.preference import pairs_from_tasks
+
+    records = json.loads(task_records(split, per_task, heldout, tasks, seed))
+    return json.dumps(pairs_from_tasks(records, seed=_int(seed)), ensure_ascii=False, indent=1) + "\n"
+
+
+task_records = tasks  # (task_pairs' own option is named tasks)
+
+
 SOURCES = {"people_daily": (people_daily, ".txt"), "stdlib_docstrings": (stdlib_docstrings, ".txt"),
-           "tasks": (tasks, ".json")}
+           "tasks": (tasks, ".json"), "task_pairs": (task_pairs, ".json")}
 
 
 def _int(value: str | None) -> int | None:

@@ -33,6 +33,7 @@ class Planner:
         self.evaluated: dict[str, str] = {}  # label -> model folder, for the eval stage
         self.sft_base: str | None = None
         self.sft_adapter: str | None = None
+        self.reward_model: str | None = None  # the rm stage's output, for ppo
 
     def path(self, value: str) -> str:
         """A recipe path, with ``builtin:`` sources written into the run folder."""
@@ -43,8 +44,8 @@ class Planner:
     def files(self, values: list[str], role: str) -> dict[str, str]:
         return {f"{role}[{i}]": self.path(v) for i, v in enumerate(values)}
 
-    def train_settings(self, section: dict, where: str, template: str | None) -> tuple[dict, list[str]]:
-        """Validate a pt/sft section against ``TrainConfig``; return (settings, train files)."""
+    def train_settings(self, section: dict, where: str, template: str | None, schema=None) -> tuple[dict, list[str]]:
+        """Validate a pt/sft section against ``TrainConfig`` (or ``schema``); return (settings, train files)."""
         from ..config import from_dict
         from ..train.config import TrainConfig
 
@@ -54,7 +55,7 @@ class Planner:
         if template and section.get("template", template) != template:
             raise ZhllamaError(f"{where}.template is '{section['template']}' but the recipe's template is '{template}'",
                                "the model is served and evaluated with the recipe's top-level template; set it there only")
-        cfg = from_dict(TrainConfig, dict(section), where)
+        cfg = from_dict(schema or TrainConfig, dict(section), where)
         if not cfg.train_files:
             raise ZhllamaError(f"{where}: no 'train_files'", "list the training data files")
         settings = {k: v for k, v in asdict(cfg).items() if k not in RESERVED_TRAIN_KEYS and k != "train_files"}

@@ -29,12 +29,13 @@ from .precision import load_dtype, resolve_deepspeed, resolve_precision
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool):
+def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool, cls=None, **extra):
+    """The Trainer's arguments for ``cfg``; ``cls`` a TrainingArguments subclass (TRL's configs) given ``extra``."""
     from transformers import TrainingArguments
 
     eval_steps = cfg.eval_steps if cfg.eval_steps is not None else cfg.save_steps
     do_eval = has_eval and eval_steps > 0
-    return TrainingArguments(
+    return (cls or TrainingArguments)(
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -65,6 +66,7 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
+        **extra,
     )
 
 
@@ -194,7 +196,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
         if not cfg.full:
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
-        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage == "sft" else None,
+        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
                    tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of)
         set_chat_template(tmp)
         write_run_outputs(out, summary, trainer.state.log_history)
