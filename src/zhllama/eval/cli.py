@@ -37,23 +37,33 @@ def _ppl(args: argparse.Namespace) -> int:
     from ..model.load import load_model
     from .config import PplConfig
     from .ppl import check_window, perplexity, read_texts
+    from ..infer.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
 
     cfg = from_args(PplConfig, args)
     m = cfg.load
     check_window(cfg.context, cfg.stride)
+    if cfg.rope_scaling:
+        parse_rope_scaling(cfg.rope_scaling)
     texts = read_texts(cfg.text, cfg.text_field)
     if str(m.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
         from ..export.llamacpp import gguf_perplexity
 
         if m.lora:
             raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")
+        if cfg.rope_scaling:
+            raise ZhllamaError("--rope-scaling is not applied to a GGUF file", "the GGUF file carries the scaling "
+                               "the model was exported with")
         scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
     else:
         model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device)
-        context = int(model.config.max_position_embeddings) if cfg.context is None else cfg.context
+        if cfg.rope_scaling:
+            apply_rope_scaling(model, cfg.rope_scaling)
+        context = scaled_context(model.config) if cfg.context is None else cfg.context
         stride = max(1, context // 2) if cfg.stride is None else cfg.stride
         scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
     result = {"model": str(m.model), "lora": m.lora, "text": str(cfg.text), **scores}
+    if cfg.rope_scaling:
+        result["rope_scaling"] = cfg.rope_scaling
     if cfg.out:
         write_json_atomic(cfg.out, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))

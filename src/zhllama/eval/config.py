@@ -27,6 +27,8 @@ class PplConfig:
     text_field: str = option("field of a JSONL record holding the text", "text")
     context: int | None = option("window in tokens (default: the model's maximum)", None, low=2)
     stride: int | None = option("window step in tokens (default: context / 2)", None, low=1)
+    rope_scaling: str | None = option("score with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F (the default "
+                                      "--context grows F times)", None, metavar="KIND:FACTOR")
     out: str | None = option("also write the JSON result to this file", None)
 
 
