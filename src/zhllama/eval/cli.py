@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_ppl(esub)
     _register_mc(esub)
     _register_compare(esub)
+    _register_passkey(esub)
 
 
 def _register_ppl(esub) -> None:
@@ -151,4 +152,28 @@ def _compare(args: argparse.Namespace) -> int:
         write_text_atomic(out / "report.md", compare.report_markdown(records, labels, elo.arena_table(rows) if rows else None))
         write_text_atomic(out / "report.html", compare.report_html(records, labels, rows))
         print(f"wrote {out}/report.md, {out}/report.html and {out}/answers.jsonl")
+    return 0
+
+
+def _register_passkey(esub) -> None:
+    from .config import PasskeyConfig
+
+    p = esub.add_parser("passkey", help="passkey retrieval: accuracy by prompt length and depth",
+                        description="Hide a random number at chosen depths of a Chinese filler text of chosen "
+                                    "lengths and ask the model for it (greedy). Prints accuracy by length x depth "
+                                    "and writes OUT/passkey.json, OUT/passkey.md and a heat map OUT/passkey.png: "
+                                    "the standard check that a model uses its long context (e.g. after "
+                                    "train --rope-scaling, or with --rope-scaling at inference).")
+    add_dataclass_args(p, PasskeyConfig, overrides=False)
+    p.set_defaults(func=_passkey)
+
+
+def _passkey(args: argparse.Namespace) -> int:
+    from .config import PasskeyConfig
+    from .passkey import evaluate_passkey
+
+    cfg = from_args(PasskeyConfig, args)
+    result, table = evaluate_passkey(cfg)
+    print(table, end="")
+    print(f"mean accuracy {100 * result.mean():.1f}%; wrote {cfg.out}/passkey.json, passkey.md and passkey.png")
     return 0

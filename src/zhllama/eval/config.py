@@ -33,6 +33,21 @@ class PplConfig:
 
 
 @dataclass(kw_only=True)
+class PasskeyConfig:
+    load: EvalModel
+    lengths: list[int] = option("prompt lengths in tokens", factory=lambda: [256, 512, 1024])
+    depths: list[float] = option("where the key sits in the filler: 0 = start, 1 = end",
+                                 factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    trials: int = option("random keys per length and depth", 5, low=1)
+    digits: int = option("digits of the key", 5, low=1, high=20)
+    rope_scaling: str | None = option("extend the context with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F",
+                                      None, metavar="KIND:FACTOR")
+    seed: int = option("seed of the random keys", 0)
+    batch_size: int = option("prompts decoded together", 8, low=1)
+    out: str = option("results folder: passkey.json, passkey.md (table) and passkey.png (heat map)")
+
+
+@dataclass(kw_only=True)
 class McConfig:
     load: EvalModel
     task: Literal["cmmlu", "ceval"] = option("benchmark")
