@@ -53,7 +53,7 @@ def build_base(work: Path, block: int) -> Path:
 def mixed_corpus(path: Path, max_chars: int, n_passkey: int, seed: int) -> Path:
     """People's Daily lines and ``n_passkey`` passkey documents (filler up to ``max_chars``), shuffled."""
     rng = random.Random(seed)
-    docs = [t for t in people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES]]
+    docs = list(people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES])
     for _ in range(n_passkey):
         key = random_key(rng, 5)
         docs.append(passkey_text(rng.randrange(0, max_chars), rng.random(), key) + key + "。")
@@ -113,7 +113,7 @@ def ntk_cache_agreement(folder: Path, block: int, trials: int) -> tuple[int, int
     return same, len(prompts)
 
 
-def evaluate(variants: dict, tokenizer_dir: Path, block: int, trials: int) -> dict:
+def evaluate(variants: dict, block: int, trials: int) -> dict:
     lengths = [block, 2 * block, 4 * block]
     results = {}
     for name, (folder, kind) in variants.items():
@@ -167,7 +167,7 @@ def main() -> None:
                 "base + dynamic NTK": (base, "ntk"), "base + YaRN": (base, "yarn"),
                 f"PI fine-tune ({args.ft_steps} steps at {4 * L})": (tuned["linear"], None),
                 f"YaRN fine-tune ({args.ft_steps} steps at {4 * L})": (tuned["yarn"], None)}
-    results = evaluate(variants, work / "tokenizer", L, args.trials)
+    results = evaluate(variants, L, args.trials)
     print()
     print(table(results, L), end="")
     same, total = ntk_cache_agreement(base, L, args.trials)
