@@ -298,10 +298,13 @@ def _left_pad(prompts: list[list[int]], pad_id: int, device):
 
 
 def _model_context(model) -> int:
-    n = getattr(model.config, "max_position_embeddings", None)
+    """max_position_embeddings, times the RoPE factor of a model saved with scaling (trained with --rope-scaling)."""
+    from .rope import scaled_context
+
+    n = scaled_context(model.config)
     if not n:
         raise ZhllamaError("the model config has no max_position_embeddings", "pass context_length explicitly")
-    return int(n)
+    return n
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

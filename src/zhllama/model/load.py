@@ -333,6 +333,23 @@ def _expected_shape(module, kind: str, shape: tuple):
     return tuple(weight.shape)
 
 
+def apply_adapter_rope_scaling(model, adapter: Path) -> None:
+    """An adapter trained with ``--rope-scaling`` (recorded in its zhllama.json) scales its base's RoPE."""
+    from ..infer.rope import apply_rope_scaling, parse_rope_scaling
+    from ..meta import read_meta
+
+    spec = read_meta(adapter).rope_scaling
+    if not spec:
+        return
+    current = dict(getattr(model.config, "rope_parameters", None) or {})
+    kind = current.get("rope_type", "default")
+    if kind == "default":
+        apply_rope_scaling(model, spec)
+    elif (kind, float(current.get("factor") or 1.0)) != parse_rope_scaling(spec):
+        raise ZhllamaError(f"adapter {adapter} was trained with --rope-scaling {spec} but the model uses {kind} "
+                           f"RoPE scaling by {current.get('factor')}", "apply it to the base model it was trained on")
+
+
 def apply_adapter(model, adapter: str | Path, merge: bool = False):
     """Check ``adapter`` against ``model``, grow the vocabulary to it and apply it with peft.
 
@@ -347,6 +364,7 @@ def apply_adapter(model, adapter: str | Path, merge: bool = False):
     shapes = read_adapter_shapes(adapter)
     fit_vocabulary(model, adapter, shapes)
     check_adapter_fits(model, shapes, adapter)
+    apply_adapter_rope_scaling(model, adapter)
     peft_model = PeftModel.from_pretrained(model, str(adapter))
     return peft_model.merge_and_unload() if merge else peft_model
 

@@ -97,6 +97,10 @@ def build_model(cfg: TrainConfig, precision: str):
     model, tok, tok_src, vocab = load_for_training(
         cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed), cfg.resize_init,
         cfg.pad_vocab_to_multiple_of)
+    if cfg.rope_scaling:
+        from ..infer.rope import apply_rope_scaling
+
+        apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
         to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
         model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
@@ -197,7 +201,8 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
-                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of)
+                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+                   rope_scaling=_adapter_rope_spec(cfg))
         set_chat_template(tmp)
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
@@ -207,3 +212,11 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
     trainer.accelerator.wait_for_everyone()
     return final
 
+
+def _adapter_rope_spec(cfg: TrainConfig) -> str | None:
+    """An adapter's config.json is the base's: its RoPE scaling travels in zhllama.json (merge and load apply it)."""
+    if cfg.full or not cfg.rope_scaling:
+        return None
+    from ..infer.rope import canonical_spec
+
+    return canonical_spec(cfg.rope_scaling)
