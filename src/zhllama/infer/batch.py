@@ -49,6 +49,7 @@ class DecodeBatch:
         self.owners: list[int] = []  # per cache row: the request it belongs to
         self.unconditional: list[bool] = []  # per cache row: a CFG negative-prompt row
         self.cache = self.mask = self.history = self.positions = self.logits = None
+        self.pending: list[int] | None = None  # per row: the token sampled last, fed at the next step
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -60,7 +61,7 @@ class DecodeBatch:
 
     @property
     def width(self) -> int:
-        """Columns of the KV cache now (the longest live row, padding included)."""
+        """Columns of the KV cache now (the longest live row, padding included; without the last token)."""
         return 0 if self.mask is None else int(self.mask.shape[1])
 
     def add(self, prompt: list[int], params: SamplingParams | None = None, negative: list[int] | None = None) -> int:
@@ -88,14 +89,19 @@ class DecodeBatch:
             self._keep([i for i, owner in enumerate(self.owners) if owner != number])
 
     def step(self) -> list[tuple[int, str, str | None, int]]:
-        """Prefill the requests added since the last step, then generate one token per live request.
+        """Generate one token per live request, and return at once what it adds to each text.
 
+        A step first feeds the previous step's tokens to the model (so a token is streamed before
+        the next forward pass, not after it), then prefills the requests added since, then samples.
         Returns ``(request number, text delta, finish_reason or None, tokens generated so far)``
         for each request whose text grew or that finished; a finished request has left the batch.
         """
         import torch
 
         with torch.inference_mode():
+            if self.pending is not None:
+                self._forward(self.pending)
+                self.pending = None
             if self.waiting:
                 self._admit()
             if not self.owners:
@@ -110,10 +116,8 @@ class DecodeBatch:
                 if finish:
                     del self.requests[number]
                     self.sampler.remove(number)
-            keep = [i for i, owner in enumerate(self.owners) if owner in self.requests]
-            self._keep(keep)
-            if self.owners:
-                self._forward([tokens[owner] for owner in self.owners])
+            self.pending = [tokens[owner] for owner in self.owners]
+            self._keep([i for i, owner in enumerate(self.owners) if owner in self.requests])
         return events
 
     # ----- internals -----
@@ -197,8 +201,10 @@ class DecodeBatch:
             return
         self.owners = [self.owners[i] for i in rows]
         self.unconditional = [self.unconditional[i] for i in rows]
+        if self.pending is not None:
+            self.pending = [self.pending[i] for i in rows]
         if not rows:
-            self.cache = self.mask = self.history = self.positions = self.logits = None
+            self.cache = self.mask = self.history = self.positions = self.logits = self.pending = None
             return
         index = torch.tensor(rows, device=self.mask.device)
         self.cache.batch_select_indices(index)
