@@ -89,24 +89,30 @@ class DecodeBatch:
             self._keep([i for i, owner in enumerate(self.owners) if owner != number])
 
     def step(self) -> list[tuple[int, str, str | None, int]]:
-        """Generate one token per live request, and return at once what it adds to each text.
+        """One decode step; return at once what it adds to each request's text.
 
-        A step first feeds the previous step's tokens to the model (so a token is streamed before
-        the next forward pass, not after it), then prefills the requests added since, then samples.
-        Returns ``(request number, text delta, finish_reason or None, tokens generated so far)``
-        for each request whose text grew or that finished; a finished request has left the batch.
+        When requests were added since the last step, this step is theirs: they are prefilled and
+        get their first token, while the running requests wait one prefill (so a newcomer's first
+        token never waits for a forward pass of the whole batch).  Otherwise every live request
+        gets its next token: the tokens sampled last are fed to the model first (so a token is
+        streamed before the next forward pass, not after it).  Returns ``(request number, text
+        delta, finish_reason or None, tokens generated so far)`` for each request whose text grew or
+        that finished; a finished request has left the batch.
         """
         import torch
 
         with torch.inference_mode():
-            if self.pending is not None:
-                self._forward(self.pending)
-                self.pending = None
             if self.waiting:
+                sampled = set(self.waiting)
                 self._admit()
+            else:
+                sampled = set(self.requests)
+                if self.pending is not None:
+                    self._forward(self.pending)
+                    self.pending = None
             if not self.owners:
                 return []
-            tokens = self._next_tokens()
+            tokens = self._next_tokens(sampled)
             events = []
             for number, tok in tokens.items():
                 req = self.requests[number]
@@ -116,17 +122,18 @@ class DecodeBatch:
                 if finish:
                     del self.requests[number]
                     self.sampler.remove(number)
-            self.pending = [tokens[owner] for owner in self.owners]
+            old = self.pending or [None] * len(self.owners)
+            self.pending = [tokens.get(owner, tok) for owner, tok in zip(self.owners, old)]
             self._keep([i for i, owner in enumerate(self.owners) if owner in self.requests])
         return events
 
     # ----- internals -----
 
-    def _next_tokens(self) -> dict[int, int]:
-        """One token per live request: its conditional row's logits, guided by its unconditional row."""
+    def _next_tokens(self, sampled: set[int]) -> dict[int, int]:
+        """One token per request in ``sampled``: its conditional row's logits, guided by its unconditional row."""
         import torch
 
-        cond = [i for i, u in enumerate(self.unconditional) if not u]
+        cond = [i for i, (u, n) in enumerate(zip(self.unconditional, self.owners)) if not u and n in sampled]
         numbers = [self.owners[i] for i in cond]
         logits = self.logits[cond].float()
         uncond_row = {self.owners[i]: i for i, u in enumerate(self.unconditional) if u}
@@ -165,6 +172,8 @@ class DecodeBatch:
             self.cache, self.mask, self.history, self.positions, self.logits = new
         else:
             self._merge(*new)
+        if self.pending is not None:
+            self.pending += [None] * len(owners)  # theirs are sampled in this step
         self.owners += owners
         self.unconditional += unconditional
 
