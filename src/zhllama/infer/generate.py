@@ -131,19 +131,23 @@ def _speculative_note(engine) -> str:
 
 def _answer_batch(engine, batch: list[Item], params, system: str | None) -> list[dict]:
     """Result records in input order; an input too long for the context gets an error record."""
-    prompts, records = [], []
+    prompts, negatives, records = [], [], []
     for item in batch:
         rec = {"id": item.key, "prompt": item.prompt}
         if item.messages is not None:
             rec["messages"] = item.messages
         try:
-            prompts.append(engine.chat_prompt(_messages(item, system), params.max_new_tokens))
+            messages = _messages(item, system)
+            prompts.append(engine.chat_prompt(messages, params.max_new_tokens))
+            negatives.append(engine.negative_chat_prompt(messages, params))
         except ZhllamaError as e:
             rec["error"] = str(e)
             prompts.append(None)
+            negatives.append(None)
         records.append(rec)
     live = [i for i, p in enumerate(prompts) if p is not None]
-    for i, c in zip(live, engine.generate([prompts[i] for i in live], params)):
+    done = engine.generate([prompts[i] for i in live], params, negatives=[negatives[i] for i in live])
+    for i, c in zip(live, done):
         records[i].update(output=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
                           completion_tokens=c.completion_tokens)
     return records
