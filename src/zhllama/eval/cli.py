@@ -49,7 +49,8 @@ def _ppl(args: argparse.Namespace) -> int:
             raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")
         scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
     else:
-        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device)
+        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device, quantize=m.quantize,
+                                      attn=m.attn)
         context = int(model.config.max_position_embeddings) if cfg.context is None else cfg.context
         stride = max(1, context // 2) if cfg.stride is None else cfg.stride
         scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
@@ -86,7 +87,7 @@ def _mc(args: argparse.Namespace) -> int:
                           template=cfg.template, generate=cfg.generate, max_length=cfg.max_length,
                           max_new_tokens=cfg.max_new_tokens if cfg.generate else None)
     summary = evaluate_mc(settings, cfg.data_dir, cfg.out, cfg.subjects, cfg.batch_size, cfg.overwrite,
-                          m.device, m.dtype, progress=True)
+                          m.device, m.dtype, progress=True, quantize=m.quantize, attn=m.attn)
     print(results_table(summary), end="")
     print(f"wrote {cfg.out}/results.json")
     return 0
