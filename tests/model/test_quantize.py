@@ -60,20 +60,3 @@ def test_quantized_model_loads_on_cpu_close_to_full_precision(bits, tiny_model_d
         a, b = full(ids).logits.flatten(), quant(ids).logits.flatten().float()
     assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.95
     assert not torch.equal(a, b)  # really quantized
-
-
-@needs_bnb
-def test_qlora_trains_on_cpu_and_the_adapter_loads_on_a_full_base(tmp_path, tiny_model_dir, pt_corpus, tiny_config):
-    import bitsandbytes as bnb
-
-    from zhllama.train import train
-
-    out = tmp_path / "qlora"
-    train(tiny_config(tiny_model_dir, [pt_corpus], out, qlora=True, max_steps=8, validation_split=0), "pt")
-    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    curve = [loss for _, loss in metrics["loss_curve"]["train"]]
-    assert metrics["qlora"] is True and curve[-1] < 0.9 * curve[0]
-    model, _ = load_model(tiny_model_dir, lora=out / "final", device="cpu")
-    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    with torch.no_grad():
-        assert torch.isfinite(model(torch.tensor([[1, 20, 30]])).logits).all()
