@@ -97,7 +97,7 @@ def make_model(root: Path, smoke: bool) -> tuple[Path, Path, Path]:
     model = init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), **(SMOKE if smoke else FULL)))
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    rows = [{"instruction": t[:60], "input": "", "output": t[60:200] or t} for t in texts[:40 if smoke else 400]]
+    rows = [{"instruction": t[:20], "input": "", "output": t[20:100] or t} for t in texts[:40 if smoke else 400]]
     sft = root / "sft.json"
     sft.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return model, corpus, sft
@@ -125,7 +125,7 @@ def train_stage(stage: str, model: Path, data: Path, out: Path, smoke: bool, **o
 
     steps = 3 if smoke else 30
     cfg = TrainConfig(model=str(model), train_files=[str(data)], output_dir=str(out), block_size=64 if smoke else 1024,
-                      max_length=128 if smoke else 1024, batch_size=2 if smoke else 8, max_steps=steps,
+                      max_length=384 if smoke else 1024, batch_size=2 if smoke else 8, max_steps=steps,
                       logging_steps=1, save_steps=10_000, validation_split=0, lora_rank=8 if smoke else 64,
                       lora_alpha=16 if smoke else 128, gradient_checkpointing=not smoke, cache_dir=str(out.parent / "cache"),
                       overwrite=True, **over)
