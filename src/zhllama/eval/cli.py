@@ -59,7 +59,8 @@ def _ppl(args: argparse.Namespace) -> int:
                                "the model was exported with")
         scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
     else:
-        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device)
+        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device, quantize=m.quantize,
+                                      attn=m.attn)
         if cfg.rope_scaling:
             apply_rope_scaling(model, cfg.rope_scaling)
         context = scaled_context(model.config) if cfg.context is None else cfg.context
@@ -101,7 +102,7 @@ def _mc(args: argparse.Namespace) -> int:
                           max_new_tokens=cfg.max_new_tokens if cfg.generate else None)
     settings.protocol = cfg.protocol
     summary = evaluate_mc(settings, cfg.data_dir, cfg.out, cfg.subjects, cfg.batch_size, cfg.overwrite,
-                          m.device, m.dtype, progress=True)
+                          m.device, m.dtype, progress=True, quantize=m.quantize, attn=m.attn)
     print(results_table(summary), end="")
     print(f"wrote {cfg.out}/results.json")
     return 0

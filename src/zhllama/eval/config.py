@@ -18,6 +18,10 @@ class EvalModel:
     lora: str | None = option("LoRA adapter folder applied on top of --model", None)
     device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
     dtype: str = option("auto, float32, float16, bfloat16", "auto")
+    quantize: Literal["8bit", "4bit"] | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or "
+                                                      "NF4); needs bitsandbytes", None)
+    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
+        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
 
 
 @dataclass(kw_only=True)

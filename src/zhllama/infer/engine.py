@@ -68,10 +68,11 @@ class Engine:
     @classmethod
     def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
              context_length: int | None = None, rope_scaling: str | None = None, draft_model=None,
-             draft_tokens: int = 4) -> "Engine":
+             draft_tokens: int = 4, quantize: str | None = None, attn: str | None = None) -> "Engine":
         """Load a model folder (+ an unmerged LoRA adapter).
 
-        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling.
+        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling;
+        ``quantize`` 8bit/4bit (bitsandbytes) and ``attn`` the attention kernel, for the model and its draft.
         """
         from ..model.load import load_model
         from .rope import apply_rope_scaling, parse_rope_scaling
@@ -81,12 +82,12 @@ class Engine:
         get_template(name)  # fail on bad options before loading weights
         if rope_scaling:
             parse_rope_scaling(rope_scaling)
-        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device)
+        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device, quantize=quantize, attn=attn)
         if rope_scaling:
             context_length = context_length or apply_rope_scaling(model, rope_scaling)
         draft = None
         if draft_model:
-            draft, draft_tokenizer = load_model(draft_model, dtype=dtype, device=device)
+            draft, draft_tokenizer = load_model(draft_model, dtype=dtype, device=device, quantize=quantize, attn=attn)
             check_draft(tokenizer, draft_tokenizer, draft, model)
             if rope_scaling:
                 apply_rope_scaling(draft, rope_scaling)

@@ -92,13 +92,25 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def load_causal_lm(path: str | Path, dtype="auto"):
-    """The causal LM of a local folder (checked first) or hub id; ``dtype`` a torch dtype or "auto"."""
+def load_causal_lm(path: str | Path, dtype="auto", *, quantize: str | None = None, attn: str | None = None,
+                   device: str | None = None, keep: tuple[str, ...] | list[str] = ()):
+    """The causal LM of a local folder (checked first) or hub id; ``dtype`` a torch dtype or "auto".
+
+    ``quantize`` (8bit/4bit) loads it through bitsandbytes onto ``device``, the modules in ``keep``
+    unquantized; ``attn`` picks the attention kernel (see :mod:`zhllama.model.quantize`).
+    """
     from transformers import AutoModelForCausalLM
 
+    from .quantize import check_attn, check_quantize, loading_arguments
+
+    device = resolve_device(device)
+    check_quantize(quantize, device)
+    check_attn(attn, device)
     src = model_source(path)
+    compute = dtype if dtype not in (None, "auto") else resolve_dtype("auto", device)
+    extra = loading_arguments(quantize, attn, device, compute, keep)
     try:
-        return AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **extra)
     except OSError as e:
         raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
 
@@ -371,15 +383,21 @@ def apply_adapter(model, adapter: str | Path, merge: bool = False):
 
 # --- everything together -------------------------------------------------------------------
 def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: str | None = "auto",
-               device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False):
+               device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False,
+               quantize: str | None = None, attn: str | None = None):
     """Return ``(model, tokenizer)`` in eval mode on ``device``.
 
     ``lora`` is an adapter folder (or a list, applied in order: all but the last are merged) put on
     top of the base; ``merge_lora`` folds the last one in too, for faster inference.  The tokenizer
     is ``tokenizer``, else the last adapter's, else the model's; it must extend the model's own.
+    ``quantize`` (8bit/4bit, bitsandbytes) and ``attn`` (attention kernel) are checked before any loading.
     """
+    from .quantize import check_attn, check_quantize
+
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    check_quantize(quantize, device)
+    check_attn(attn, device)
     src = model_source(path)
     adapters = [Path(a) for a in ([lora] if isinstance(lora, (str, Path)) else (lora or []))]
     for a in adapters:
@@ -390,10 +408,11 @@ def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: s
         base_tok = load_base_tokenizer(src)
         if base_tok is not None:
             check_tokenizer_extends_base(tok, base_tok, f"the tokenizer in {tok_src}", f"the model's tokenizer ({src})")
-    model = load_causal_lm(src, torch_dtype)
+    model = load_causal_lm(src, torch_dtype, quantize=quantize, attn=attn, device=device)
     for i, adapter in enumerate(adapters):
         model = apply_adapter(model, adapter, merge=merge_lora or i < len(adapters) - 1)
     check_tokenizer_fits(len(tok), embedding_rows(model), f"the tokenizer in {tok_src}", str(src))
-    model.to(device)
+    if not quantize:  # a quantized model is placed on its device while loading and cannot be moved
+        model.to(device)
     model.eval()
     return model, tok

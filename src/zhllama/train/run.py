@@ -25,6 +25,7 @@ from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
 from .data import build_stage_data, expand_files, with_length_column
 from .precision import load_dtype, resolve_deepspeed, resolve_precision
+from .scale import check_hardware, fsdp_arguments
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         eval_steps=eval_steps if do_eval else None,
         seed=cfg.seed,
         deepspeed=resolve_deepspeed(cfg.deepspeed),
+        **fsdp_arguments(cfg.fsdp),
         dataloader_num_workers=cfg.dataloader_num_workers,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
@@ -93,10 +95,13 @@ def build_model(cfg: TrainConfig, precision: str):
     """Base model (resized to the tokenizer when needed), wrapped with LoRA unless ``full``."""
     from .lora import apply_lora, count_parameters, modules_to_save_for
     from .prepare import load_for_training
+    from .scale import loading_options, prepare_qlora
 
     model, tok, tok_src, vocab = load_for_training(
         cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed), cfg.resize_init,
-        cfg.pad_vocab_to_multiple_of)
+        cfg.pad_vocab_to_multiple_of, loading_options(cfg, cfg.modules_to_save))
+    if cfg.qlora:
+        model = prepare_qlora(model, cfg.gradient_checkpointing)
     if cfg.rope_scaling:
         from ..infer.rope import apply_rope_scaling
 
@@ -122,6 +127,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
     precision = resolve_precision(cfg.precision)
     resolve_deepspeed(cfg.deepspeed)  # a missing DeepSpeed or config fails before the model is loaded
+    check_hardware(cfg)  # and so does --qlora without bitsandbytes, or flash_attention_2 without flash-attn or CUDA
     set_seed(cfg.seed)
     # The model is loaded before TrainingArguments exist, so ZeRO-3 does not partition it at load
     # time (zero.Init): a resize can then touch whole embedding matrices; DeepSpeed shards it later.
@@ -150,9 +156,17 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen)
     metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
     summary = {"stage": stage, "metrics": metrics, "parameters": params, "vocabulary": vocab, "data": data_report,
-               "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision}
+               "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision,
+               "qlora": cfg.qlora, "sharding": _sharding(trainer)}
     model_dir = save_final(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
     return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
+
+
+def _sharding(trainer) -> str | None:
+    """How the run was actually sharded (the launcher and the options decide it together)."""
+    if trainer.is_fsdp_enabled:
+        return f"fsdp{trainer.accelerator.state.fsdp_plugin.fsdp_version}"
+    return "deepspeed" if trainer.is_deepspeed_enabled else None
 
 
 def _evaluate(trainer) -> dict:
