@@ -31,10 +31,12 @@ def evaluate_models(ctx: StageRun) -> dict:
     from ..data.tasks import majority_baseline
     from ..eval.choice import task_accuracy
     from ..model.load import load_model
-    from .metrics import bits_per_char, read_texts
+    from .metrics import bits_per_char, chinese_chars_per_token, read_texts
+    from .showcase import answer, chars_per_second, continuation, prompts_from, showcase
 
     s = ctx.settings
-    texts = read_texts([v for k, v in ctx.inputs.items() if k.startswith("text[")], s["max_chars"])
+    text_files = [v for k, v in ctx.inputs.items() if k.startswith("text[")]
+    texts = read_texts(text_files, s["max_chars"])
     held = checkable(load_records(ctx.inputs["tasks"], "eval.tasks"), s["max_examples"]) if "tasks" in ctx.inputs else []
     if "tasks" in ctx.inputs and not held:
         raise ZhllamaError(f"eval.tasks: no records with 'task', 'choices' and an 'output' among the choices in {ctx.inputs['tasks']}",
@@ -42,6 +44,8 @@ def evaluate_models(ctx: StageRun) -> dict:
     models = {k.split(":", 1)[1]: v for k, v in ctx.inputs.items() if k.startswith("model:")}
     template = final_template(s)
     report: dict = {"bits_per_char": {}, "accuracy": {}, "examples": len(held)}
+    arms = s.get("arms") or {}
+    prompts = prompts_from(texts)
     for label, path in models.items():
         model, tok = load_model(path, device="cpu")
         context = min(512, getattr(model.config, "max_position_embeddings", 512))
@@ -50,9 +54,24 @@ def evaluate_models(ctx: StageRun) -> dict:
         if held and path in (s["before_sft"], s["final"]):
             key = "after_sft" if path == s["final"] else "before_sft"
             report["accuracy"][key] = task_accuracy(model, tok, template, held)
+        if path == s["final"] and s.get("showcase") and held:
+            report["showcase"] = showcase(model, tok, template, held[: s["showcase"]])
         if path == s["final"] and s["question"]:
-            report["answer"] = {"question": s["question"], "text": answer(model, tok, template, s["question"])}
+            messages = [{"role": "user", "content": s["question"]}]
+            report["answer"] = {"question": s["question"], "text": answer(model, tok, template, messages)}
+        if s.get("prompt") and label in CONTINUED:
+            report.setdefault("continuation", {"prompt": s["prompt"], "text": {}})["text"][label] = continuation(model, tok, s["prompt"])
+        for arm, arm_path in arms.items():
+            if path == arm_path and prompts:
+                report.setdefault("arms", {})[arm] = {
+                    "context": model.config.max_position_embeddings,
+                    **chars_per_second(model, tok, prompts, s.get("speed_chars", 100))}
         del model
+    for arm, arm_path in arms.items():
+        if arm in report.get("arms", {}):
+            cpt = chinese_chars_per_token({arm: arm_path}, text_files)[arm]
+            report["arms"][arm].update(chinese_chars_per_token=cpt,
+                                       context_chars=round(cpt * report["arms"][arm]["context"]))
     if held:
         train = [r for k, v in ctx.inputs.items() if k.startswith("sft_train[") for r in load_records(v, "sft.train_files")]
         report["accuracy"]["majority"] = {t: majority_baseline(train, held, t) for t in sorted({r["task"] for r in held})}
@@ -63,6 +82,9 @@ def evaluate_models(ctx: StageRun) -> dict:
     return report
 
 
+CONTINUED = ("English base", "pre-trained")  # the free-form continuation, side by side
+
+
 def final_template(settings: dict) -> str:
     """The template the final model records in its zhllama.json (the one it was tuned with), else the
     pipeline's; the model before instruction tuning is asked in the same format, for a fair comparison."""
@@ -71,14 +93,3 @@ def final_template(settings: dict) -> str:
     if settings.get("before_sft") is None:
         return settings["template"]
     return read_meta(settings["final"]).template or settings["template"]
-
-
-def answer(model, tokenizer, template: str, question: str) -> str:
-    """Greedy answer through the one generation engine."""
-    from ..infer.engine import Engine
-    from ..infer.sampling import SamplingParams
-
-    engine = Engine(model, tokenizer, template=template)
-    prompt = engine.chat_prompt([{"role": "user", "content": question}], max_new_tokens=32)
-    (done,) = engine.generate([prompt], SamplingParams(max_new_tokens=32, temperature=0.0, repetition_penalty=1.0))
-    return done.text.strip()
