@@ -70,7 +70,8 @@ def continuation(n: str = "1000", prompt_chars: str = "16", max_chars: str = "64
 
     k, m = _int(prompt_chars), _int(max_chars)
     lines = [ln for i, ln in enumerate(people_daily_lines()) if i % VALID_EVERY != VALID_EVERY - 1 and len(ln) >= 2 * k]
-    records = [{"instruction": CONTINUE_INSTRUCTION, "input": ln[:k], "output": ln[k:k + m]} for ln in lines[: _int(n)]]
+    records = [{"instruction": CONTINUE_INSTRUCTION, "input": ln[:k], "output": ln[k:k + m], "task": "continuation"}
+               for ln in lines[: _int(n)]]
     return json.dumps(records, ensure_ascii=False, indent=1) + "\n"
 
 
