@@ -49,3 +49,9 @@ def test_matched_settings_scale_every_step_count_by_the_token_ratio():
     out = matched_settings({"max_steps": 100, "logging_steps": 10, "save_steps": 50, "eval_steps": None,
                             "learning_rate": 0.002}, 3.16)
     assert out == {"max_steps": 316, "logging_steps": 32, "save_steps": 158, "eval_steps": None, "learning_rate": 0.002}
+
+
+def test_generation_speed_counts_chinese_characters_only():
+    from zhllama.pipeline.showcase import chinese_chars
+
+    assert chinese_chars("中国 economy 经济，") == 5  # 中国经济 and the full-width comma

@@ -22,9 +22,15 @@ def _greedy(max_new_tokens: int, repetition_penalty: float = 1.0):
     return SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=repetition_penalty)
 
 
-def generate_chars(engine, prompt: str, n_chars: int, repetition_penalty: float = 1.0) -> tuple[str, float]:
-    """Greedy continuation of ``prompt`` until ``n_chars`` characters (or the end of text / context);
-    returns (text cut to ``n_chars``, seconds it took)."""
+def chinese_chars(text: str) -> int:
+    from ..tokenizer.merge import CHINESE_CHAR
+
+    return len(CHINESE_CHAR.findall(text))
+
+
+def generate_chars(engine, prompt: str, n_chars: int, repetition_penalty: float = 1.0, count=len) -> tuple[str, float]:
+    """Greedy continuation of ``prompt`` until ``count(text)`` reaches ``n_chars`` (or the end of
+    text, or 8 tokens per character); returns (the text, seconds it took)."""
     ids = engine.text_prompt(prompt)
     room = max(1, engine.context_length - len(ids))
     text = ""
@@ -32,27 +38,29 @@ def generate_chars(engine, prompt: str, n_chars: int, repetition_penalty: float 
     stream = engine.stream([ids], _greedy(min(room, 8 * n_chars), repetition_penalty))
     for _, delta, _finish in stream:
         text += delta
-        if len(text) >= n_chars:
+        if count(text) >= n_chars:
             break
     stream.close()
-    return text[:n_chars], time.perf_counter() - start
+    return text, time.perf_counter() - start
 
 
 def chars_per_second(model, tokenizer, prompts: list[str], n_chars: int) -> dict:
-    """Characters generated per second, greedy, the same prompts and ``n_chars`` characters each."""
+    """Chinese characters generated per second: greedy, the same prompts, until ``n_chars`` Chinese
+    characters each (text in other scripts does not count, so a model that drifts into English or
+    bytes that never complete a character is not rewarded)."""
     engine = _engine(model, tokenizer)
-    generate_chars(engine, prompts[0], 4)  # warm-up, not timed
+    generate_chars(engine, prompts[0], 2)  # warm-up, not timed
     chars, seconds = 0, 0.0
     for p in prompts:
-        text, s = generate_chars(engine, p, n_chars)
-        chars, seconds = chars + len(text), seconds + s
+        text, s = generate_chars(engine, p, n_chars, count=chinese_chars)
+        chars, seconds = chars + min(chinese_chars(text), n_chars), seconds + s
     return {"chars": chars, "seconds": round(seconds, 3), "chars_per_second": round(chars / max(seconds, 1e-9), 1)}
 
 
 def continuation(model, tokenizer, prompt: str) -> str:
     """A short free-form greedy continuation (a mild repetition penalty keeps a tiny model from looping)."""
     text, _ = generate_chars(_engine(model, tokenizer), prompt, CONTINUATION_CHARS, repetition_penalty=1.2)
-    return text
+    return text[:CONTINUATION_CHARS]
 
 
 def answer(model, tokenizer, template: str, messages: list[dict]) -> str:
