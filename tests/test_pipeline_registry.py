@@ -17,11 +17,12 @@ from zhllama.train.config import TrainConfig
 
 
 def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
-    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "sft", "merge", "rm", "dpo", "ppo", "eval", "export"]
+    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "eval",
+                           "export"]
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
-        if name in ("pt", "sft"):  # mappings, checked against the training stage's config
+        if name in ("pt", "ablation", "sft"):  # mappings, checked against the training stage's config
             assert spec.section is TrainConfig
         elif name in ("rm", "dpo", "ppo"):
             assert spec.section is AlignConfig

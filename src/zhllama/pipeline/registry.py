@@ -18,6 +18,7 @@ from ..align.config import AlignConfig
 from ..train.config import TrainConfig
 from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
 from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
+from .ablation import plan_ablation, run_ablation
 from .runner import StageRun
 from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer, run_train
 
@@ -50,6 +51,7 @@ STAGES: dict[str, StageSpec] = {
     "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
                         default_section=True),
     "pt": StageSpec(TrainConfig, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
+    "ablation": StageSpec(TrainConfig, run_ablation, plan_ablation, needs=(("pt", None),)),
     "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
