@@ -2,12 +2,13 @@
 
 The references are the independent re-implementations in tests/eval/test_eval_mc_protocols.py
 (written from Chinese-LLaMA-Alpaca-2's, CMMLU's and C-Eval's own code).  The model: a random
-LLaMA (hidden 64, 2 layers) on the LLaMA-2 tokenizer (no score ties: the fast tokenizer is exact),
-weights scaled x12 so that its letters depend on the prompt.  Data: the first --per-subject test
+LLaMA (hidden 64, 2 layers) on the LLaMA-2 tokenizer (no score ties: the fast tokenizer is exact)
+or, with ``--tokenizer chinese-llama2``, the official Chinese-LLaMA-2 one (23,296 tied pieces: zhllama
+loads it SentencePiece-exact), weights scaled x12 so that its letters depend on the prompt.  Data: the first --per-subject test
 questions of every CMMLU subject in ../shared/data/cmmlu.  Also reported: how often the earlier
 prompt (``--protocol zhllama``) agrees with Chinese-LLaMA-Alpaca-2's evaluator.
 
-    python benchmarks/mc_agreement.py [--per-subject 2] [--shots 0 5]
+    python benchmarks/mc_agreement.py [--per-subject 2] [--shots 0 5] [--tokenizer llama2|chinese-llama2]
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "eval"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def build_model(tmp: Path):
+def build_model(tmp: Path, tokenizer: str):
     from zhllama.model.init import InitConfig, init_model
     from zhllama.model.load import load_model
     from zhllama.tokenizer.hf import write_hf_tokenizer
 
-    tok_dir = write_hf_tokenizer(SHARED / "tokenizers" / "llama2" / "tokenizer.model", tmp / "tok")
+    tok_dir = write_hf_tokenizer(SHARED / "tokenizers" / tokenizer / "tokenizer.model", tmp / "tok")
     model_dir = init_model(InitConfig(tokenizer=str(tok_dir), out=str(tmp / "model"), hidden_size=64, layers=2,
                                       heads=4, kv_heads=2, intermediate_size=128, max_position=4096, seed=0))
     model, tok = load_model(model_dir, device="cpu", dtype="float32")
@@ -62,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-subject", type=int, default=2)
     ap.add_argument("--shots", type=int, nargs="+", default=[0, 5])
+    ap.add_argument("--tokenizer", choices=["llama2", "chinese-llama2"], default="llama2",
+                    help="a folder of ../shared/data/tokenizers")
     args = ap.parse_args()
     import test_eval_mc_protocols as T
     from zhllama.eval.subjects import CMMLU_SUBJECTS
@@ -69,8 +72,9 @@ def main() -> None:
     names = {k: v[0] for k, v in CMMLU_SUBJECTS.items()}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        model, tok = build_model(tmp)
-        sp = T.SP(SHARED / "tokenizers" / "llama2" / "tokenizer.model")
+        model, tok = build_model(tmp, args.tokenizer)
+        print(f"tokenizer {args.tokenizer}: zhllama loads it as {type(tok).__name__}\n")
+        sp = T.SP(SHARED / "tokenizers" / args.tokenizer / "tokenizer.model")
         data, keys = cmmlu_slice(tmp, args.per_subject)
         print("| shots | protocol | agreement with its reference | `zhllama` prompt vs ymcui's |")
         print("| ---: | --- | ---: | ---: |")

@@ -99,7 +99,7 @@ def build_model(cfg: TrainConfig, precision: str):
 
     model, tok, tok_src, vocab = load_for_training(
         cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed), cfg.resize_init,
-        cfg.pad_vocab_to_multiple_of, loading_options(cfg, cfg.modules_to_save))
+        cfg.pad_vocab_to_multiple_of, options=loading_options(cfg, cfg.modules_to_save))
     if cfg.qlora:
         model = prepare_qlora(model, cfg.gradient_checkpointing)
     if cfg.rope_scaling:
