@@ -143,7 +143,7 @@ def main() -> int:
     corpus = materialize("builtin:people_daily?split=train&max_chars=600000", work / "data")
     valid = materialize("builtin:people_daily?split=valid&max_chars=50000", work / "data")
     tokenizer = build_tokenizer(work, corpus)
-    target = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 2e-3)
+    target = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 1e-3)
     draft = train_model(work, "draft", DRAFT, tokenizer, corpus, args.draft_steps, 3e-3)
     sizes = {name: sum(p.numel() for p in load_model(d)[0].parameters()) for name, d in (("target", target), ("draft", draft))}
     costs = {name: forward_cost(d) for name, d in (("target", target), ("draft", draft))}
