@@ -20,16 +20,12 @@ multi-turn prompt belong to the prompt here.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ZhllamaError, require_file
+from ..errors import ZhllamaError
 from ..templates import alpaca_record_to_messages, encode_messages, get_template, split_turns
-from .instructions import _sharegpt_messages, _text_field, response_spans
-from .text import iter_records
-
-log = logging.getLogger(__name__)
+from .instructions import _sharegpt_messages, _text_field, convert_records, response_spans
 
 FORMATS_HINT = ("give {prompt|instruction(+input), chosen, rejected}, or ShareGPT conversations / OpenAI messages "
                 "ending with the user's turn plus chosen and rejected replies")
@@ -111,22 +107,7 @@ def load_pairs(files: list[str], skip_bad: bool = False) -> tuple[list[Preferenc
     """
     if not files:
         raise ZhllamaError("no preference files given", "pass one or more .json/.jsonl files")
-    pairs: list[PreferencePair] = []
-    records, skipped, reasons = 0, 0, []
-    for name in files:
-        path = require_file(name, "preference file")
-        for where, obj in iter_records(path, "preference-data"):
-            records += 1
-            try:
-                pairs.append(record_to_pair(obj, where))
-            except ZhllamaError as e:
-                if not skip_bad:
-                    raise
-                skipped += 1
-                if len(reasons) < 5:
-                    reasons.append(e.message)
-    if skipped:
-        log.warning("skipped %d bad preference records (first: %s)", skipped, reasons[0])
+    pairs, records, skipped, reasons = convert_records(files, "preference", record_to_pair, skip_bad)
     if not pairs:
         raise ZhllamaError(f"no usable preference pairs in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
                            FORMATS_HINT)
