@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ZhllamaError
-from ..logs import claim_output_folder, quiet_terminal
+from ..logs import claim_output_folder
 from ..train.checkpoints import FINAL_DIR, plan_output_dir
 from ..train.data import expand_files
 from ..train.precision import load_dtype, resolve_deepspeed, resolve_precision
@@ -176,7 +176,7 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
 
     from ..tokenizer.hf import set_chat_template
     from ..train.lora import count_parameters
-    from ..train.run import _tokens_seen_at, training_arguments
+    from ..train.run import run_trainer, training_arguments
 
     cfg.check(stage)
     cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
@@ -201,37 +201,13 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     if len(data["validation"]) == 0 and args.eval_strategy != "no":
         args = training_arguments(cfg, out, precision, False, cls, **extra)
     trainer = make_trainer(cfg, stage, model, tok, args, data, callbacks)
-    if quiet_terminal():
-        from ..train.progress import use_step_bar
-
-        use_step_bar(trainer, f"train {stage}")
-    seen_before = _tokens_seen_at(plan.resume_from)
-    result = trainer.train(resume_from_checkpoint=plan.resume_from)
-    metrics = dict(result.metrics)
-    if trainer.eval_dataset is not None:
-        metrics.update(final_evaluation(trainer))
-    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen) or _trl_tokens(trainer.state.log_history)
-    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    metrics = run_trainer(trainer, stage, plan.resume_from, perplexity=False)  # rm/dpo losses are no LM loss
     summary = {"stage": stage, "metrics": metrics, "parameters": count_parameters(trainer.model), "vocabulary": vocab,
                "data": data_report, "resumed_from": plan.resume_from, "world_size": args.world_size,
                "precision": precision}
     model_dir = save_reward_model(trainer, cfg, tok, tok_src, vocab, out, summary) if stage == "rm" else \
         _save_policy(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
     return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
-
-
-def final_evaluation(trainer) -> dict:
-    """Validation metrics at the last step (reused when the Trainer has just evaluated there)."""
-    last = [h for h in trainer.state.log_history if "eval_loss" in h]
-    if last and last[-1].get("step") == trainer.state.global_step:
-        return {k: v for k, v in last[-1].items() if k.startswith("eval_")}
-    return trainer.evaluate()
-
-
-def _trl_tokens(history: list[dict]) -> int:
-    """TRL's own token count (``num_tokens``), for trainers whose inputs the Trainer cannot count."""
-    counts = [h["num_tokens"] for h in history if "num_tokens" in h]
-    return int(counts[-1]) if counts else 0
 
 
 def _save_policy(trainer, cfg, stage, tok, tok_src, vocab, out, summary) -> Path:

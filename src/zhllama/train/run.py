@@ -144,17 +144,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
                       eval_dataset=data["validation"] if len(data["validation"]) else None,
                       processing_class=tok, callbacks=callbacks)
-    if quiet_terminal():
-        from .progress import use_step_bar
-
-        use_step_bar(trainer, f"train {stage}")
-    seen_before = _tokens_seen_at(plan.resume_from)
-    result = trainer.train(resume_from_checkpoint=plan.resume_from)
-    metrics = dict(result.metrics)
-    if trainer.eval_dataset is not None:
-        metrics.update(_evaluate(trainer))
-    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen)
-    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    metrics = run_trainer(trainer, stage, plan.resume_from)
     summary = {"stage": stage, "metrics": metrics, "parameters": params, "vocabulary": vocab, "data": data_report,
                "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision,
                "qlora": cfg.qlora, "sharding": _sharding(trainer)}
@@ -169,8 +159,26 @@ def _sharding(trainer) -> str | None:
     return "deepspeed" if trainer.is_deepspeed_enabled else None
 
 
-def _evaluate(trainer) -> dict:
-    """Validation metrics at the last step (reused when the Trainer has just evaluated there)."""
+def run_trainer(trainer, stage: str, resume_from: str | None, perplexity: bool = True) -> dict:
+    """Train (from ``resume_from`` when given) under zhllama's step bar; the Trainer's metrics plus
+    the final validation metrics, tokens seen and training tokens/s (this run's share only)."""
+    if quiet_terminal():
+        from .progress import use_step_bar
+
+        use_step_bar(trainer, f"train {stage}")
+    seen_before = _tokens_seen_at(resume_from)
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = dict(result.metrics)
+    if trainer.eval_dataset is not None:
+        metrics.update(final_evaluation(trainer, perplexity))
+    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen) or _logged_tokens(trainer.state.log_history)
+    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    return metrics
+
+
+def final_evaluation(trainer, perplexity: bool = True) -> dict:
+    """Validation metrics at the last step (reused when the Trainer has just evaluated there);
+    ``perplexity`` adds exp(eval_loss), meaningful only for a language-model loss."""
     import math
 
     last = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -178,8 +186,16 @@ def _evaluate(trainer) -> dict:
         ev = {k: v for k, v in last[-1].items() if k.startswith("eval_")}
     else:
         ev = trainer.evaluate()
+    if not perplexity:
+        return ev
     loss = ev.get("eval_loss")
     return {**ev, "eval_perplexity": math.exp(min(loss, 50.0)) if loss is not None else None}
+
+
+def _logged_tokens(history: list[dict]) -> int:
+    """TRL's own token count (``num_tokens``), for trainers whose inputs the Trainer cannot count."""
+    counts = [h["num_tokens"] for h in history if "num_tokens" in h]
+    return int(counts[-1]) if counts else 0
 
 
 def _tokens_seen_at(checkpoint: str | None) -> int:
