@@ -73,19 +73,18 @@ def decode(engine, prompts: list[list[int]], new_tokens: int) -> tuple[float, li
     return time.perf_counter() - start, outs
 
 
-def measure(target_dir: Path, draft_dir: Path, ks: list[int], prompts_text: list[str], new_tokens: int, repeats: int):
+def measure(target, tokenizer, draft, ks: list[int], prompts_text: list[str], new_tokens: int, repeats: int):
     from zhllama.infer.engine import Engine
-    from zhllama.model.load import load_model
+    from zhllama.infer.speculative import SpeculativeStats
 
-    plain = Engine.load(target_dir, template="none")
-    draft, _ = load_model(draft_dir)
+    plain = Engine(target, tokenizer, "none")
     prompts = [plain.text_prompt(t) for t in prompts_text]
     decode(plain, prompts[:1], 4)  # warm-up
     rows = []
     for k in ks:
         spec = Engine(plain.model, plain.tokenizer, "none", draft=draft, draft_tokens=k)
         decode(spec, prompts[:1], 4)
-        spec.speculative_stats.__init__()
+        spec.speculative_stats = SpeculativeStats()  # count the measured runs only
         t_plain, t_spec, same = [], [], True
         for _ in range(repeats):  # alternate, so a noisy neighbour slows both alike
             secs, ref = decode(plain, prompts, new_tokens)
@@ -101,14 +100,11 @@ def measure(target_dir: Path, draft_dir: Path, ks: list[int], prompts_text: list
     return rows
 
 
-def forward_cost(model_dir: Path, repeats: int = 20) -> float:
+def forward_cost(model, repeats: int = 20) -> float:
     """Milliseconds of one single-token forward pass with a 64-token KV cache."""
     import torch
     from transformers import DynamicCache
 
-    from zhllama.model.load import load_model
-
-    model, _ = load_model(model_dir)
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
@@ -145,15 +141,17 @@ def main() -> int:
     tokenizer = build_tokenizer(work, corpus)
     target = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 1e-3)
     draft = train_model(work, "draft", DRAFT, tokenizer, corpus, args.draft_steps, 3e-3)
-    sizes = {name: sum(p.numel() for p in load_model(d)[0].parameters()) for name, d in (("target", target), ("draft", draft))}
-    costs = {name: forward_cost(d) for name, d in (("target", target), ("draft", draft))}
+    (target, tok), (draft, _) = load_model(target), load_model(draft)
+    models = {"target": target, "draft": draft}
+    sizes = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    costs = {name: forward_cost(m) for name, m in models.items()}
     print(f"target {sizes['target'] / 1e6:.1f}M parameters, {costs['target']:.2f} ms/token; draft "
           f"{sizes['draft'] / 1e6:.2f}M, {costs['draft']:.2f} ms/token (cost ratio {costs['target'] / costs['draft']:.1f}x); "
           f"{args.prompts} held-out prompts x {args.new_tokens} greedy tokens, median of {args.repeats}, "
           f"torch threads {args.threads}\n")
     print("| draft tokens k | acceptance | tokens per target pass | plain tok/s | speculative tok/s | speed-up | greedy identical |")
     print("|---:|---:|---:|---:|---:|---:|---|")
-    for row in measure(target, draft, args.draft_tokens, held_out_prompts(valid, args.prompts, 24), args.new_tokens,
+    for row in measure(target, tok, draft, args.draft_tokens, held_out_prompts(valid, args.prompts, 24), args.new_tokens,
                        args.repeats):
         print(f"| {row['k']} | {row['acceptance']:.1%} | {row['per_pass']:.2f} | {row['plain']:.1f} | "
               f"{row['spec']:.1f} | {row['spec'] / row['plain']:.2f}x | {'yes' if row['identical'] else 'NO'} |",
