@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import align_config
+from align_helpers import align_config
 from safetensors.torch import load_file
 
 from zhllama.align import train_align

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import align_config, write_jsonl
+from align_helpers import align_config, write_jsonl
 
 from zhllama.align import train_align
 from zhllama.errors import ZhllamaError

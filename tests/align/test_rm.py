@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import align_config
+from align_helpers import align_config
 
 from zhllama.align import train_align
 from zhllama.align.reward import evaluate_reward
