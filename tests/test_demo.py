@@ -26,7 +26,7 @@ def reduced_demo(run_dir: Path):
     data["pt"].update(train_files=["builtin:people_daily?split=train&max_chars=20000"], block_size=64, batch_size=8,
                       max_steps=4, save_steps=100, eval_steps=4, logging_steps=2)
     tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
-    pairs = "builtin:task_pairs?split={}&per_task=16&heldout=10&tasks=sentiment"
+    pairs = "builtin:task_pairs?split={}&per_task=16&heldout=10&tasks=genre"
     data["sft"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
                        save_steps=100, logging_steps=2)
     data["dpo"].update(train_files=[pairs.format("train")], max_steps=2, lora_rank=4, save_steps=100, logging_steps=1)
