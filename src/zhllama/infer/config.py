@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..config import option
+from .backend import BackendConfig
 from .sampling import SamplingParams
 
 
@@ -52,3 +53,4 @@ class GenerateConfig:
     system: str | None = option("system prompt for every input (default: the template's)", None)
     overwrite: bool = option("start a fresh --output instead of resuming", False)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)

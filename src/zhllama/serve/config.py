@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import option
+from ..infer.backend import BackendConfig
 from ..infer.config import EngineConfig
 from ..infer.sampling import SAMPLING_DEFAULTS
 
@@ -33,6 +34,7 @@ class ServeConfig(ServedModel):
     batch_wait_ms: float = option("a batch starts once no new request came for this long (at most 5x this in all), "
                                   "so requests sent together are decoded together", 30.0, low=0)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = option("uvicorn's log level", "info")
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)
