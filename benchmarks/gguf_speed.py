@@ -17,7 +17,14 @@ something for a trained model). llama.cpp runs with plain CPU weight buffers unl
 0.3.36 (built from source) segfaults on quantized files in its AMX/repacked buffers, including files
 written by its own llama-quantize.
 
+--kquants prints instead the k-quant table: a small LLaMA (hidden 256, MLP 768, so every row splits
+into llama.cpp's 256-value super-blocks; a SentencePiece vocabulary trained on the same text) is
+trained for --train-steps on People's Daily text, exported to f16, q8_0, q6_k, q5_k_m, q4_k_m and
+q4_0, and each file's size and perplexity under llama.cpp on held-out People's Daily paragraphs
+(never trained on) are printed with the relative change against f16.  Needs llama-cpp-python.
+
 Usage: python benchmarks/gguf_speed.py [--model DIR] [--text FILE] [--new-tokens 64] [--repeats 3] [--threads 2]
+       python benchmarks/gguf_speed.py --kquants [--train-steps 600] [--threads 2]
 """
 
 from __future__ import annotations
@@ -135,7 +142,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kquants", action="store_true", help="the k-quant size / perplexity table instead")
+    ap.add_argument("--train-steps", type=int, default=600, help="--kquants: training steps of the small model")
     args = ap.parse_args()
+    if args.kquants:
+        kquant_table(args.train_steps, args.threads, args.extra_buffers)
+        return
 
     import torch
     from safetensors.torch import load_file
@@ -184,6 +196,67 @@ def main() -> None:
     print(f"{'HF f32':8} {'':>9} {'':>9} {ppl_hf:9.3f} {'':>16} {'':>12} {hf_tps:9.1f}   (transformers)")
     if not have_llama_cpp:
         print("llama-cpp-python is not installed: decoding speed not measured (pip install llama-cpp-python)")
+
+
+KQUANT_OUTTYPES = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+HELD_OUT = 150  # the last People's Daily paragraphs: perplexity text, never trained on
+
+
+def train_small_model(root: Path, steps: int, seq: int = 128, batch: int = 16) -> Path:
+    """A K-quant-shaped LLaMA trained on People's Daily text (all but the held-out paragraphs)."""
+    import torch
+    from serve_load import build_model
+
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.model.load import load_model
+
+    model_dir, _ = build_model(root, hidden=256, layers=4, vocab=4000, intermediate=768)
+    model, tokenizer = load_model(model_dir, dtype="float32", device="cpu")
+    text = "\n".join(people_daily_lines()[:-HELD_OUT])
+    ids = torch.tensor(tokenizer(text)["input_ids"][: 4_000_000])
+    rows = ids[: len(ids) // seq * seq].view(-1, seq)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for step in range(steps):
+        x = rows[torch.randint(len(rows), (batch,))]
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"train step {step}: loss {loss.item():.3f}", flush=True)
+    model.eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    return model_dir
+
+
+def kquant_table(steps: int, threads: int, extra_buffers: bool) -> None:
+    import torch
+
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.export import export_gguf
+    from zhllama.export.llamacpp import gguf_perplexity
+
+    torch.set_num_threads(threads)
+    if not extra_buffers:
+        plain_cpu_buffers()
+    texts = ["\n".join(people_daily_lines()[-HELD_OUT:])]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = train_small_model(Path(tmp), steps)
+        for outtype in KQUANT_OUTTYPES:
+            path = export_gguf(model_dir, Path(tmp) / f"model-{outtype}.gguf", outtype=outtype, progress=False)
+            report = gguf_perplexity(path, texts, PPL_CONTEXT, PPL_CONTEXT // 2, threads=threads, progress=False)
+            rows.append((outtype, path.stat().st_size / 2**20, report["ppl"], report["tokens"]))
+    f16 = rows[0][2]
+    print(f"model: hidden 256, MLP 768, 4 layers, vocab 4000, trained {steps} steps; perplexity under llama.cpp "
+          f"on {rows[0][3]} held-out tokens (context {PPL_CONTEXT}, stride {PPL_CONTEXT // 2})")
+    print(f"{'outtype':8} {'size MiB':>9} {'ppl':>9} {'vs f16':>9}")
+    for outtype, mib, ppl, _ in rows:
+        print(f"{outtype:8} {mib:9.2f} {ppl:9.3f} {100 * (ppl / f16 - 1):+8.2f}%")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ and prints, per run: generated tokens per second (from the server's own ``usage`
 speed-up over the baseline, request latency and time-to-first-token percentiles, and the mean
 batch size the server reported.
 
+``--engines zhllama,vllm`` repeats the runs with ``zhllama serve --engine vllm`` on the same model
+(float32 for both, vLLM with ``--enforce-eager``), one server after the other; run it with the
+Python of vLLM's virtual environment (see docs/serve.md).
+
 Usage: python benchmarks/serve_load.py [--clients 4,8] [--requests 16] [--max-tokens 48] [--threads 1]
+       [--engines zhllama,vllm]
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from pathlib import Path
 import httpx
 
 
-def build_model(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path, int]:
+def build_model(root: Path, hidden: int, layers: int, vocab: int, intermediate: int | None = None) -> tuple[Path, int]:
     """A LLaMA-style SentencePiece tokenizer + a random LLaMA of the given shape; returns (folder, params)."""
     import sentencepiece as spm
     from safetensors import safe_open
@@ -49,7 +54,8 @@ def build_model(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path,
         hard_vocab_limit=False)
     tok = write_hf_tokenizer(root / "sp.model", root / "tokenizer")
     out = init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=hidden, layers=layers,
-                                heads=hidden // 64, intermediate_size=hidden * 8 // 3 // 32 * 32, max_position=1024))
+                                heads=hidden // 64, intermediate_size=intermediate or hidden * 8 // 3 // 32 * 32,
+                                max_position=1024))
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
     return out, params
@@ -68,13 +74,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float) -> subprocess.Popen:
-    extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms)]
+ENGINE_ARGS = {"zhllama": [], "vllm": ["--engine", "vllm", "--enforce-eager", "--dtype", "float32"]}
+
+
+def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float,
+                 engine: str = "zhllama") -> subprocess.Popen:
+    extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms)] + ENGINE_ARGS[engine]
     proc = subprocess.Popen(
         [sys.executable, "-m", "zhllama", "serve", "--model", str(model), "--model-name", "bench", "--port", str(port),
          "--max-batch-size", str(batch), "--max-queue", "256", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # vLLM starts in 1-3 minutes on a busy CPU
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stdout.read()[-2000:]}")
@@ -85,7 +95,7 @@ def start_server(model: Path, port: int, batch: int, threads: int | None, wait_m
             pass
         time.sleep(0.3)
     proc.kill()
-    raise SystemExit("server did not start within 180 s")
+    raise SystemExit("server did not start within 600 s")
 
 
 QUESTIONS = ["北京有什么好玩的地方？", "请介绍一下长江。", "How do I read a file in Python?", "写一首关于春天的诗。",
@@ -182,33 +192,42 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--threads", type=int, default=None, help="the server's torch threads (default: torch's choice)")
     ap.add_argument("--batch-wait-ms", type=float, default=30.0, help="the server's --batch-wait-ms")
+    ap.add_argument("--engines", default="zhllama", help="comma-separated: zhllama, vllm (default zhllama)")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     with tempfile.TemporaryDirectory(prefix="zhllama-serve-bench-") as tmp:
         model, params = build_model(Path(tmp), args.hidden, args.layers, args.vocab)
-        port = free_port()
-        proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
-                  f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
-                  f"server torch threads: {args.threads or 'default'}, {os.cpu_count()} CPU cores\n")
-            bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
-            rows, base_tps = [], None
-            for clients in [1, *levels]:
-                results, wall, (batches, jobs) = asyncio.run(run_clients(base, bodies, clients))
-                label = "sequential" if clients == 1 else f"{clients} clients"
-                rows.append(row(label, results, wall, base_tps, jobs / max(1, batches)))
-                base_tps = base_tps or sum(r["tokens"] for r in results) / wall
-            print_table(rows)
-            print("\nserver batch sizes (size: count, whole run):", httpx.get(f"{base}/health", timeout=10).json()["batch_sizes"])
-            print("\nlatency and TTFT in seconds; batch = mean requests per batch on the server")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
+              f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
+              f"server torch threads: {args.threads or 'default'}, {os.cpu_count()} CPU cores\n")
+        rows = []
+        for engine in args.engines.split(","):
+            rows += bench_engine(engine, model, levels, args)
+        print_table(rows)
+        print("\nlatency and TTFT in seconds; batch = mean requests per batch on the server")
 
+
+def bench_engine(engine: str, model: Path, levels: list[int], args) -> list[list[str]]:
+    """One server on ``engine``: the sequential baseline, then each concurrency level."""
+    port = free_port()
+    proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms, engine)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
+        rows, base_tps = [], None
+        for clients in [1, *levels]:
+            results, wall, (batches, jobs) = asyncio.run(run_clients(base, bodies, clients))
+            label = f"{engine}: " + ("sequential" if clients == 1 else f"{clients} clients")
+            rows.append(row(label, results, wall, base_tps, jobs / max(1, batches)))
+            base_tps = base_tps or sum(r["tokens"] for r in results) / wall
+        print(f"{engine}: server batch sizes (size: count, whole run):",
+              httpx.get(f"{base}/health", timeout=10).json()["batch_sizes"])
+        return rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 if __name__ == "__main__":
     main()

@@ -122,7 +122,8 @@ def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: 
     The k-quants (``q4_k_m``, ``q5_k_m``, ``q6_k``) are written as f16 first and quantized by
     llama.cpp (see kquant.py); ``imatrix`` weights their rounding.
     """
-    from .kquant import KQUANTS, check_imatrix, check_kquant_rows, quantize_file, require_llama_cpp
+    from .kquant import (KQUANTS, check_imatrix, check_kquant_rows, llama_quantize_program, quantize_file,
+                         require_llama_cpp)
 
     model_dir = require_dir(model, "model folder")
     out = Path(out)
@@ -134,7 +135,9 @@ def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: 
         raise ZhllamaError(f"output file already exists: {out}", "pass --overwrite or choose another --out")
     imatrix = check_imatrix(imatrix, outtype)
     kquant = outtype in KQUANTS
-    if kquant and imatrix is None:
+    if kquant and imatrix:  # the quantizer must be there before anything is written
+        llama_quantize_program()
+    elif kquant:
         require_llama_cpp(outtype)
     config = read_config(model_dir)
     hp = llama_hparams(config, model_dir)
