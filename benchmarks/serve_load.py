@@ -2,21 +2,25 @@
 
 Builds a ~20M-parameter LLaMA (random weights, a LLaMA-style SentencePiece tokenizer trained on
 the built-in Chinese/English text) in a temp folder, starts a real `zhllama serve` process on
-127.0.0.1 and sends the same streaming chat requests (fixed seeds, ``max_tokens`` each)
+127.0.0.1 for each ``--scheduler`` (continuous and static batching, side by side in one run) and
+sends the same streaming chat requests (fixed seeds, ``max_tokens`` each)
 
-* one by one (the baseline), then
-* from C concurrent clients for each C in ``--clients``,
+* one by one (the baseline: an idle server), then
+* from C concurrent clients for each C in ``--clients``; with ``--stagger-ms S`` client k sends its
+  first request k*S ms after the first one (staggered arrivals: requests arrive while others decode),
 
 and prints, per run: generated tokens per second (from the server's own ``usage`` counts), the
-speed-up over the baseline, request latency and time-to-first-token percentiles, and the mean
-batch size the server reported.
+speed-up over the baseline, request latency and time-to-first-token percentiles, TTFT p95 over the
+idle server's TTFT p50, and the mean batch the server reported (requests per batch for static,
+live requests per decode step for continuous).
 
 ``--engines zhllama,vllm`` repeats the runs with ``zhllama serve --engine vllm`` on the same model
-(float32 for both, vLLM with ``--enforce-eager``), one server after the other; run it with the
+(float32 for both, vLLM with ``--enforce-eager`` and the first ``--scheduler``: it schedules its own
+steps), one server after the other; run it with the
 Python of vLLM's virtual environment (see docs/serve.md).
 
 Usage: python benchmarks/serve_load.py [--clients 4,8] [--requests 16] [--max-tokens 48] [--threads 1]
-       [--engines zhllama,vllm]
+                                       [--scheduler continuous,static] [--stagger-ms 150] [--engines zhllama,vllm]
 """
 
 from __future__ import annotations
@@ -78,8 +82,9 @@ ENGINE_ARGS = {"zhllama": [], "vllm": ["--engine", "vllm", "--enforce-eager", "-
 
 
 def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float,
-                 engine: str = "zhllama") -> subprocess.Popen:
-    extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms)] + ENGINE_ARGS[engine]
+                 scheduler: str, engine: str = "zhllama") -> subprocess.Popen:
+    extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms),
+                                                                  "--scheduler", scheduler] + ENGINE_ARGS[engine]
     proc = subprocess.Popen(
         [sys.executable, "-m", "zhllama", "serve", "--model", str(model), "--model-name", "bench", "--port", str(port),
          "--max-batch-size", str(batch), "--max-queue", "256", "--log-level", "warning", *extra],
@@ -127,33 +132,44 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> dict:
     return {"latency": latency, "ttft": first if first is not None else latency, "tokens": tokens}
 
 
-async def run_clients(base: str, bodies: list[dict], clients: int) -> tuple[list[dict], float, tuple[int, int]]:
+async def run_clients(base: str, bodies: list[dict], clients: int,
+                      stagger_s: float = 0.0) -> tuple[list[dict], float, float]:
     """``clients`` workers take requests from a shared queue, each sending its next one when the last ends.
 
     One round of tiny requests first opens every client's keep-alive connection (long-running
-    clients have theirs open); the server's batch counters are read around the timed part.
+    clients have theirs open); the server's batch counters are read around the timed part.  With
+    ``stagger_s`` client k starts k * stagger_s after the first.
     """
     results: list[dict] = []
 
-    async def drain(client, queue, sink):
+    async def drain(client, queue, sink, delay):
+        await asyncio.sleep(delay)
         while not queue.empty():
             sink.append(await one_request(client, f"{base}/v1/chat/completions", queue.get_nowait()))
 
-    async def round_of(client, items, sink):
+    async def round_of(client, items, sink, stagger=0.0):
         queue: asyncio.Queue = asyncio.Queue()
         for b in items:
             queue.put_nowait(b)
-        await asyncio.gather(*(drain(client, queue, sink) for _ in range(clients)))
+        await asyncio.gather(*(drain(client, queue, sink, k * stagger) for k in range(clients)))
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         await round_of(client, [request_body(i, 2) for i in range(clients)], [])
         before = (await client.get(f"{base}/health")).json()
         start = time.perf_counter()
-        await round_of(client, bodies, results)
+        await round_of(client, bodies, results, stagger_s)
         wall = time.perf_counter() - start
         after = (await client.get(f"{base}/health")).json()
-    return results, wall, (after["batches"] - before["batches"], after["jobs"] - before["jobs"])
+    return results, wall, mean_batch(before, after)
+
+
+def mean_batch(before: dict, after: dict) -> float:
+    """Live requests per decode step (continuous), else requests per batch (static), between two /health reads."""
+    steps = after.get("steps", 0) - before.get("steps", 0)
+    if steps:
+        return (after["step_jobs"] - before["step_jobs"]) / steps
+    return (after["jobs"] - before["jobs"]) / max(1, after["batches"] - before["batches"])
 
 
 def pct(values: list[float], q: float) -> float:
@@ -161,20 +177,22 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-def row(label: str, results: list[dict], wall: float, base_tps: float | None, batch: float) -> list[str]:
+def row(label: str, results: list[dict], wall: float, base_tps: float | None, idle_ttft: float | None,
+        batch: float) -> list[str]:
     tokens = sum(r["tokens"] for r in results)
     tps = tokens / wall
     lat = [r["latency"] for r in results]
     ttft = [r["ttft"] for r in results]
     speed = f"{tps / base_tps:.2f}x" if base_tps else "1.00x"
+    vs_idle = f"{pct(ttft, 95) / idle_ttft:.2f}x" if idle_ttft else "-"
     return [label, str(len(results)), str(tokens), f"{wall:.1f}", f"{tps:.1f}", speed,
-            f"{pct(lat, 50):.2f}", f"{pct(lat, 90):.2f}", f"{pct(lat, 99):.2f}",
-            f"{pct(ttft, 50):.3f}", f"{pct(ttft, 90):.3f}", f"{pct(ttft, 99):.3f}", f"{batch:.1f}"]
+            f"{pct(lat, 50):.2f}", f"{pct(lat, 95):.2f}", f"{pct(ttft, 50):.3f}", f"{pct(ttft, 95):.3f}", vs_idle,
+            f"{batch:.1f}"]
 
 
 def print_table(rows: list[list[str]]) -> None:
-    head = ["mode", "reqs", "tokens", "wall s", "tok/s", "speed-up", "lat p50", "lat p90", "lat p99",
-            "TTFT p50", "TTFT p90", "TTFT p99", "batch"]
+    head = ["engine, scheduler", "mode", "reqs", "tokens", "wall s", "tok/s", "speed-up", "lat p50", "lat p95",
+            "TTFT p50", "TTFT p95", "TTFT p95/idle", "batch"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(" | ".join(h.ljust(w) for h, w in zip(head, widths)))
     print("-|-".join("-" * w for w in widths))
@@ -192,7 +210,11 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--threads", type=int, default=None, help="the server's torch threads (default: torch's choice)")
     ap.add_argument("--batch-wait-ms", type=float, default=30.0, help="the server's --batch-wait-ms")
-    ap.add_argument("--engines", default="zhllama", help="comma-separated: zhllama, vllm (default zhllama)")
+    ap.add_argument("--scheduler", default="continuous,static", help="the server's --scheduler, each run side by side")
+    ap.add_argument("--stagger-ms", type=float, default=0.0,
+                    help="client k sends its first request k times this after the first (staggered arrivals)")
+    ap.add_argument("--engines", default="zhllama",
+                    help="comma-separated: zhllama, vllm (default zhllama); vllm runs with the first --scheduler only")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -201,33 +223,38 @@ def main() -> None:
         model, params = build_model(Path(tmp), args.hidden, args.layers, args.vocab)
         print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
               f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
-              f"server torch threads: {args.threads or 'default'}, {os.cpu_count()} CPU cores\n")
+              f"clients staggered by {args.stagger_ms:g} ms, server torch threads: {args.threads or 'default'}, "
+              f"{os.cpu_count()} CPU cores\n")
+        bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
         rows = []
         for engine in args.engines.split(","):
-            rows += bench_engine(engine, model, levels, args)
+            for scheduler in args.scheduler.split(",")[:1 if engine == "vllm" else None]:
+                rows += run_scheduler(scheduler, model, levels, bodies, args, engine)
         print_table(rows)
-        print("\nlatency and TTFT in seconds; batch = mean requests per batch on the server")
+        print("\nlatency and TTFT in seconds; TTFT p95/idle: over the sequential run's TTFT p50 (an idle server); "
+              "batch: mean requests per batch (static) or live requests per decode step (continuous)")
 
 
-def bench_engine(engine: str, model: Path, levels: list[int], args) -> list[list[str]]:
-    """One server on ``engine``: the sequential baseline, then each concurrency level."""
+def run_scheduler(scheduler: str, model: Path, levels: list[int], bodies: list[dict], args,
+                  engine: str = "zhllama") -> list[list[str]]:
+    """The sequential baseline and every concurrency level against one server with ``--scheduler`` on ``engine``."""
     port = free_port()
-    proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms, engine)
+    proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms, scheduler, engine)
     base = f"http://127.0.0.1:{port}"
+    rows, base_tps, idle_ttft = [], None, None
     try:
-        bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
-        rows, base_tps = [], None
         for clients in [1, *levels]:
-            results, wall, (batches, jobs) = asyncio.run(run_clients(base, bodies, clients))
-            label = f"{engine}: " + ("sequential" if clients == 1 else f"{clients} clients")
-            rows.append(row(label, results, wall, base_tps, jobs / max(1, batches)))
+            stagger = args.stagger_ms / 1000 if clients > 1 else 0.0
+            results, wall, batch = asyncio.run(run_clients(base, bodies, clients, stagger))
+            label = "sequential" if clients == 1 else f"{clients} clients"
+            rows.append([f"{engine} {scheduler}", *row(label, results, wall, base_tps, idle_ttft, batch)])
             base_tps = base_tps or sum(r["tokens"] for r in results) / wall
-        print(f"{engine}: server batch sizes (size: count, whole run):",
-              httpx.get(f"{base}/health", timeout=10).json()["batch_sizes"])
-        return rows
+            idle_ttft = idle_ttft or pct([r["ttft"] for r in results], 50)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+    return rows
+
 
 if __name__ == "__main__":
     main()

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
+from zhllama.tokenizer.hf import write_hf_tokenizer
 from zhllama.tokenizer.merge import has_chinese, merge_tokenizers
 from zhllama.tokenizer.stats import SpTokenizer, format_table, measure
 from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
@@ -46,9 +46,14 @@ def same_ids_rate(sp, base, docs: list[str]) -> float:
 
 
 def hf_exact_rate(folder: Path, docs: list[str]) -> float:
+    """Share of docs where ``tokenizer.json`` (what other tools read) gives SentencePiece's ids.
+
+    zhllama's own loader encodes tied-score models with SentencePiece, so it is read directly here."""
+    from tokenizers import Tokenizer
+
     sp = S.processor(folder / "tokenizer.model")
-    hf = load_hf_tokenizer(folder)
-    hf_ids = hf(docs, add_special_tokens=False)["input_ids"]
+    hf = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    hf_ids = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
     return sum(a == b for a, b in zip(sp.encode(docs), hf_ids)) / len(docs)
 
 

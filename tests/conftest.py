@@ -89,3 +89,15 @@ def mistral_sp_model() -> Path:
     if not p.is_file():
         pytest.skip("mistral-common does not ship tokenizer.model.v1 in this version")
     return p
+
+
+@pytest.fixture(scope="session")
+def tied_tokenizer_dir(tmp_path_factory, tiny_sp_model, builtin_text) -> Path:
+    """``tiny_sp_model`` + a 4,000-piece Chinese model merged the Chinese-LLaMA way (every added piece
+    scores 0): the fast files cannot give SentencePiece's ids; zhllama's loader encodes with SentencePiece."""
+    from zhllama.tokenizer.merge import merge_tokenizers
+
+    d = tmp_path_factory.mktemp("tied")
+    zh = train_llama_style_sp(builtin_text["zh"][:1500], d / "zh", 4000)
+    merge_tokenizers(tiny_sp_model, [zh], d / "tokenizer", mode="chinese-llama", pad_token=True)
+    return d / "tokenizer"

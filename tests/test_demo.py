@@ -24,11 +24,12 @@ def reduced_demo(run_dir: Path):
     data["tokenizer"].update(corpus=["builtin:people_daily?split=train&max_chars=30000"], vocab_size=2000,
                              options={"character_coverage": 0.98})
     data["pt"].update(train_files=["builtin:people_daily?split=train&max_chars=20000"], block_size=64, batch_size=8,
-                      max_steps=4, lora_rank=4, save_steps=100, eval_steps=4, logging_steps=2)
+                      max_steps=4, save_steps=100, eval_steps=4, logging_steps=2)
     tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
-    data["sft"].update(train_files=[tasks.format("train")], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
+    data["sft"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
                        save_steps=100, logging_steps=2)
-    data["eval"].update(text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4)
+    data["eval"].update(text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4,
+                        speed_chars=8)
     return parse_recipe(data, where="reduced demo", root=run_dir)
 
 
@@ -42,18 +43,18 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
     run_dir, result, printed = demo_run
-    assert result.ran == ["base", "tokenizer", "resize", "pt", "sft", "merge", "eval"]
+    assert result.ran == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "eval"]
     tok = result.metrics("tokenizer")
     assert tok["vocab_before"] == 400 and tok["vocab_after"] > 400
     assert tok["chars_per_token_after"] > 2 * tok["chars_per_token_before"]
     ev = result.metrics("eval")
-    assert set(ev["bits_per_char"]) == {"English base", "resized", "pre-trained", "instruction-tuned"}
+    assert set(ev["bits_per_char"]) == {"English base", "resized", "pre-trained", "no extension (ablation)", "instruction-tuned"}
     assert set(ev["accuracy"]) == {"before_sft", "after_sft", "majority"}
     assert set(ev["accuracy"]["after_sft"]) == {"sentiment", "genre", "pos", "all"}
     assert ev["accuracy"]["majority"] == {"sentiment": 0.5, "genre": 0.5, "pos": 0.5}
     for row in ("Chinese characters per token", "validation bits/char (pre-training)", "sentiment (正面/负面)", "majority class"):
         assert row in result.summary
-    assert "Q: 判断下面这条评论的情感是正面还是负面。" in result.summary
+    assert "| 1 | " in result.summary.split("### The first 5 held-out questions")[1]
 
 
 def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
@@ -94,3 +95,58 @@ def test_demo_print_recipe_cli(capsys):
 
     assert main(["demo", "--print-recipe"]) == 0
     assert capsys.readouterr().out == DEMO_RECIPE
+
+
+def test_ablation_arm_trains_the_base_with_its_own_tokenizer_on_the_same_characters(demo_run):
+    run_dir, result, _ = demo_run
+    assert result.ran.index("ablation") == result.ran.index("pt") + 1
+    manifest = json.loads((run_dir / "ablation" / "manifest.json").read_text(encoding="utf-8"))
+    pt_manifest = json.loads((run_dir / "pt" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["inputs"]["model"]["path"] == str(run_dir / "base" / "out")
+    assert manifest["inputs"]["extended_tokenizer"]["path"] == str(run_dir / "resize" / "out")
+    assert manifest["inputs"]["train_files[0]"] == pt_manifest["inputs"]["train_files[0]"]
+    arms = result.metrics("ablation")["arms"]
+    pt, ab = arms["pt"], arms["ablation"]
+    assert pt["chars_per_token"] > 2 * ab["chars_per_token"]  # bytes: about 3x the tokens
+    assert ab["steps"] > 2 * pt["steps"]
+    chars_per_step = ab["tokens_per_step"] * ab["chars_per_token"]
+    assert abs(ab["characters_seen"] - pt["characters_seen"]) <= chars_per_step  # the same characters, to one step
+    from zhllama.model.load import load_model
+
+    model, tok = load_model(run_dir / "ablation" / "out" / "model", device="cpu")
+    assert len(tok) == 400 and model.get_input_embeddings().weight.shape[0] == 400  # no extension
+
+
+def test_summary_compares_the_arms_side_by_side(demo_run):
+    _, result, _ = demo_run
+    ev = result.metrics("eval")
+    assert set(ev["arms"]) == {"pt", "ablation"}
+    for arm in ("pt", "ablation"):  # 3 prompts, at most 8 Chinese characters each (a tiny model may stop early)
+        gen = ev["arms"][arm]
+        assert gen["seconds"] > 0 and 0 <= gen["chars"] <= 3 * 8
+        assert gen["chars_per_second"] == pytest.approx(gen["chars"] / gen["seconds"], rel=0.01, abs=0.1)  # seconds are stored rounded
+    assert ev["arms"]["pt"]["context_chars"] > 2 * ev["arms"]["ablation"]["context_chars"]
+    assert "no extension (ablation)" in ev["bits_per_char"]
+    section = result.summary.split("### Vocabulary extension")[1].split("###")[0]
+    for row in ("characters seen in training", "training wall time", "validation bits/char",
+                "Chinese characters generated per second", "Chinese characters per context window"):
+        assert row in section
+
+
+def test_showcase_is_the_first_held_out_questions_whatever_the_answers(demo_run):
+    run_dir, result, _ = demo_run
+    held = json.loads(next((run_dir / "data").glob("tasks-*splitheldout.json")).read_text(encoding="utf-8"))
+    shown = result.metrics("eval")["showcase"]
+    assert [r["input"] for r in shown] == [r["input"] for r in held[:5]]
+    assert all(r["correct"] == (r["answer"] == r["expected"]) for r in shown)
+    assert "### The first 5 held-out questions" in result.summary
+    for r in shown:
+        assert ("✓" if r["correct"] else "✗") in result.summary.split(r["input"][:10])[1].splitlines()[0]
+
+
+def test_demo_writes_the_bits_per_char_plot_and_names_it(demo_run):
+    run_dir, result, _ = demo_run
+    assert (run_dir / "bits_per_char.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Plot: bits_per_char.png" in result.summary
+    cont = result.metrics("eval")["continuation"]
+    assert set(cont["text"]) == {"English base", "pre-trained"} and cont["prompt"] == "中国经济"

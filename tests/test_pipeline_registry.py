@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from zhllama.align.config import AlignConfig
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import STAGES, Recipe, parse_recipe
 from zhllama.pipeline.runner import run_stages
@@ -16,12 +17,15 @@ from zhllama.train.config import TrainConfig
 
 
 def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
-    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "sft", "merge", "eval", "export"]
+    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "eval",
+                           "export"]
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
-        if name in ("pt", "sft"):  # mappings, checked against the training stage's config
+        if name in ("pt", "ablation", "sft"):  # mappings, checked against the training stage's config
             assert spec.section is TrainConfig
+        elif name in ("rm", "dpo", "ppo"):
+            assert spec.section is AlignConfig
         else:
             assert section_type is spec.section, name
 

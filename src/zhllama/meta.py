@@ -30,6 +30,7 @@ class ModelMeta:
     tokenizer_size: int | None = None  # tokens of the tokenizer saved with it
     vocab_size: int | None = None  # embedding rows (tokenizer_size or more: padding rows included)
     pad_to_multiple_of: int | None = None  # embedding rows were padded to a multiple of this
+    rope_scaling: str | None = None  # an adapter trained with RoPE scaling (linear:4): applied to its base first
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
 
     def to_json(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ def test_generate_mode_uses_template_and_extracts(tiny_model_dir, cmmlu_dir, tmp
     from zhllama.infer.engine import Engine, SamplingParams
 
     settings = McSettings(task="cmmlu", split="test", shots=1, model=str(tiny_model_dir), template="llama2-zh",
-                          generate=True, max_new_tokens=5)
+                          generate=True, max_new_tokens=5, protocol="zhllama")
     summary = evaluate_mc(settings, cmmlu_dir, tmp_path / "out", batch_size=3, device="cpu", progress=False)
     recs = read_predictions(tmp_path / "out" / "predictions.jsonl")
     assert len(recs) == 10 and summary["overall"]["questions"] == 10
@@ -61,7 +61,7 @@ def test_accuracy_from_extracted_letters(tiny_tokenizer, cmmlu_dir, tmp_path):
         # the right letter in three phrasings, a reply naming only the option text, and no answer
         replies[text] = [f"答案是{q.answer}。", q.answer, f"正确答案为（{q.answer}）", f"应该是{option}", "不知道"][i % 5]
     scorer = GenerateScorer(ScriptedEngine(tiny_tokenizer, replies), max_new_tokens=12)
-    settings = McSettings(task="cmmlu", split="test", shots=0, model="scripted", generate=True)
+    settings = McSettings(task="cmmlu", split="test", shots=0, model="scripted", generate=True, protocol="zhllama")
     summary = evaluate_mc(settings, cmmlu_dir, tmp_path / "out", scorer=scorer, progress=False)
     unanswered = sum(replies[q.question] == "不知道" for s in subjects for q in s.questions)
     assert 0 < unanswered < 10

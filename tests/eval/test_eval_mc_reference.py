@@ -45,7 +45,8 @@ def reference_mc(model, tokenizer, files: dict[str, tuple[Path, Path]], shots: i
 
 
 def ours(model_dir, data_dir, out, shots, batch_size, max_length=None, task="cmmlu", split="test"):
-    settings = McSettings(task=task, split=split, shots=shots, model=str(model_dir), max_length=max_length)
+    settings = McSettings(task=task, split=split, shots=shots, model=str(model_dir), max_length=max_length,
+                          protocol="zhllama")
     summary = evaluate_mc(settings, data_dir, out, batch_size=batch_size, device="cpu", progress=False)
     preds = {k: r["pred"] for k, r in read_predictions(Path(out) / "predictions.jsonl").items()}
     return preds, summary

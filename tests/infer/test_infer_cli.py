@@ -108,12 +108,14 @@ def test_help(command, capsys):
     assert e.value.code == 0 and "--model" in capsys.readouterr().out
 
 
-def test_generate_with_a_draft_model_gives_the_same_greedy_text(memorized_model_dir, tiny_model_dir, tmp_path):
+def test_generate_with_a_draft_model_gives_the_same_greedy_text(memorized_model_dir, tiny_model_dir, tmp_path, capsys):
     inp = tmp_path / "in.txt"
     inp.write_text(f"{QUESTION}\nhello\n", encoding="utf-8")
     assert gen(memorized_model_dir, inp, tmp_path / "plain.jsonl") == 0
+    assert "draft:" not in capsys.readouterr().out
     assert gen(memorized_model_dir, inp, tmp_path / "spec.jsonl", "--batch-size", "1", "--draft-model",
-               str(tiny_model_dir), "--draft-tokens", "3") == 0
+               str(memorized_model_dir), "--draft-tokens", "3") == 0
+    assert "draft: 100% of proposed tokens accepted, 4.00 tokens per model pass" in capsys.readouterr().out
     plain, spec = read_jsonl(tmp_path / "plain.jsonl"), read_jsonl(tmp_path / "spec.jsonl")
     assert plain[0]["output"] == REPLY and spec == plain
 

@@ -220,6 +220,18 @@ def test_speculative_greedy_equals_the_target_greedy(tiny_model_dir, tiny_engine
     for text in TEXTS:
         prompt = engine.text_prompt(text)
         assert engine.generate([prompt], params)[0].token_ids == tiny_engine.generate([prompt], params)[0].token_ids
+    stats = engine.speculative_stats
+    assert stats.rounds > 0 and stats.proposed == 3 * stats.rounds and 0 <= stats.accepted <= stats.proposed
+
+
+def test_a_draft_that_is_the_target_is_always_accepted(tiny_model_dir, tiny_engine):
+    """Greedy with the target as its own draft: every proposal is kept, k + 1 tokens per target pass."""
+    engine = Engine(tiny_engine.model, tiny_engine.tokenizer, "alpaca", draft=tiny_engine.model, draft_tokens=3)
+    params = SamplingParams(max_new_tokens=40, temperature=0.0)
+    prompt = engine.text_prompt(TEXTS[0])
+    assert engine.generate([prompt], params)[0].token_ids == tiny_engine.generate([prompt], params)[0].token_ids
+    stats = engine.speculative_stats
+    assert stats.acceptance_rate == 1.0 and stats.tokens_per_round == 4.0
 
 
 def test_speculative_sampling_is_seeded_and_streams_whole_characters(memorized_engine, tiny_model_dir, draft_dir):
@@ -255,3 +267,34 @@ def test_extreme_but_legal_settings_sample_instead_of_raising(tiny_engine, extre
     params = SamplingParams(max_new_tokens=3, seed=0, **extreme).validate()
     out = tiny_engine.generate([tiny_engine.text_prompt("北京")], params)
     assert out[0].finish_reason in ("length", "stop") and out[0].completion_tokens >= 1
+
+
+def _padded_with_loud_padding_rows(model_dir, rows: int):
+    """The model with ``rows`` output rows beyond the tokenizer, whose logits are forced far above
+    every real token's: a decoder that does not cut them off generates nothing but padding ids."""
+    from zhllama.model.load import load_model
+
+    model, tok = load_model(model_dir)
+    real = len(tok)
+    model.resize_token_embeddings(real + rows)
+
+    def loud(_module, _inputs, logits):
+        logits[..., real:] = 1e4
+        return logits
+
+    model.get_output_embeddings().register_forward_hook(loud)
+    return model, tok
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_padding_rows_are_never_generated_with_or_without_a_draft(tiny_model_dir, draft_dir, temperature):
+    target, tok = _padded_with_loud_padding_rows(tiny_model_dir, 64)
+    draft, _ = _padded_with_loud_padding_rows(draft_dir, 64)
+    params = SamplingParams(max_new_tokens=12, temperature=temperature, seed=5)
+    plain = Engine(target, tok, "alpaca")
+    speculative = Engine(target, tok, "alpaca", draft=draft, draft_tokens=3)
+    prompt = plain.text_prompt(TEXTS[0])
+    outs = [e.generate([prompt], params)[0].token_ids for e in (plain, speculative)]
+    assert all(len(o) == 12 and max(o) < len(tok) for o in outs)
+    if temperature == 0.0:
+        assert outs[0] == outs[1]

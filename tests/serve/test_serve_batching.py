@@ -24,7 +24,7 @@ class ScriptedEngine:
     def tokenizer(self, text, add_special_tokens=False):
         return {"input_ids": list(range(len(text)))}
 
-    def stream(self, prompts, params, token_counts=None):
+    def stream(self, prompts, params, token_counts=None, negatives=None):
         self.batches.append([list(p) for p in prompts])
         self.started.set()
         if token_counts is not None:
@@ -117,7 +117,7 @@ def test_full_queue_refuses_all_or_nothing():
 
 def test_failing_prompt_and_failing_engine_reach_only_their_requests():
     class Boom(ScriptedEngine):
-        def stream(self, prompts, params, token_counts=None):
+        def stream(self, prompts, params, token_counts=None, negatives=None):
             yield 0, "x", None
             raise RuntimeError("device lost")
 
@@ -179,7 +179,8 @@ def test_http_503_when_the_queue_is_full_and_queued_requests_still_complete():
 
     gate = threading.Event()
     engine = Engine(gate=gate)
-    app = create_app(engine, ServeSettings(model_name="m", max_batch_size=1, max_queue=1, batch_wait_s=0.0))
+    app = create_app(engine, ServeSettings(model_name="m", max_batch_size=1, max_queue=1, batch_wait_s=0.0,
+                                           scheduler="static"))
     body = {"model": "m", "prompt": "ab", "max_tokens": 3}
     with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
         running = pool.submit(client.post, "/v1/completions", json=body)

@@ -27,7 +27,8 @@ ANY = st.one_of(NUMBERS, TEXT, st.booleans(), st.none(), st.lists(TEXT, max_size
 CLEAN_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10)
 SAMPLING = {"temperature": st.floats(0, 2), "top_p": st.floats(0.05, 1), "top_k": st.integers(0, 50),
             "repetition_penalty": st.floats(0.5, 2), "seed": st.integers(-(2**63), 2**64 - 1),
-            "n": st.integers(1, 3), "stop": st.lists(CLEAN_TEXT, max_size=2), "stream": st.booleans()}
+            "n": st.integers(1, 3), "stop": st.lists(CLEAN_TEXT, max_size=2), "stream": st.booleans(),
+            "guidance_scale": st.floats(0.01, 10), "negative_prompt": CLEAN_TEXT}
 FIELDS = ["model", "max_tokens", "messages", "prompt", "echo", *SAMPLING, "presence_penalty", "user"]
 
 

@@ -48,8 +48,12 @@ def file_digest(path: str | Path) -> str:
 def tokenizer_digest(tokenizer) -> str:
     """A fingerprint of what the tokenizer does: its full pipeline plus its special ids."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
+    sp_model = getattr(tokenizer, "sp_model", None)  # zhllama.tokenizer.exact.SentencePieceTokenizer
     if backend is not None:
         body = backend.to_str()
+    elif sp_model is not None:
+        added = sorted((i, t.content) for i, t in tokenizer.added_tokens_decoder.items())
+        body = hashlib.sha256(sp_model.serialized_model_proto()).hexdigest() + json.dumps(added, ensure_ascii=False)
     else:  # a slow tokenizer: fall back on datasets' own object hasher
         from datasets.fingerprint import Hasher
 

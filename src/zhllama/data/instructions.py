@@ -98,14 +98,26 @@ def load_conversations(files: list[str], skip_bad: bool = False) -> tuple[list[l
     """
     if not files:
         raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
-    conversations: list[list[dict]] = []
-    records, skipped, reasons = 0, 0, []
+    conversations, records, skipped, reasons = convert_records(files, "instruction", record_to_messages, skip_bad)
+    if not conversations:
+        raise ZhllamaError(f"no usable conversations in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
+                           "check the files' format (Alpaca, ShareGPT or OpenAI messages)")
+    return conversations, {"files": [str(f) for f in files], "records": records, "conversations": len(conversations),
+                           "skipped": skipped, "first_skipped": reasons}
+
+
+def convert_records(files: list[str], what: str, convert, skip_bad: bool) -> tuple[list, int, int, list[str]]:
+    """``convert(record, where)`` over every record of ``files`` -> (items, records, skipped, first reasons).
+
+    A record ``convert`` rejects (``ZhllamaError``) stops the read, or with ``skip_bad`` is counted,
+    its reason kept (the first 5) and logged once at the end."""
+    items, records, skipped, reasons = [], 0, 0, []
     for name in files:
-        path = require_file(name, "instruction file")
-        for where, obj in iter_records(path, "instruction-data"):
+        path = require_file(name, f"{what} file")
+        for where, obj in iter_records(path, f"{what}-data"):
             records += 1
             try:
-                conversations.append(record_to_messages(obj, where))
+                items.append(convert(obj, where))
             except ZhllamaError as e:
                 if not skip_bad:
                     raise
@@ -113,12 +125,8 @@ def load_conversations(files: list[str], skip_bad: bool = False) -> tuple[list[l
                 if len(reasons) < 5:
                     reasons.append(e.message)
     if skipped:
-        log.warning("skipped %d bad instruction records (first: %s)", skipped, reasons[0])
-    if not conversations:
-        raise ZhllamaError(f"no usable conversations in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
-                           "check the files' format (Alpaca, ShareGPT or OpenAI messages)")
-    return conversations, {"files": [str(f) for f in files], "records": records, "conversations": len(conversations),
-                           "skipped": skipped, "first_skipped": reasons}
+        log.warning("skipped %d bad %s records (first: %s)", skipped, what, reasons[0])
+    return items, records, skipped, reasons
 
 
 # ---------------------------------------------------------------- encoding and truncation

@@ -35,6 +35,14 @@ def next_token_scores(model, prompts: list[list[int]], tokens: list[list[int]], 
     """Next-token log-probability of each of ``tokens[i]`` after ``prompts[i]``; one right-padded batch."""
     import torch
 
+    logp = torch.log_softmax(next_token_logits(model, prompts, pad_id).double(), dim=-1).cpu()
+    return [[float(logp[row, t]) for t in toks] for row, toks in enumerate(tokens)]
+
+
+def next_token_logits(model, prompts: list[list[int]], pad_id: int = 0):
+    """The next-token logits (batch x vocabulary, the model's dtype) after each prompt; one right-padded batch."""
+    import torch
+
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -42,9 +50,7 @@ def next_token_scores(model, prompts: list[list[int]], tokens: list[list[int]], 
         ids[row, : len(p)] = torch.tensor(p)
     last = torch.tensor([[len(p) - 1] for p in prompts])
     with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), logits_to_keep=last.to(device)).logits[:, 0]
-    logp = torch.log_softmax(logits.double(), dim=-1).cpu()
-    return [[float(logp[row, t]) for t in toks] for row, toks in enumerate(tokens)]
+        return model(input_ids=ids.to(device), logits_to_keep=last.to(device)).logits[:, 0]
 
 
 def continuation_scores(model, prompt: list[int], continuations: list[list[int]], pad_id: int = 0) -> list[float]:

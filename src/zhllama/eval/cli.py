@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_ppl(esub)
     _register_mc(esub)
     _register_compare(esub)
+    _register_passkey(esub)
+    from ..align.cli import register_reward_eval
+
+    register_reward_eval(esub)  # docs/align.md
 
 
 def _register_ppl(esub) -> None:
@@ -37,23 +41,34 @@ def _ppl(args: argparse.Namespace) -> int:
     from ..model.load import load_model
     from .config import PplConfig
     from .ppl import check_window, perplexity, read_texts
+    from ..infer.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
 
     cfg = from_args(PplConfig, args)
     m = cfg.load
     check_window(cfg.context, cfg.stride)
+    if cfg.rope_scaling:
+        parse_rope_scaling(cfg.rope_scaling)
     texts = read_texts(cfg.text, cfg.text_field)
     if str(m.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
         from ..export.llamacpp import gguf_perplexity
 
         if m.lora:
             raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")
+        if cfg.rope_scaling:
+            raise ZhllamaError("--rope-scaling is not applied to a GGUF file", "the GGUF file carries the scaling "
+                               "the model was exported with")
         scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
     else:
-        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device)
-        context = int(model.config.max_position_embeddings) if cfg.context is None else cfg.context
+        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device, quantize=m.quantize,
+                                      attn=m.attn)
+        if cfg.rope_scaling:
+            apply_rope_scaling(model, cfg.rope_scaling)
+        context = scaled_context(model.config) if cfg.context is None else cfg.context
         stride = max(1, context // 2) if cfg.stride is None else cfg.stride
         scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
     result = {"model": str(m.model), "lora": m.lora, "text": str(cfg.text), **scores}
+    if cfg.rope_scaling:
+        result["rope_scaling"] = cfg.rope_scaling
     if cfg.out:
         write_json_atomic(cfg.out, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))
@@ -85,8 +100,9 @@ def _mc(args: argparse.Namespace) -> int:
     settings = McSettings(task=cfg.task, split=split, shots=cfg.shots, model=str(m.model), lora=m.lora,
                           template=cfg.template, generate=cfg.generate, max_length=cfg.max_length,
                           max_new_tokens=cfg.max_new_tokens if cfg.generate else None)
+    settings.protocol = cfg.protocol
     summary = evaluate_mc(settings, cfg.data_dir, cfg.out, cfg.subjects, cfg.batch_size, cfg.overwrite,
-                          m.device, m.dtype, progress=True)
+                          m.device, m.dtype, progress=True, quantize=m.quantize, attn=m.attn)
     print(results_table(summary), end="")
     print(f"wrote {cfg.out}/results.json")
     return 0
@@ -141,4 +157,28 @@ def _compare(args: argparse.Namespace) -> int:
         write_text_atomic(out / "report.md", compare.report_markdown(records, labels, elo.arena_table(rows) if rows else None))
         write_text_atomic(out / "report.html", compare.report_html(records, labels, rows))
         print(f"wrote {out}/report.md, {out}/report.html and {out}/answers.jsonl")
+    return 0
+
+
+def _register_passkey(esub) -> None:
+    from .config import PasskeyConfig
+
+    p = esub.add_parser("passkey", help="passkey retrieval: accuracy by prompt length and depth",
+                        description="Hide a random number at chosen depths of a Chinese filler text of chosen "
+                                    "lengths and ask the model for it (greedy). Prints accuracy by length x depth "
+                                    "and writes OUT/passkey.json, OUT/passkey.md and a heat map OUT/passkey.png: "
+                                    "the standard check that a model uses its long context (e.g. after "
+                                    "train --rope-scaling, or with --rope-scaling at inference).")
+    add_dataclass_args(p, PasskeyConfig, overrides=False)
+    p.set_defaults(func=_passkey)
+
+
+def _passkey(args: argparse.Namespace) -> int:
+    from .config import PasskeyConfig
+    from .passkey import evaluate_passkey
+
+    cfg = from_args(PasskeyConfig, args)
+    result, table = evaluate_passkey(cfg)
+    print(table, end="")
+    print(f"mean accuracy {100 * result.mean():.1f}%; wrote {cfg.out}/passkey.json, passkey.md and passkey.png")
     return 0

@@ -18,6 +18,10 @@ class EvalModel:
     lora: str | None = option("LoRA adapter folder applied on top of --model", None)
     device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
     dtype: str = option("auto, float32, float16, bfloat16", "auto")
+    quantize: Literal["8bit", "4bit"] | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or "
+                                                      "NF4); needs bitsandbytes", None)
+    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
+        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
 
 
 @dataclass(kw_only=True)
@@ -27,7 +31,24 @@ class PplConfig:
     text_field: str = option("field of a JSONL record holding the text", "text")
     context: int | None = option("window in tokens (default: the model's maximum)", None, low=2)
     stride: int | None = option("window step in tokens (default: context / 2)", None, low=1)
+    rope_scaling: str | None = option("score with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F (the default "
+                                      "--context grows F times)", None, metavar="KIND:FACTOR")
     out: str | None = option("also write the JSON result to this file", None)
+
+
+@dataclass(kw_only=True)
+class PasskeyConfig:
+    load: EvalModel
+    lengths: list[int] = option("prompt lengths in tokens", factory=lambda: [256, 512, 1024])
+    depths: list[float] = option("where the key sits in the filler: 0 = start, 1 = end",
+                                 factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    trials: int = option("random keys per length and depth", 5, low=1)
+    digits: int = option("digits of the key", 5, low=1, high=20)
+    rope_scaling: str | None = option("extend the context with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F",
+                                      None, metavar="KIND:FACTOR")
+    seed: int = option("seed of the random keys", 0)
+    batch_size: int = option("prompts decoded together", 8, low=1)
+    out: str = option("results folder: passkey.json, passkey.md (table) and passkey.png (heat map)")
 
 
 @dataclass(kw_only=True)
@@ -47,6 +68,11 @@ class McConfig:
     generate: bool = option("generate a reply and extract the letter (chat models)", False)
     max_new_tokens: int = option("reply length limit with --generate", 32, low=1)
     overwrite: bool = option("discard predictions already in --out", False)
+    protocol: Literal["ymcui", "ymcui-chat", "cmmlu", "ceval", "zhllama"] = option(
+        "whose evaluator to reproduce exactly (prompt, tokens scored, logits processing): ymcui = "
+        "Chinese-LLaMA-Alpaca-2's scripts (their published tables), ymcui-chat = the same with their chat prompt, "
+        "cmmlu / ceval = the benchmarks' official LLaMA evaluators, zhllama = zhllama's earlier prompt (the one "
+        "for --template and --generate)", "ymcui")
 
 
 def _compare_sampling() -> SamplingParams:

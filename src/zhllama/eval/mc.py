@@ -2,9 +2,9 @@
 
 Two ways to get a model's answer:
 
-* logit mode (default): one forward pass per prompt; the answer is the letter whose token has
-  the highest next-token logit (the one choice scorer, :mod:`zhllama.eval.choice`; see
-  :mod:`zhllama.eval.mc_prompt` for which token that is);
+* logit mode (default): one forward pass per prompt; the answer is the letter with the best
+  next-token score, exactly as the reference evaluator named by ``--protocol`` computes it
+  (:mod:`zhllama.eval.mc_protocols`; ``--protocol zhllama``: :mod:`zhllama.eval.mc_prompt`);
 * ``--generate`` (chat models): the prompt is rendered with the model's chat template, the engine
   generates greedily, and the letter is read from the text (:mod:`zhllama.eval.extract`).
 
@@ -42,6 +42,7 @@ class McSettings:
     generate: bool = False
     max_length: int | None = None
     max_new_tokens: int | None = None
+    protocol: str = "ymcui"
 
 
 @dataclass
@@ -203,33 +204,45 @@ def _record(item: Item, answer: dict) -> dict:
     return rec
 
 
-def make_scorer(settings: McSettings, device: str = "auto", dtype: str = "auto"):
+def make_scorer(settings: McSettings, device: str = "auto", dtype: str = "auto", quantize: str | None = None,
+                attn: str | None = None):
     """Load the model the way the mode needs it; fills in ``settings.max_length``."""
     if settings.generate:
         from ..infer.engine import Engine
 
         engine = Engine.load(settings.model, lora=settings.lora, template=settings.template, device=device, dtype=dtype,
-                             context_length=settings.max_length)
+                             context_length=settings.max_length, quantize=quantize, attn=attn)
         settings.max_length = engine.context_length
         settings.template = engine.template.name
         return GenerateScorer(engine, settings.max_new_tokens or 32)
     from ..model.load import load_model
+    from .mc_protocols import CMMLU_MAX_LENGTH, ProtocolScorer, get_protocol
 
-    model, tokenizer = load_model(settings.model, lora=settings.lora, dtype=dtype, device=device)
+    model, tokenizer = load_model(settings.model, lora=settings.lora, dtype=dtype, device=device, quantize=quantize,
+                                  attn=attn)
+    protocol = get_protocol(settings.protocol)
+    if protocol is not None and protocol.name == "cmmlu":
+        settings.max_length = settings.max_length or CMMLU_MAX_LENGTH
     settings.max_length = settings.max_length or int(model.config.max_position_embeddings)
     settings.max_new_tokens = None
+    if protocol is not None:
+        return ProtocolScorer(model, tokenizer, protocol, settings.task, settings.max_length)
     return LogitScorer(model, tokenizer, settings.template, settings.max_length)
 
 
 def evaluate_mc(settings: McSettings, data_dir: str | Path, out: str | Path, subjects: list[str] | None = None,
                 batch_size: int = 8, overwrite: bool = False, device: str = "auto", dtype: str = "auto",
-                progress: bool = True, scorer=None) -> dict:
+                progress: bool = True, scorer=None, quantize: str | None = None, attn: str | None = None) -> dict:
     """Run (or continue) an evaluation into ``out``; returns the summary written to results.json."""
     from .mc_data import load_task
+    from .mc_protocols import check_protocol, with_cells_as_read
     from .mc_report import ceval_submission, summarize, write_reports
 
+    check_protocol(settings.protocol, settings.task, settings.template, settings.generate)
     subs = load_task(settings.task, data_dir, settings.split, settings.shots, subjects)
-    scorer = scorer or make_scorer(settings, device, dtype)
+    if settings.protocol != "zhllama":
+        subs = with_cells_as_read(settings.task, data_dir, settings.split, subs)
+    scorer = scorer or make_scorer(settings, device, dtype, quantize, attn)
     out = Path(out)
     done = open_results(out, settings, overwrite)
     done = run_mc(subs, scorer, settings.shots, out, done, batch_size, progress)

@@ -88,9 +88,16 @@ class PromptEncoder:
 def fit_prompt(encoder: PromptEncoder, subject_name: str, dev: list[Question], q: Question, shots: int,
                budget: int) -> tuple[list[int], int, bool]:
     """(ids, shots used, truncated): drop shots from the end until the prompt fits ``budget`` tokens."""
-    for k in range(min(shots, len(dev)), -1, -1):
-        ids = encoder.encode(prompt_text(subject_name, dev[:k], q))
+    return fit_shots(lambda k: encoder.encode(prompt_text(subject_name, dev[:k], q)), min(shots, len(dev)), budget,
+                     encoder.tokenizer.bos_token_id)
+
+
+def fit_shots(encode_with, shots: int, budget: int, bos_id: int | None) -> tuple[list[int], int, bool]:
+    """(ids, shots used, truncated) for ``encode_with(k)``, the prompt ids with k shots: drop shots from the end
+    until it fits ``budget`` tokens; a zero-shot prompt that still does not fit keeps BOS and its last tokens."""
+    for k in range(shots, -1, -1):
+        ids = encode_with(k)
         if len(ids) <= budget:
             return ids, k, False
-    head = ids[:1] if encoder.tokenizer.bos_token_id is not None and ids[:1] == [encoder.tokenizer.bos_token_id] else []
+    head = ids[:1] if bos_id is not None and ids[:1] == [bos_id] else []
     return head + ids[len(ids) - budget + len(head):], 0, True

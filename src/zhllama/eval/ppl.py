@@ -116,11 +116,10 @@ def check_context_fits(config, context: int) -> None:
 
     With RoPE scaling in the config, the model is meant to run up to ``factor`` times its original length.
     """
-    positions = int(getattr(config, "max_position_embeddings", 0) or 0)
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    scaled = rope.get("rope_type", rope.get("type")) not in (None, "default")
-    limit = int(positions * max(float(rope.get("factor") or 1.0), 1.0)) if scaled else positions
-    if positions and context > limit:
+    from ..infer.rope import scaled_context
+
+    limit = scaled_context(config)
+    if limit and context > limit:
         raise ZhllamaError(f"--context {context} is longer than the model's {limit} positions",
                            f"use --context {limit} or less, or a model trained for longer context (RoPE scaling)")
 

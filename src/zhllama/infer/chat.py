@@ -24,6 +24,8 @@ HELP = """commands:
   /max_tokens N              most tokens per reply
   /seed N | /seed none       reproducible sampling
   /stop TEXT | /stop none    add a stop string / remove them all
+  /guidance_scale X          classifier-free guidance, 1 = off
+  /negative TEXT | /negative none   the CFG negative prompt (it takes the system prompt's place)
   /params                    show the current settings
 anything else is sent to the model as your message."""
 
@@ -47,9 +49,11 @@ class ChatSession:
 
     def reply(self, user: str):
         """Yield the reply's text deltas; the turn joins the history once the reply is complete."""
-        prompt = self.engine.chat_prompt(self.messages(user), self.params.max_new_tokens)
+        messages = self.messages(user)
+        prompt = self.engine.chat_prompt(messages, self.params.max_new_tokens)
+        negative = self.engine.negative_chat_prompt(messages, self.params)
         parts = []
-        for _, delta, _ in self.engine.stream([prompt], self.params):
+        for _, delta, _ in self.engine.stream([prompt], self.params, negatives=[negative]):
             parts.append(delta)
             yield delta
         self.history += [{"role": "user", "content": user}, {"role": "assistant", "content": "".join(parts)}]
@@ -79,6 +83,8 @@ class ChatSession:
         if name == "stop":
             stop = () if arg.lower() in ("", "none") else self.params.stop + (arg.replace("\\n", "\n").replace("\\t", "\t"),)
             return self._set(stop=stop)
+        if name == "negative":
+            return self._set(negative_prompt=None if arg.lower() in ("", "none") else arg)
         return f"unknown command /{name} (type /help)"
 
     def _set_number(self, name: str, arg: str) -> str:
@@ -101,7 +107,8 @@ class ChatSession:
         p = self.params
         return (f"temperature={p.temperature} top_p={p.top_p} top_k={p.top_k} "
                 f"repetition_penalty={p.repetition_penalty} max_tokens={p.max_new_tokens} seed={p.seed} "
-                f"stop={list(p.stop)} template={self.engine.template.name}")
+                f"stop={list(p.stop)} guidance_scale={p.guidance_scale} negative_prompt={p.negative_prompt!r} "
+                f"template={self.engine.template.name}")
 
 
 def run_chat(session: ChatSession, stdin: TextIO, stdout: TextIO, stderr: TextIO, interactive: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from ..config import option
 from .backend import BackendConfig
@@ -27,6 +28,10 @@ class EngineConfig:
     draft_model: str | None = option("a small model with the same tokenizer for speculative sampling (used for one "
                                      "request at a time: chat, generate --batch-size 1)", None)
     draft_tokens: int = option("tokens the draft proposes per step", 4, low=1)
+    quantize: Literal["8bit", "4bit"] | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or "
+                                                      "NF4); needs bitsandbytes", None)
+    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
+        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
 
     def load(self):
         from .engine import Engine

@@ -6,17 +6,20 @@ as a character is complete; and a finished request leaves the batch at once (its
 from the KV cache), so the rest decode faster.  ``model.generate`` takes one setting per batch and
 streams only batch-size 1.  The loop is the same as transformers' greedy/sampling loop: left
 padding, position ids from the attention mask, a ``DynamicCache``, and transformers' logits
-processors (see ``sampling.py``); greedy output equals ``model.generate``'s (tested).
+processors (see ``sampling.py``); greedy output equals ``model.generate``'s (tested).  The batch
+itself (``batch.py``) lets requests join between steps too: the server's continuous batching.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
-from .sampling import SAMPLING_DEFAULTS, Sampler, SamplingParams, expand_params
+from .batch import DecodeBatch, _Request
+from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
+from .speculative import SpeculativeStats
 from .stream import TextStream
 
 __all__ = ["Completion", "Engine", "SamplingParams"]
@@ -29,18 +32,6 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) | "length"
     prompt_tokens: int
     completion_tokens: int  # tokens the model generated (the EOS included when it ended the text)
-
-
-@dataclass
-class _Request:
-    prompt: list[int]
-    params: SamplingParams
-    budget: int  # max new tokens, clamped to the context
-    stream: TextStream
-    ids: list[int] = field(default_factory=list)
-    text: str = ""
-    generated: int = 0
-    finish_reason: str | None = None
 
 
 def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
@@ -67,6 +58,7 @@ class Engine:
         self.model = model
         self.draft = draft
         self.draft_tokens = draft_tokens
+        self.speculative_stats = SpeculativeStats()
         self.tokenizer = tokenizer
         self.template = get_template(template) if isinstance(template, str) else template
         self.context_length = int(context_length or _model_context(model))
@@ -76,10 +68,11 @@ class Engine:
     @classmethod
     def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
              context_length: int | None = None, rope_scaling: str | None = None, draft_model=None,
-             draft_tokens: int = 4) -> "Engine":
+             draft_tokens: int = 4, quantize: str | None = None, attn: str | None = None) -> "Engine":
         """Load a model folder (+ an unmerged LoRA adapter).
 
-        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling.
+        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling;
+        ``quantize`` 8bit/4bit (bitsandbytes) and ``attn`` the attention kernel, for the model and its draft.
         """
         from ..model.load import load_model
         from .rope import apply_rope_scaling, parse_rope_scaling
@@ -89,12 +82,12 @@ class Engine:
         get_template(name)  # fail on bad options before loading weights
         if rope_scaling:
             parse_rope_scaling(rope_scaling)
-        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device)
+        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device, quantize=quantize, attn=attn)
         if rope_scaling:
             context_length = context_length or apply_rope_scaling(model, rope_scaling)
         draft = None
         if draft_model:
-            draft, draft_tokenizer = load_model(draft_model, dtype=dtype, device=device)
+            draft, draft_tokenizer = load_model(draft_model, dtype=dtype, device=device, quantize=quantize, attn=attn)
             check_draft(tokenizer, draft_tokenizer, draft, model)
             if rope_scaling:
                 apply_rope_scaling(draft, rope_scaling)
@@ -123,6 +116,19 @@ class Engine:
                     "shorten the message or lower max_new_tokens")
             rest = rest[2:]  # the oldest user message and its reply
 
+    def negative_chat_prompt(self, messages: Sequence[dict], params: SamplingParams,
+                             max_new_tokens: int | None = None) -> list[int] | None:
+        """The CFG unconditional prompt of a conversation: the same messages with the negative prompt as the
+        system prompt, rendered with the same template (as Chinese-LLaMA-Alpaca-2's inference scripts and
+        web demo build it).  None without CFG or without a negative prompt (the engine then uses the
+        prompt's last token, as transformers does)."""
+        if not params.guided or not params.negative_prompt:
+            return None
+        system, _ = split_turns(messages)
+        rest = list(messages)[1:] if system is not None else list(messages)
+        return self.chat_prompt([{"role": "system", "content": params.negative_prompt}] + rest,
+                                params.max_new_tokens if max_new_tokens is None else max_new_tokens)
+
     def text_prompt(self, text: str) -> list[int]:
         """A raw completion prompt: BOS + the text's ids (as the ``none`` template renders it)."""
         ids = encode_plain_text(self.tokenizer, text) if text else []
@@ -131,22 +137,28 @@ class Engine:
 
     # ----- generation -----
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None) -> list[Completion]:
-        """Complete every prompt (batched); results in the order of ``prompts``."""
-        requests = self._requests(prompts, params)
+    def generate(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None,
+                 negatives: list[list[int] | None] | None = None) -> list[Completion]:
+        """Complete every prompt (batched); results in the order of ``prompts``.
+
+        ``negatives``: per prompt, the ids of its CFG negative prompt (see :meth:`negative_chat_prompt`),
+        or None for the default (the params' ``negative_prompt`` as raw text, else the prompt's last token).
+        """
+        requests = self._requests(prompts, params, negatives)
         for _ in self._decode(requests):
             pass
         return [_completion(r) for r in requests]
 
     def stream(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None,
-               token_counts: list[int] | None = None) -> Iterator[tuple[int, str, str | None]]:
+               token_counts: list[int] | None = None,
+               negatives: list[list[int] | None] | None = None) -> Iterator[tuple[int, str, str | None]]:
         """Yield ``(request index, text delta, finish_reason or None)`` as tokens are decoded.
 
         ``token_counts``, when given a list, is kept filled with each request's generated-token
         count (the EOS included when it ended the text), final once its finish event is yielded:
         deltas are text, so this is how a caller gets exact usage numbers.
         """
-        requests = self._requests(prompts, params)
+        requests = self._requests(prompts, params, negatives)
         if token_counts is not None:
             token_counts[:] = [0] * len(requests)
         for index, delta, finish in self._decode(requests):
@@ -154,62 +166,61 @@ class Engine:
                 token_counts[index] = requests[index].generated
             yield index, delta, finish
 
-    def _requests(self, prompts, params) -> list[_Request]:
+    def open_batch(self) -> DecodeBatch:
+        """An empty running batch that requests join and leave between steps (the server's continuous batching)."""
+        return DecodeBatch(self)
+
+    def _requests(self, prompts, params, negatives=None) -> list[_Request]:
         if not prompts:
             return []
         params = expand_params(params, len(prompts))
-        requests = []
-        for i, (prompt, p) in enumerate(zip(prompts, params)):
-            prompt = [int(t) for t in prompt]
-            if not prompt:
-                raise ZhllamaError(f"prompt {i} is empty", "give at least one token (text_prompt adds BOS)")
-            room = self.context_length - len(prompt)
-            if room < 1:
-                raise ZhllamaError(f"prompt {i} is {len(prompt)} tokens; the context is {self.context_length}",
-                                   "shorten the prompt")
-            stop = tuple(dict.fromkeys(p.stop + self.template.stop_strings))
-            requests.append(_Request(prompt, p, min(p.max_new_tokens, room), TextStream(self.tokenizer, stop)))
-        return requests
+        negatives = list(negatives) if negatives is not None else [None] * len(prompts)
+        if len(negatives) != len(prompts):
+            raise ZhllamaError(f"{len(negatives)} negative prompts for {len(prompts)} prompts", "give one per prompt")
+        return [self.request(prompt, p, neg, i) for i, (prompt, p, neg) in enumerate(zip(prompts, params, negatives))]
+
+    def request(self, prompt: list[int], params: SamplingParams | None = None, negative: list[int] | None = None,
+                index: int = 0) -> _Request:
+        """One checked request: its prompt fits the context, and so does its CFG negative prompt."""
+        p = (params or SamplingParams()).validate()
+        prompt = self._checked_prompt(prompt, f"prompt {index}")
+        if p.guided:
+            if negative is None:
+                negative = self.text_prompt(p.negative_prompt) if p.negative_prompt else prompt[-1:]
+            negative = self._checked_prompt(negative, f"the negative prompt of prompt {index}")
+        else:
+            negative = None  # guidance_scale 1 is plain decoding
+        room = self.context_length - max(len(prompt), len(negative or ()))
+        stop = tuple(dict.fromkeys(p.stop + self.template.stop_strings))
+        return _Request(prompt, p, min(p.max_new_tokens, room), TextStream(self.tokenizer, stop), negative)
+
+    def _checked_prompt(self, prompt, what: str) -> list[int]:
+        prompt = [int(t) for t in prompt]
+        if not prompt:
+            raise ZhllamaError(f"{what} is empty", "give at least one token (text_prompt adds BOS)")
+        if self.context_length - len(prompt) < 1:
+            raise ZhllamaError(f"{what} is {len(prompt)} tokens; the context is {self.context_length}",
+                               "shorten the prompt")
+        return prompt
 
     def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
-        """The decode loop: prefill the batch, then one token per live request per step."""
+        """Decode ``requests`` together: all join one batch, each leaves it as it finishes."""
         import torch
-        from transformers import DynamicCache
 
         if not requests:
             return
-        device = self.device
-        sampler = Sampler([r.params for r in requests], device=device)
-        if self.draft is not None and len(requests) == 1:
-            yield from self._decode_speculative(requests[0], sampler.generators[0])
+        if self.draft is not None and len(requests) == 1 and requests[0].negative is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(generator_seed(requests[0].params.seed))
+            yield from self._decode_speculative(requests[0], generator)
             return
-        ids, mask, history = _left_pad([r.prompt for r in requests], self.pad_id, device)
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-        cache = DynamicCache(config=self.model.config)
-        live = list(range(len(requests)))
-        with torch.inference_mode():
-            logits = self._forward(ids, mask, positions, cache)
-            while live:
-                tokens = sampler.next_tokens(logits, history, live)
-                keep = []
-                for row, (r, tok) in enumerate(zip(live, tokens.tolist())):
-                    delta, finish = self._advance(requests[r], tok)
-                    if delta or finish:
-                        yield r, delta, finish
-                    if finish is None:
-                        keep.append(row)
-                if not keep:
-                    break
-                if len(keep) < len(live):
-                    index = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(index)
-                    tokens, mask, history, positions = tokens[index], mask[index], history[index], positions[index]
-                    live = [live[k] for k in keep]
-                tokens = tokens[:, None]
-                mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
-                history = torch.cat([history, tokens], dim=1)
-                positions = positions[:, -1:] + 1
-                logits = self._forward(tokens, mask, positions, cache)
+        batch = DecodeBatch(self)
+        index = {}
+        for i, r in enumerate(requests):
+            index[batch.join(r)] = i
+        while len(batch):
+            for number, delta, finish, _ in batch.step():
+                yield index[number], delta, finish
 
     def _decode_speculative(self, req: _Request, generator) -> Iterator[tuple[int, str, str | None]]:
         import torch
@@ -217,7 +228,8 @@ class Engine:
         from .speculative import speculative_tokens
 
         with torch.inference_mode():
-            tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator, self.draft_tokens)
+            tokens = speculative_tokens(self.model, self.draft, req.prompt, req.params, generator,
+                                        len(self.tokenizer), self.draft_tokens, self.speculative_stats)
             for tok in tokens:
                 delta, finish = self._advance(req, tok)
                 if delta or finish:
@@ -295,10 +307,13 @@ def _left_pad(prompts: list[list[int]], pad_id: int, device):
 
 
 def _model_context(model) -> int:
-    n = getattr(model.config, "max_position_embeddings", None)
+    """max_position_embeddings, times the RoPE factor of a model saved with scaling (trained with --rope-scaling)."""
+    from .rope import scaled_context
+
+    n = scaled_context(model.config)
     if not n:
         raise ZhllamaError("the model config has no max_position_embeddings", "pass context_length explicitly")
-    return int(n)
+    return n
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -117,24 +117,37 @@ def run_generate(engine, items: list[Item], output: str | Path, params, batch_si
     secs = time.perf_counter() - start
     return (f"answered {len(todo)} inputs ({len(done)} already in {output}, {errors} errors, "
             f"{len(items) - len(done) - len(todo)} left); {tokens} tokens in {secs:.1f}s "
-            f"({tokens / max(secs, 1e-9):.1f} tokens/s)")
+            f"({tokens / max(secs, 1e-9):.1f} tokens/s){_speculative_note(engine)}")
+
+
+def _speculative_note(engine) -> str:
+    """How well the draft did, when speculative sampling ran (single-request batches)."""
+    stats = engine.speculative_stats
+    if not stats.rounds:
+        return ""
+    return (f"; draft: {stats.acceptance_rate:.0%} of proposed tokens accepted, "
+            f"{stats.tokens_per_round:.2f} tokens per model pass")
 
 
 def _answer_batch(engine, batch: list[Item], params, system: str | None) -> list[dict]:
     """Result records in input order; an input too long for the context gets an error record."""
-    prompts, records = [], []
+    prompts, negatives, records = [], [], []
     for item in batch:
         rec = {"id": item.key, "prompt": item.prompt}
         if item.messages is not None:
             rec["messages"] = item.messages
         try:
-            prompts.append(engine.chat_prompt(_messages(item, system), params.max_new_tokens))
+            messages = _messages(item, system)
+            prompts.append(engine.chat_prompt(messages, params.max_new_tokens))
+            negatives.append(engine.negative_chat_prompt(messages, params))
         except ZhllamaError as e:
             rec["error"] = str(e)
             prompts.append(None)
+            negatives.append(None)
         records.append(rec)
     live = [i for i, p in enumerate(prompts) if p is not None]
-    for i, c in zip(live, engine.generate([prompts[i] for i in live], params)):
+    done = engine.generate([prompts[i] for i in live], params, negatives=[negatives[i] for i in live])
+    for i, c in zip(live, done):
         records[i].update(output=c.text, finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens,
                           completion_tokens=c.completion_tokens)
     return records

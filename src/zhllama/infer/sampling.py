@@ -27,6 +27,10 @@ class SamplingParams:
     stop: tuple[str, ...] = option("a stop string (repeatable); it is not included in the output", factory=tuple,
                                    repeat="append")
     seed: int | None = option("random seed for reproducible sampling", None)
+    guidance_scale: float = option("classifier-free guidance (CFG): how far the reply is pushed from what the negative "
+                                   "prompt would give; 1 = off (plain decoding), e.g. 1.5", 1.0, positive=True)
+    negative_prompt: str | None = option("the CFG negative prompt: it replaces the system prompt of the conversation "
+                                         "(raw text for completions); default: only the prompt's last token", None)
 
     def validate(self) -> "SamplingParams":
         """Return self with ``stop`` as a tuple, or raise a clear error for an out-of-range value."""
@@ -38,7 +42,15 @@ class SamplingParams:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         if any(not isinstance(s, str) or not s for s in stop):
             raise ZhllamaError(f"stop={self.stop!r}: stop strings must be non-empty text", "e.g. stop=('\\n\\n',)")
-        return replace(self, stop=stop)
+        negative = self.negative_prompt
+        if negative is not None and not isinstance(negative, str):
+            raise ZhllamaError(f"negative_prompt={negative!r} must be text", "e.g. negative_prompt='回答要简短'")
+        return replace(self, stop=stop, negative_prompt=negative or None)
+
+    @property
+    def guided(self) -> bool:
+        """Whether classifier-free guidance is on (scale 1 is plain decoding: no unconditional rows at all)."""
+        return float(self.guidance_scale) != 1.0
 
     @property
     def greedy(self) -> bool:
@@ -96,6 +108,24 @@ def probabilities(scores):
     return torch.softmax(torch.nan_to_num(scores, nan=info.min, posinf=info.max, neginf=info.min), dim=-1)
 
 
+def guide(cond, uncond, scale):
+    """Classifier-free guidance of the rows ``cond`` by their unconditional rows ``uncond`` (logits, one scale per row).
+
+    transformers' formula (``UnbatchedClassifierFreeGuidanceLogitsProcessor``, first of ``generate``'s
+    processors): ``scale * (log_softmax(cond) - log_softmax(uncond)) + log_softmax(uncond)``.  That
+    processor itself does not fit the engine: it runs its own forward pass over its own cache, with one
+    scale for the whole batch, whereas here each request has its own scale and its unconditional row is
+    one more row of the shared batch (and leaves with it).  Equality with ``model.generate(guidance_scale=...)``
+    is tested token for token.  A huge scale can overflow: the result is kept finite, as in :func:`probabilities`.
+    """
+    import torch
+
+    c, u = torch.log_softmax(cond, dim=-1), torch.log_softmax(uncond, dim=-1)
+    out = scale[:, None] * (c - u) + u
+    info = torch.finfo(out.dtype)
+    return torch.nan_to_num(out, nan=info.min, posinf=info.max, neginf=info.min)
+
+
 SEED_SPACE = 2**64  # torch.Generator takes seeds in [-2**63, 2**64); any integer is reduced into [0, 2**64)
 
 
@@ -113,19 +143,34 @@ def generator_seed(seed: int | None) -> int:
 
 
 class Sampler:
-    """Chooses next tokens for the rows of a batch; keeps one random generator per request."""
+    """Chooses next tokens for the rows of a batch; keeps one random generator per request.
+
+    Requests are numbered in the order they are given or :meth:`add` ed; a running batch
+    :meth:`remove` s the ones that left, so a long-running server keeps only its live ones.
+    """
 
     def __init__(self, params: list[SamplingParams], device="cpu"):
-        import torch
-
-        self.params = params
+        self.params: dict[int, SamplingParams] = {}
+        self.generators: dict[int, object] = {}
         self.device = device
         self._processors: dict[tuple, object] = {}
-        self.generators = []
+        self._next = 0
         for p in params:
-            g = torch.Generator(device=device)
-            g.manual_seed(generator_seed(p.seed))
-            self.generators.append(g)
+            self.add(p)
+
+    def add(self, params: SamplingParams) -> int:
+        """Take one more request (its own generator, seeded from ``params.seed``); return its number."""
+        import torch
+
+        number, self._next = self._next, self._next + 1
+        g = torch.Generator(device=self.device)
+        g.manual_seed(generator_seed(params.seed))
+        self.params[number], self.generators[number] = params, g
+        return number
+
+    def remove(self, number: int) -> None:
+        self.params.pop(number, None)
+        self.generators.pop(number, None)
 
     def next_tokens(self, logits, history, rows: list[int]):
         """Next token per row.

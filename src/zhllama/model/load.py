@@ -6,7 +6,9 @@ here, so a folder that loads in one stage loads in all of them:
 * a model from a local folder or a Hugging Face hub id (:func:`load_causal_lm`, :func:`load_model`);
 * a tokenizer of any kind (:func:`load_tokenizer`): ``tokenizer.json``, a folder transformers
   reads otherwise (slow tokenizers, hub ids), or a bare SentencePiece ``tokenizer.model`` (file or
-  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`;
+  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`; a ``tokenizer.model`` whose
+  mergeable pieces tie on score (Chinese-LLaMA-2's) encodes with SentencePiece itself
+  (:mod:`zhllama.tokenizer.exact`), since no ``tokenizer.json`` can give its ids;
 * LoRA adapters (:func:`apply_adapter`), after growing the model to the vocabulary the adapter was
   trained with (:func:`fit_vocabulary`: a resized or padded vocabulary), and checking that its
   tensors fit the model's layers;
@@ -90,15 +92,43 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def load_causal_lm(path: str | Path, dtype="auto"):
-    """The causal LM of a local folder (checked first) or hub id; ``dtype`` a torch dtype or "auto"."""
+def load_causal_lm(path: str | Path, dtype="auto", *, quantize: str | None = None, attn: str | None = None,
+                   device: str | None = None, keep: tuple[str, ...] | list[str] = ()):
+    """The causal LM of a local folder (checked first) or hub id; ``dtype`` a torch dtype or "auto".
+
+    ``quantize`` (8bit/4bit) loads it through bitsandbytes onto ``device``, the modules in ``keep``
+    unquantized; ``attn`` picks the attention kernel (see :mod:`zhllama.model.quantize`).
+    """
     from transformers import AutoModelForCausalLM
+
+    from .quantize import check_attn, check_quantize, loading_arguments
+
+    device = resolve_device(device)
+    check_quantize(quantize, device)
+    check_attn(attn, device)
+    src = model_source(path)
+    compute = dtype if dtype not in (None, "auto") else resolve_dtype("auto", device)
+    extra = loading_arguments(quantize, attn, device, compute, keep)
+    try:
+        return AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **extra)
+    except OSError as e:
+        raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
+
+
+def load_sequence_classifier(path: str | Path, dtype="auto", num_labels: int = 1):
+    """A ``*ForSequenceClassification`` model (a reward model: ``num_labels=1``, one score per sequence).
+
+    A causal LM folder loads too: its body is kept, its LM head dropped and a new score head
+    initialised (from the current torch seed).
+    """
+    from transformers import AutoModelForSequenceClassification
 
     src = model_source(path)
     try:
-        return AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
-    except OSError as e:
-        raise ZhllamaError(f"cannot load model {src}: {str(e).splitlines()[0]}", "check the path or hub id") from None
+        return AutoModelForSequenceClassification.from_pretrained(src, dtype=dtype, num_labels=num_labels)
+    except (OSError, ValueError) as e:
+        raise ZhllamaError(f"cannot load {src} as a reward model: {str(e).splitlines()[0]}",
+                           "give a LLaMA-family folder (a model written by `zhllama train sft`/`merge`/`train rm`)") from None
 
 
 # --- tokenizers --------------------------------------------------------------------------------
@@ -109,6 +139,9 @@ def has_tokenizer_files(folder: str | Path) -> bool:
 def load_tokenizer(path: str | Path):
     """A tokenizer from a folder, a hub id or a bare SentencePiece model (file or folder)."""
     p = Path(path).expanduser()
+    exact = _sentencepiece_if_tied(p)
+    if exact is not None:
+        return exact
     if p.is_file() or (p.is_dir() and not (p / "tokenizer.json").is_file() and (p / "tokenizer.model").is_file()):
         return _load_sentencepiece(p)
     if not p.exists() and is_local(path):
@@ -123,6 +156,43 @@ def load_tokenizer(path: str | Path):
     except (OSError, ValueError, json.JSONDecodeError) as e:
         raise ZhllamaError(f"cannot load a tokenizer from {path}: {str(e).splitlines()[0]}",
                            "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
+
+
+def _sentencepiece_if_tied(p: Path):
+    """The SentencePiece-backed tokenizer when ``p``'s ``tokenizer.model`` has mergeable pieces with tied
+    scores (no ``tokenizer.json`` can give SentencePiece's ids then: :mod:`zhllama.tokenizer.exact`), else None."""
+    from ..tokenizer import spm as S
+    from ..tokenizer.exact import load_sentencepiece_tokenizer, needs_sentencepiece
+
+    sp_file = p if p.is_file() else p / "tokenizer.model"
+    if not sp_file.is_file():
+        return None
+    try:
+        proto = S.load_proto(sp_file)
+    except ZhllamaError:
+        return None  # not a SentencePiece model: the other paths load tokenizer.json or say what is wrong
+    if not needs_sentencepiece(proto):
+        return None
+    config, added = _folder_settings(p) if p.is_dir() else ({}, [])
+    log.info("%s: mergeable pieces share scores; encoding with SentencePiece for its exact ids", sp_file)
+    return load_sentencepiece_tokenizer(sp_file, config, added)
+
+
+def _folder_settings(folder: Path) -> tuple[dict, list[tuple[int, str, bool]]]:
+    """A tokenizer folder's ``tokenizer_config.json`` (its ``chat_template.jinja`` first, as transformers reads
+    it) and the tokens its files add, as ``(id, text, special)``."""
+    from ..io import read_json
+
+    config, added = {}, []
+    if (folder / "tokenizer_config.json").is_file():
+        config = read_json(folder / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
+        added += [(int(i), t["content"], bool(t.get("special"))) for i, t in (config.get("added_tokens_decoder") or {}).items()]
+    if (folder / "chat_template.jinja").is_file():
+        config["chat_template"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if (folder / "tokenizer.json").is_file():
+        data = read_json(folder / "tokenizer.json", "fix or delete the tokenizer's tokenizer.json")
+        added += [(int(t["id"]), t["content"], bool(t.get("special"))) for t in data.get("added_tokens") or []]
+    return config, sorted(set(added))
 
 
 def _load_sentencepiece(p: Path):
@@ -275,6 +345,23 @@ def _expected_shape(module, kind: str, shape: tuple):
     return tuple(weight.shape)
 
 
+def apply_adapter_rope_scaling(model, adapter: Path) -> None:
+    """An adapter trained with ``--rope-scaling`` (recorded in its zhllama.json) scales its base's RoPE."""
+    from ..infer.rope import apply_rope_scaling, parse_rope_scaling
+    from ..meta import read_meta
+
+    spec = read_meta(adapter).rope_scaling
+    if not spec:
+        return
+    current = dict(getattr(model.config, "rope_parameters", None) or {})
+    kind = current.get("rope_type", "default")
+    if kind == "default":
+        apply_rope_scaling(model, spec)
+    elif (kind, float(current.get("factor") or 1.0)) != parse_rope_scaling(spec):
+        raise ZhllamaError(f"adapter {adapter} was trained with --rope-scaling {spec} but the model uses {kind} "
+                           f"RoPE scaling by {current.get('factor')}", "apply it to the base model it was trained on")
+
+
 def apply_adapter(model, adapter: str | Path, merge: bool = False):
     """Check ``adapter`` against ``model``, grow the vocabulary to it and apply it with peft.
 
@@ -289,21 +376,28 @@ def apply_adapter(model, adapter: str | Path, merge: bool = False):
     shapes = read_adapter_shapes(adapter)
     fit_vocabulary(model, adapter, shapes)
     check_adapter_fits(model, shapes, adapter)
+    apply_adapter_rope_scaling(model, adapter)
     peft_model = PeftModel.from_pretrained(model, str(adapter))
     return peft_model.merge_and_unload() if merge else peft_model
 
 
 # --- everything together -------------------------------------------------------------------
 def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: str | None = "auto",
-               device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False):
+               device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False,
+               quantize: str | None = None, attn: str | None = None):
     """Return ``(model, tokenizer)`` in eval mode on ``device``.
 
     ``lora`` is an adapter folder (or a list, applied in order: all but the last are merged) put on
     top of the base; ``merge_lora`` folds the last one in too, for faster inference.  The tokenizer
     is ``tokenizer``, else the last adapter's, else the model's; it must extend the model's own.
+    ``quantize`` (8bit/4bit, bitsandbytes) and ``attn`` (attention kernel) are checked before any loading.
     """
+    from .quantize import check_attn, check_quantize
+
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    check_quantize(quantize, device)
+    check_attn(attn, device)
     src = model_source(path)
     adapters = [Path(a) for a in ([lora] if isinstance(lora, (str, Path)) else (lora or []))]
     for a in adapters:
@@ -314,10 +408,11 @@ def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: s
         base_tok = load_base_tokenizer(src)
         if base_tok is not None:
             check_tokenizer_extends_base(tok, base_tok, f"the tokenizer in {tok_src}", f"the model's tokenizer ({src})")
-    model = load_causal_lm(src, torch_dtype)
+    model = load_causal_lm(src, torch_dtype, quantize=quantize, attn=attn, device=device)
     for i, adapter in enumerate(adapters):
         model = apply_adapter(model, adapter, merge=merge_lora or i < len(adapters) - 1)
     check_tokenizer_fits(len(tok), embedding_rows(model), f"the tokenizer in {tok_src}", str(src))
-    model.to(device)
+    if not quantize:  # a quantized model is placed on its device while loading and cannot be moved
+        model.to(device)
     model.eval()
     return model, tok

@@ -61,6 +61,8 @@ def base_piece_ids(piece: str, new_tokenizer, base_tokenizer) -> list[int]:
     backend = getattr(base_tokenizer, "backend_tokenizer", None)
     if backend is not None:
         ids = [t.id for t in backend.model.tokenize(piece)]
+    elif hasattr(base_tokenizer, "encode_normalized"):  # SentencePiece-backed (zhllama.tokenizer.exact)
+        ids = base_tokenizer.encode_normalized(piece)
     else:  # a slow tokenizer: encode the text and drop a lone dummy-prefix piece it adds
         text = piece.replace("▁", " ")
         ids = base_tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -52,7 +52,7 @@ def prepare(recipe: Recipe, where: str = "recipe"):
 
 def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = None, where: str = "recipe",
                  echo: Callable[[str], None] = print) -> RunResult:
-    from .summary import build_summary, plot_loss_curves
+    from .summary import PLOT_PNG, build_summary, plot_bits_per_char, plot_loss_curves
 
     stages = prepare(recipe, where)
     outcomes = run_stages(recipe, stages, only=only, start=start, echo=echo)
@@ -62,6 +62,8 @@ def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = No
     png = run / LOSS_PNG
     if any(o.action != "cached" for o in outcomes) or not png.exists():
         png = plot_loss_curves(manifests, png)
+    if any(o.action != "cached" for o in outcomes) or not (run / PLOT_PNG).exists():
+        plot_bits_per_char(manifests, run / PLOT_PNG)
     write_text_atomic(run / SUMMARY_MD, summary + "\n")
     write_json_atomic(run / "summary.json", {k: v.get("metrics", {}) for k, v in manifests.items()})
     return RunResult(recipe, outcomes, summary, png if png and png.exists() else None)

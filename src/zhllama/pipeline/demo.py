@@ -11,6 +11,11 @@ Everything it reads ships with Python or with a PyPI package (no download):
 * instruction data with checkable answers (``zhllama.data.tasks``): review sentiment, news-or-
   review genre and noun-or-verb, with disjoint train and held-out splits.
 
+Besides the Chinese model, it trains an ablation arm (:mod:`.ablation`): the same English base on
+the same Chinese text for the same number of characters, with its original tokenizer, so the
+summary shows what vocabulary extension buys (characters per token, training time, bits/char,
+generation speed, characters per context window) side by side.
+
 The recipe is the shipped ``zhllama/recipes/demo.yaml`` (``zhllama demo --print-recipe``).
 """
 

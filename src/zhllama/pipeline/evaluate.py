@@ -34,8 +34,11 @@ def evaluate_models(ctx: StageRun) -> dict:
     from .metrics import bits_per_char, read_texts
 
     s = ctx.settings
-    texts = read_texts([v for k, v in ctx.inputs.items() if k.startswith("text[")], s["max_chars"])
-    held = checkable(load_records(ctx.inputs["tasks"], "eval.tasks"), s["max_examples"]) if "tasks" in ctx.inputs else []
+    text_files = [v for k, v in ctx.inputs.items() if k.startswith("text[")]
+    texts = read_texts(text_files, s["max_chars"])
+    records = load_records(ctx.inputs["tasks"], "eval.tasks") if "tasks" in ctx.inputs else []
+    held = checkable(records, s["max_examples"])
+    first = checkable(records, s.get("showcase", 0))[: s.get("showcase", 0)]  # the file's first N questions, as they come
     if "tasks" in ctx.inputs and not held:
         raise ZhllamaError(f"eval.tasks: no records with 'task', 'choices' and an 'output' among the choices in {ctx.inputs['tasks']}",
                            "use builtin:tasks?split=heldout or records in that form")
@@ -50,9 +53,11 @@ def evaluate_models(ctx: StageRun) -> dict:
         if held and path in (s["before_sft"], s["final"]):
             key = "after_sft" if path == s["final"] else "before_sft"
             report["accuracy"][key] = task_accuracy(model, tok, template, held)
-        if path == s["final"] and s["question"]:
-            report["answer"] = {"question": s["question"], "text": answer(model, tok, template, s["question"])}
+        if path == s["final"]:
+            report.update(final_model_texts(model, tok, template, s, first))
+        generated_texts(report, label, path, model, tok, s, texts)
         del model
+    add_context_chars(report, s.get("arms") or {}, text_files)
     if held:
         train = [r for k, v in ctx.inputs.items() if k.startswith("sft_train[") for r in load_records(v, "sft.train_files")]
         report["accuracy"]["majority"] = {t: majority_baseline(train, held, t) for t in sorted({r["task"] for r in held})}
@@ -63,6 +68,45 @@ def evaluate_models(ctx: StageRun) -> dict:
     return report
 
 
+CONTINUED = ("English base", "pre-trained")  # the free-form continuation, side by side
+
+
+def final_model_texts(model, tok, template: str, s: dict, first: list[dict]) -> dict:
+    """The final model's answers: the first held-out questions (``showcase``), and ``question``."""
+    from .showcase import answer, showcase
+
+    out: dict = {}
+    if first:
+        out["showcase"] = showcase(model, tok, template, first)
+    if s["question"]:
+        out["answer"] = {"question": s["question"],
+                         "text": answer(model, tok, template, [{"role": "user", "content": s["question"]}])}
+    return out
+
+
+def generated_texts(report: dict, label: str, path: str, model, tok, s: dict, texts: list[str]) -> None:
+    """The free-form continuation (English base, pre-trained) and the arms' generation speed."""
+    from .showcase import chars_per_second, continuation, prompts_from
+
+    if s.get("prompt") and label in CONTINUED:
+        report.setdefault("continuation", {"prompt": s["prompt"], "text": {}})["text"][label] = continuation(model, tok, s["prompt"])
+    prompts = prompts_from(texts)
+    for arm, arm_path in (s.get("arms") or {}).items():
+        if path == arm_path and prompts:
+            report.setdefault("arms", {})[arm] = {"context": model.config.max_position_embeddings,
+                                                  **chars_per_second(model, tok, prompts, s.get("speed_chars", 100))}
+
+
+def add_context_chars(report: dict, arms: dict, text_files: list[str]) -> None:
+    """Each arm's Chinese characters per token on the validation text, and per context window."""
+    from .metrics import chinese_chars_per_token
+
+    for arm, path in arms.items():
+        if arm in report.get("arms", {}):
+            cpt = chinese_chars_per_token({arm: path}, text_files)[arm]
+            report["arms"][arm].update(chinese_chars_per_token=cpt, context_chars=round(cpt * report["arms"][arm]["context"]))
+
+
 def final_template(settings: dict) -> str:
     """The template the final model records in its zhllama.json (the one it was tuned with), else the
     pipeline's; the model before instruction tuning is asked in the same format, for a fair comparison."""
@@ -71,14 +115,3 @@ def final_template(settings: dict) -> str:
     if settings.get("before_sft") is None:
         return settings["template"]
     return read_meta(settings["final"]).template or settings["template"]
-
-
-def answer(model, tokenizer, template: str, question: str) -> str:
-    """Greedy answer through the one generation engine."""
-    from ..infer.engine import Engine
-    from ..infer.sampling import SamplingParams
-
-    engine = Engine(model, tokenizer, template=template)
-    prompt = engine.chat_prompt([{"role": "user", "content": question}], max_new_tokens=32)
-    (done,) = engine.generate([prompt], SamplingParams(max_new_tokens=32, temperature=0.0, repetition_penalty=1.0))
-    return done.text.strip()

@@ -70,6 +70,9 @@ class EvalSection:
     max_chars: int = 20000
     max_examples: int = 200
     question: str | None = None
+    showcase: int = 0  # the first N held-out questions, answered by the final model
+    prompt: str | None = None  # a free-form continuation by the English base and the pre-trained model
+    speed_chars: int = 100  # Chinese characters generated per prompt when timing generation
 
 
 ExportSection = GgufSettings  # `zhllama export gguf`'s settings
@@ -88,8 +91,12 @@ class Recipe:
     tokenizer: TokenizerSection | None = None
     resize: ResizeSection | None = None
     pt: dict[str, Any] | None = None
+    ablation: dict[str, Any] | None = None
     sft: dict[str, Any] | None = None
     merge: MergeSection | None = None
+    rm: dict[str, Any] | None = None  # preference stages: AlignConfig mappings (docs/align.md)
+    dpo: dict[str, Any] | None = None
+    ppo: dict[str, Any] | None = None
     eval: EvalSection | None = None
     export: ExportSection | None = None
     # where relative paths are resolved from (the recipe's folder); not a YAML key

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
+from ..align.config import AlignConfig
 from ..train.config import TrainConfig
+from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
 from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
+from .ablation import plan_ablation, run_ablation
 from .runner import StageRun
 from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer, run_train
 
@@ -48,9 +51,13 @@ STAGES: dict[str, StageSpec] = {
     "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
                         default_section=True),
     "pt": StageSpec(TrainConfig, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
+    "ablation": StageSpec(TrainConfig, run_ablation, plan_ablation, needs=(("pt", None),)),
     "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
+    "rm": StageSpec(AlignConfig, run_rm, plan_rm, needs=(BASE_MODEL,), resumable=True),
+    "dpo": StageSpec(AlignConfig, run_dpo, plan_dpo, needs=(BASE_MODEL,), resumable=True),
+    "ppo": StageSpec(AlignConfig, run_ppo, plan_ppo, needs=(("rm", None),), resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }

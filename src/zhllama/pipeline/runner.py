@@ -127,15 +127,16 @@ def execute(recipe: Recipe, st: Stage, key: str, described: dict, manifest: dict
     echo(f"[{i + 1}/{n}] {st.name}: {'resuming' if resume else 'running'}")
     common = {"stage": st.name, "key": key, "settings": st.settings, "inputs": described, "versions": package_versions()}
     write_manifest(d, status="running", **common)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     metrics = st.run(StageRun(recipe, st.name, d, dict(st.inputs), dict(st.settings), resume)) or {}
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = d / "out"
     if not out.exists():
         raise ZhllamaError(f"stage '{st.name}' finished without writing {out}", "this is a bug in the stage runner")
     files = hashes.tree(out) if out.is_dir() else {out.name: hashes.file(out)}
     size = sum(p.stat().st_size for p in (out.rglob("*") if out.is_dir() else [out]) if p.is_file())
     manifest = write_manifest(d, status="complete", **common, metrics=metrics, time_s=round(elapsed, 2),
+                              cpu_s=round(cpu, 2),
                               output={"path": str(out), "size_bytes": size, "sha256": digest(files), "files": files})
     echo(f"[{i + 1}/{n}] {st.name}: done in {elapsed:.1f} s")
     return manifest, "resumed" if resume else "ran"

@@ -8,7 +8,12 @@ bytes change, so stages that read it stay cached.
   every 50th paragraph is validation text, the rest training text;
 * ``builtin:stdlib_docstrings?max_chars=N`` - English docstrings of Python's standard library;
 * ``builtin:tasks?split=train|heldout&per_task=N&tasks=a,b&seed=S`` - instruction tasks with
-  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file.
+  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file;
+* ``builtin:task_pairs?split=train&per_task=N&tasks=a,b&seed=S`` - the same tasks as preference
+  pairs (correct label chosen, another label rejected: :func:`zhllama.data.preference.pairs_from_tasks`).
+* ``builtin:continuation?n=N&prompt_chars=P&max_chars=M`` - People's Daily training paragraphs as
+  Alpaca "continue this text" records (the first P characters in, up to M more out): running text
+  mixed into instruction tuning so the model keeps its Chinese.
 """
 
 from __future__ import annotations
@@ -59,8 +64,32 @@ def tasks(split: str = "train", per_task: str = "400", heldout: str = "100", tas
     return json.dumps(data[split], ensure_ascii=False, indent=1) + "\n"
 
 
+def task_pairs(split: str = "train", per_task: str = "400", heldout: str = "100", tasks: str | None = None,
+               seed: str = "0") -> str:
+    from ..data.preference import pairs_from_tasks
+
+    records = json.loads(task_records(split, per_task, heldout, tasks, seed))
+    return json.dumps(pairs_from_tasks(records, seed=_int(seed)), ensure_ascii=False, indent=1) + "\n"
+
+
+task_records = tasks  # (task_pairs' own option is named tasks)
+
+
+CONTINUE_INSTRUCTION = "续写下面这段文字。"
+
+
+def continuation(n: str = "1000", prompt_chars: str = "16", max_chars: str = "64") -> str:
+    from ..data.builtin import people_daily_lines
+
+    k, m = _int(prompt_chars), _int(max_chars)
+    lines = [ln for i, ln in enumerate(people_daily_lines()) if i % VALID_EVERY != VALID_EVERY - 1 and len(ln) >= 2 * k]
+    records = [{"instruction": CONTINUE_INSTRUCTION, "input": ln[:k], "output": ln[k:k + m], "task": "continuation"}
+               for ln in lines[: _int(n)]]
+    return json.dumps(records, ensure_ascii=False, indent=1) + "\n"
+
+
 SOURCES = {"people_daily": (people_daily, ".txt"), "stdlib_docstrings": (stdlib_docstrings, ".txt"),
-           "tasks": (tasks, ".json")}
+           "tasks": (tasks, ".json"), "task_pairs": (task_pairs, ".json"), "continuation": (continuation, ".json")}
 
 
 def _int(value: str | None) -> int | None:

@@ -33,6 +33,11 @@ class Planner:
         self.evaluated: dict[str, str] = {}  # label -> model folder, for the eval stage
         self.sft_base: str | None = None
         self.sft_adapter: str | None = None
+        self.reward_model: str | None = None  # the rm stage's output, for ppo
+        self.base_model = self.model  # the model before any Chinese training (the ablation starts here too)
+        self.pt_plan: Plan | None = None
+        self.pt_tokenizer: str | None = None  # the tokenizer the pt stage trains with
+        self.ablation_model: str | None = None
 
     def path(self, value: str) -> str:
         """A recipe path, with ``builtin:`` sources written into the run folder."""
@@ -43,8 +48,8 @@ class Planner:
     def files(self, values: list[str], role: str) -> dict[str, str]:
         return {f"{role}[{i}]": self.path(v) for i, v in enumerate(values)}
 
-    def train_settings(self, section: dict, where: str, template: str | None) -> tuple[dict, list[str]]:
-        """Validate a pt/sft section against ``TrainConfig``; return (settings, train files)."""
+    def train_settings(self, section: dict, where: str, template: str | None, schema=None) -> tuple[dict, list[str]]:
+        """Validate a pt/sft section against ``TrainConfig`` (or ``schema``); return (settings, train files)."""
         from ..config import from_dict
         from ..train.config import TrainConfig
 
@@ -54,7 +59,7 @@ class Planner:
         if template and section.get("template", template) != template:
             raise ZhllamaError(f"{where}.template is '{section['template']}' but the recipe's template is '{template}'",
                                "the model is served and evaluated with the recipe's top-level template; set it there only")
-        cfg = from_dict(TrainConfig, dict(section), where)
+        cfg = from_dict(schema or TrainConfig, dict(section), where)
         if not cfg.train_files:
             raise ZhllamaError(f"{where}: no 'train_files'", "list the training data files")
         settings = {k: v for k, v in asdict(cfg).items() if k not in RESERVED_TRAIN_KEYS and k != "train_files"}
@@ -75,7 +80,7 @@ class Planner:
     def plan_base(self, b: BaseSection) -> Plan:
         settings, _ = self.train_settings({**b.train, "train_files": ["-"], "full": True}, "base.train", None)
         shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train")}
-        self.model = self.base_tokenizer = str(stage_out(self.r, "base"))
+        self.model = self.base_tokenizer = self.base_model = str(stage_out(self.r, "base"))
         self.evaluated["English base"] = self.model
         return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
 
@@ -101,7 +106,9 @@ class Planner:
 
     def plan_pt(self, section: dict) -> Plan:
         settings, files = self.train_settings(section, "pt", None)
+        self.pt_tokenizer = self.tokenizer or self.model
         inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
+        self.pt_plan = (inputs, settings)
         self.model = str(stage_out(self.r, "pt") / "model")
         self.evaluated["pre-trained"] = self.model
         return inputs, settings
@@ -139,7 +146,9 @@ class Planner:
             inputs.update(self.files(self.r.sft["train_files"], "sft_train"))
         settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
                     "template": self.r.template if tuned else "none", "final": self.model,
-                    "before_sft": self.sft_base}
+                    "before_sft": self.sft_base, "showcase": e.showcase, "prompt": e.prompt, "speed_chars": e.speed_chars}
+        if self.ablation_model:  # the two pre-training arms, timed side by side
+            settings["arms"] = {"pt": self.evaluated["pre-trained"], "ablation": self.ablation_model}
         return inputs, settings
 
     def plan_model_reader(self, section) -> Plan:

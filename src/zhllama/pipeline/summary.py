@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
+PLOT_PNG = "bits_per_char.png"
 TASK_NAMES = {"sentiment": "sentiment (正面/负面)", "genre": "genre (新闻/评论)", "pos": "part of speech (名词/动词)"}
 
 
@@ -61,12 +62,122 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
                          _pct(acc["after_sft"][task]), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
     if rows:
         lines += table(["metric", "before", "after", "reference"], rows) + [""]
+    lines += arms_section(manifests) + bits_by_stage(bpc) + showcase_section(ev) + continuation_section(ev)
+    if plotted(manifests):
+        lines += [f"Plot: {PLOT_PNG} (loss of both arms against characters seen; bits/char by stage)", ""]
     lines += table(["stage", "time", "output", "notes"], [stage_row(k, v) for k, v in manifests.items()])
     if ev.get("answer"):
         lines += ["", f"Q: {ev['answer']['question']}", f"A: {ev['answer']['text']}"]
     total = sum(v.get("time_s", 0) for v in manifests.values())
-    lines += ["", f"total stage time: {total:.0f} s"]
+    cpu = sum(v.get("cpu_s", 0) for v in manifests.values())
+    lines += ["", f"total stage time: {total:.0f} s" + (f" (CPU time {cpu:.0f} s)" if cpu else "")]
     return "\n".join(lines)
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else ""
+
+
+def arms_section(manifests: dict[str, dict]) -> list[str]:
+    """Extended vocabulary (pt) vs original tokenizer (ablation), same text, same characters seen."""
+    ab = manifests.get("ablation", {}).get("metrics", {})
+    if not ab.get("arms"):
+        return []
+    from .ablation import ABLATION_LABEL
+
+    train = ab["arms"]
+    ev = manifests.get("eval", {}).get("metrics", {})
+    gen, bpc = ev.get("arms", {}), ev.get("bits_per_char", {})
+    time_s = {"pt": manifests.get("pt", {}).get("time_s"), "ablation": manifests["ablation"].get("time_s")}
+    pair = lambda f: [f(arm) for arm in ("pt", "ablation")]  # noqa: E731
+    rows = [
+        ["Chinese characters per token (validation text)", *pair(lambda a: _fmt(gen.get(a, {}).get("chinese_chars_per_token")))],
+        ["characters seen in training", *pair(lambda a: f"{train[a]['characters_seen']:,}")],
+        ["optimizer steps (same tokens per step)", *pair(lambda a: f"{train[a]['steps']:,}")],
+        ["training wall time", *pair(lambda a: _fmt(time_s[a], "{:.1f} s"))],
+        ["validation bits/char (lower is better)", _fmt(bpc.get("pre-trained")), _fmt(bpc.get(ABLATION_LABEL))],
+        ["Chinese characters generated per second (greedy)", *pair(lambda a: _fmt(gen.get(a, {}).get("chars_per_second"), "{:.0f}"))],
+        ["Chinese characters per context window", *pair(lambda a: _fmt(gen.get(a, {}).get("context_chars"), "{:,}"))],
+    ]
+    ratios = [_ratio(gen.get("pt", {}).get("chinese_chars_per_token"), gen.get("ablation", {}).get("chinese_chars_per_token")),
+              "", "", _ratio(time_s["pt"], time_s["ablation"]), _ratio(bpc.get("pre-trained"), bpc.get(ABLATION_LABEL)),
+              _ratio(gen.get("pt", {}).get("chars_per_second"), gen.get("ablation", {}).get("chars_per_second")),
+              _ratio(gen.get("pt", {}).get("context_chars"), gen.get("ablation", {}).get("context_chars"))]
+    rows = [r + [x] for r, x in zip(rows, ratios)]
+    head = ["same base, same Chinese text", "extended vocabulary (pt)", "original tokenizer (ablation)", "ratio"]
+    return ["### Vocabulary extension vs the original tokenizer (byte fallback)", ""] + table(head, rows) + [""]
+
+
+def bits_by_stage(bpc: dict) -> list[str]:
+    """Validation bits/char of every model the run produced, in pipeline order."""
+    if not bpc:
+        return []
+    return ["### Validation bits/char by stage", ""] + table(["model", "bits/char"], [[k, _fmt(v)] for k, v in bpc.items()]) + [""]
+
+
+def showcase_section(ev: dict) -> list[str]:
+    """The first held-out questions (fixed by the recipe) with the final model's answers."""
+    shown = ev.get("showcase")
+    if not shown:
+        return []
+    acc = ev.get("accuracy", {}).get("after_sft", {})
+    tasks = sorted({r["task"] for r in shown if r.get("task")})
+    scores = ", ".join(f"{TASK_NAMES.get(t, t)} {_pct(acc.get(t))}" for t in tasks)
+    rows = [[str(i + 1), r["input"] or r["instruction"], r["expected"], r["answer"], "✓" if r["correct"] else "✗"]
+            for i, r in enumerate(shown)]
+    right = sum(r["correct"] for r in shown)
+    return ([f"### The first {len(shown)} held-out questions ({right}/{len(shown)} right here; "
+             f"held-out accuracy over {ev.get('examples', 0)} questions: {scores})", ""]
+            + table(["#", "question", "expected", "answer", ""], rows) + [""])
+
+
+def continuation_section(ev: dict) -> list[str]:
+    cont = ev.get("continuation")
+    if not cont:
+        return []
+    lines = ["### Free-form continuation (greedy)", "", f"prompt: {cont['prompt']}"]
+    lines += [f"{label}: {text.replace(chr(10), ' ')}" for label, text in cont["text"].items()]
+    return lines + [""]
+
+
+def plotted(manifests: dict[str, dict]) -> bool:
+    """Whether the run has what :func:`plot_bits_per_char` draws."""
+    return bool(arm_curves(manifests) or manifests.get("eval", {}).get("metrics", {}).get("bits_per_char"))
+
+
+def arm_curves(manifests: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
+    """Training loss of both arms as bits/char against characters seen."""
+    import math
+
+    ab = manifests.get("ablation", {}).get("metrics", {})
+    out = {}
+    for arm, label in (("pt", "extended vocabulary (pt)"), ("ablation", "original tokenizer (ablation)")):
+        info, curve = ab.get("arms", {}).get(arm), manifests.get(arm, {}).get("metrics", {}).get("loss_curve", {})
+        if info and curve.get("train"):
+            chars_per_step = info["tokens_per_step"] * info["chars_per_token"]
+            out[label] = [(step * chars_per_step, loss / math.log(2) / info["chars_per_token"]) for step, loss in curve["train"]]
+    return out
+
+
+def plot_bits_per_char(manifests: dict[str, dict], png: Path) -> Path | None:
+    """Left: both arms' training loss (bits/char) against characters seen; right: validation bits/char by stage."""
+    if not plotted(manifests):
+        return None
+    from ..plots import pyplot, save_figure
+
+    curves, bpc = arm_curves(manifests), manifests.get("eval", {}).get("metrics", {}).get("bits_per_char", {})
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4), dpi=100)
+    for label, points in curves.items():
+        left.plot(*zip(*points), label=label)
+    left.set(xlabel="characters seen", ylabel="training loss (bits/char)", title="same text, same characters")
+    left.grid(alpha=0.3)
+    if curves:
+        left.legend()
+    if bpc:
+        right.barh(list(bpc)[::-1], list(bpc.values())[::-1])
+        right.set(xlabel="validation bits/char", title="bits/char by stage")
+    save_figure(fig, png, bbox_inches="tight")
+    return png
 
 
 def stage_row(name: str, manifest: dict) -> list[str]:

@@ -74,6 +74,7 @@ class GenJob:
     channel: Channel
     index: int = 0
     cancelled: bool = False
+    negative: Callable[[], list[int] | None] | None = None  # -> CFG negative prompt ids; runs on the worker
 
     def emit(self, event: Any) -> None:
         self.channel.put((self.index, event))
@@ -94,10 +95,15 @@ class CallJob:
 
 @dataclass
 class SchedulerStats:
+    """``batches``: groups of jobs started together (their sizes in ``batch_sizes``).  The continuous
+    scheduler also counts its decode ``steps`` and the live jobs summed over them (``step_jobs``)."""
+
     batches: int = 0
     jobs: int = 0
     largest_batch: int = 0
     batch_sizes: dict[int, int] = field(default_factory=dict)
+    steps: int = 0
+    step_jobs: int = 0
 
     def record(self, size: int) -> None:
         self.batches += 1
@@ -105,8 +111,17 @@ class SchedulerStats:
         self.largest_batch = max(self.largest_batch, size)
         self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
 
+    def record_step(self, live: int) -> None:
+        self.steps += 1
+        self.step_jobs += live
+        self.largest_batch = max(self.largest_batch, live)
+
 
 class BatchScheduler:
+    """Static batching: a batch runs to its end before the jobs that arrived meanwhile start (``--scheduler static``)."""
+
+    kind = "static"
+
     def __init__(self, engine, max_batch_size: int = 8, max_queue: int = 64, batch_wait_s: float = 0.03):
         if max_batch_size < 1 or max_queue < 1:
             raise ValueError("max_batch_size and max_queue must be >= 1")
@@ -211,20 +226,21 @@ class BatchScheduler:
             job.emit(e)
 
     def _run_generation(self, jobs: list[GenJob]) -> None:
-        ready, prompts = [], []
+        ready, prompts, negatives = [], [], []
         for job in jobs:
             try:
-                ids = job.prepare()
+                ids, negative = job.prepare(), job.negative() if job.negative else None
             except Exception as e:
                 job.emit(e)
                 continue
             job.emit(Started(len(ids)))
             ready.append(job)
             prompts.append(ids)
+            negatives.append(negative)
         if ready:
-            self._decode(ready, prompts)
+            self._decode(ready, prompts, negatives)
 
-    def _decode(self, ready: list[GenJob], prompts: list[list[int]]) -> None:
+    def _decode(self, ready: list[GenJob], prompts: list[list[int]], negatives: list[list[int] | None]) -> None:
         """Run ``ready`` as one batch; if the batch fails, no request pays for another's fault.
 
         Requests validate before they are queued, so a failure here is a bug or a resource problem
@@ -237,7 +253,7 @@ class BatchScheduler:
         finished, spoke = [False] * len(ready), [False] * len(ready)
         counts: list[int] = []
         failure: Exception | None = None
-        stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts)
+        stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts, negatives=negatives)
         try:
             for i, text, finish in stream:
                 job = ready[i]
@@ -260,6 +276,6 @@ class BatchScheduler:
             if failure is None:
                 job.emit(RuntimeError("the engine ended a request without a finish reason"))
             elif len(ready) > 1 and not spoke[k] and not self._closed:
-                self._decode([job], [prompts[k]])
+                self._decode([job], [prompts[k]], [negatives[k]])
             else:
                 job.emit(failure)

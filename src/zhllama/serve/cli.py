@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "serve", help="serve a model over an OpenAI-compatible HTTP API",
         description="Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions, "
                     "/v1/completions with SSE streaming, /v1/embeddings), ChatLLaMA's POST /chat and GET /health. "
-                    "Concurrent requests are batched together on the model; the OpenAPI schema is at /docs.")
+                    "Concurrent requests are batched together on the model (continuous batching: a new request joins the "
+                    "running batch at the next decode step); the OpenAPI schema is at /docs.")
     add_dataclass_args(serve, ServeConfig, overrides=False)
     serve.set_defaults(func=_serve)
 
@@ -57,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_name=cfg.model_name or Path(cfg.engine.model).name, api_key=cfg.api_key,
         max_request_bytes=cfg.max_request_bytes, max_prompt_tokens=cfg.max_prompt_tokens,
         default_max_tokens=cfg.max_tokens, max_batch_size=cfg.max_batch_size, max_queue=cfg.max_queue,
-        batch_wait_s=cfg.batch_wait_ms / 1000)
+        batch_wait_s=cfg.batch_wait_ms / 1000, scheduler=cfg.scheduler)
     app = create_app(engine, settings)
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
         print(f"zhllama: warning: listening on {cfg.host} without --api-key: anyone who can reach this port can "

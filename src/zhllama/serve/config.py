@@ -33,6 +33,10 @@ class ServeConfig(ServedModel):
     max_queue: int = option("queued requests at most; beyond it 503", 64, low=1)
     batch_wait_ms: float = option("a batch starts once no new request came for this long (at most 5x this in all), "
                                   "so requests sent together are decoded together", 30.0, low=0)
+    scheduler: Literal["continuous", "static"] = option(
+        "continuous: a request joins the running batch at the next decode step and leaves it as soon as it ends or its "
+        "client goes away; static: a batch runs to its end before the requests that came meanwhile start",
+        "continuous")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = option("uvicorn's log level", "info")
     backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
 

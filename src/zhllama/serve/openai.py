@@ -24,6 +24,7 @@ from ..infer.sampling import SAMPLING_DEFAULTS
 from ..templates import split_turns
 from . import schemas as S
 from .batching import BatchScheduler, CallJob, Channel, Delta, GenJob
+from .continuous import SCHEDULERS
 from .http import APIError, BearerAuth, BodySizeLimit, as_api_error, install_error_handlers
 from .results import collect, stream_events, wait_started
 
@@ -38,6 +39,7 @@ class ServeSettings:
     max_batch_size: int = 8
     max_queue: int = 64
     batch_wait_s: float = 0.03
+    scheduler: str = "continuous"  # or "static" (see serve/continuous.py and serve/batching.py)
 
 
 class Service:
@@ -88,7 +90,8 @@ class Service:
         seed = None if req.seed is None else req.seed + choice
         return SamplingParams(max_new_tokens=max_new, temperature=req.temperature, top_p=req.top_p,
                               top_k=req.top_k, repetition_penalty=req.repetition_penalty,
-                              stop=req.stop_list(), seed=seed)
+                              stop=req.stop_list(), seed=seed, guidance_scale=req.guidance_scale,
+                              negative_prompt=req.negative_prompt)
 
     # ---- prompt builders (run on the model thread) ----
     def chat_preparer(self, messages: list[dict], max_new: int, explicit: bool):
@@ -105,19 +108,44 @@ class Service:
             return ids
         return prepare
 
-    def text_preparer(self, text: str, max_new: int, explicit: bool):
+    def chat_negative(self, messages: list[dict], req: S.SamplingFields, max_new: int, explicit: bool):
+        """The CFG negative prompt's builder: the messages with ``negative_prompt`` as their system prompt."""
+        if req.guidance_scale == 1 or not req.negative_prompt:
+            return None  # no CFG, or the engine's default (the prompt's last token)
+        params = self.sampling(req, max_new, 0)
+        room = max(max_new, self.context - self.max_prompt)
+
+        def prepare() -> list[int]:
+            try:
+                ids = self.engine.negative_chat_prompt(messages, params, room)
+            except ZhllamaError as e:
+                raise APIError(400, str(e), param="negative_prompt", code="context_length_exceeded") from None
+            self.check_prompt_length(len(ids), max_new, explicit, "negative_prompt")
+            return ids
+        return prepare
+
+    def text_negative(self, req: S.SamplingFields, max_new: int, explicit: bool):
+        """For completions the negative prompt is raw text, as the prompt is."""
+        if req.guidance_scale == 1 or not req.negative_prompt:
+            return None
+        return self.text_preparer(req.negative_prompt, max_new, explicit, param="negative_prompt")
+
+    def text_preparer(self, text: str, max_new: int, explicit: bool, param: str = "prompt"):
         def prepare() -> list[int]:
             ids = self.engine.text_prompt(text)
-            self.check_prompt_length(len(ids), max_new, explicit, "prompt")
+            self.check_prompt_length(len(ids), max_new, explicit, param)
             return ids
         return prepare
 
     # ---- running jobs ----
-    def submit(self, preparers: list, req: S.SamplingFields, max_new: int) -> tuple[Channel, list[GenJob]]:
-        """One job per (prompt, choice); choice index = prompt index * n + choice, as OpenAI numbers them."""
+    def submit(self, preparers: list, req: S.SamplingFields, max_new: int, negative=None) -> tuple[Channel, list[GenJob]]:
+        """One job per (prompt, choice); choice index = prompt index * n + choice, as OpenAI numbers them.
+
+        ``negative``: the builder of the CFG negative prompt's ids (one for every prompt), or None.
+        """
         self.check_fits_queue(len(preparers), req.n)
         channel = Channel()
-        jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c)
+        jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c, negative=negative)
                 for p, prep in enumerate(preparers) for c in range(req.n)]
         try:
             self.scheduler.submit(jobs)
@@ -162,7 +190,10 @@ def _chat_messages(req: S.ChatCompletionRequest) -> list[dict]:
 
 
 def create_app(engine, settings: ServeSettings) -> FastAPI:
-    scheduler = BatchScheduler(engine, settings.max_batch_size, settings.max_queue, settings.batch_wait_s)
+    if settings.scheduler not in SCHEDULERS:
+        raise ZhllamaError(f"unknown scheduler '{settings.scheduler}'", f"one of {', '.join(SCHEDULERS)}")
+    scheduler = SCHEDULERS[settings.scheduler](engine, settings.max_batch_size, settings.max_queue,
+                                               settings.batch_wait_s)
     svc = Service(engine, settings, scheduler)
 
     @asynccontextmanager
@@ -172,7 +203,7 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
         scheduler.close()
 
     app = FastAPI(title="zhllama OpenAI-compatible API", version=__version__, lifespan=lifespan,
-                  description=f"Serving `{settings.model_name}` with dynamic batching.")
+                  description=f"Serving `{settings.model_name}` with {scheduler.kind} batching.")
     app.state.service = svc
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
@@ -182,8 +213,9 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     async def health():
         s = scheduler.stats
         return {"status": "ok", "model": settings.model_name, "queued": scheduler.queued,
-                "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch,
-                "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())}}
+                "scheduler": scheduler.kind, "batches": s.batches, "jobs": s.jobs, "largest_batch": s.largest_batch,
+                "batch_sizes": {str(k): v for k, v in sorted(s.batch_sizes.items())},
+                "steps": s.steps, "step_jobs": s.step_jobs}
 
     @app.get("/v1/models", response_model=S.ModelList, tags=["openai"])
     async def list_models():
@@ -202,7 +234,9 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
         messages = _chat_messages(req)
         requested = req.max_completion_tokens or req.max_tokens
         max_new = svc.max_new_tokens(requested)
-        channel, jobs = svc.submit([svc.chat_preparer(messages, max_new, requested is not None)], req, max_new)
+        explicit = requested is not None
+        channel, jobs = svc.submit([svc.chat_preparer(messages, max_new, explicit)], req, max_new,
+                                   svc.chat_negative(messages, req, max_new, explicit))
         if req.stream:
             return await _stream_response(channel, jobs, _ChatChunker(req, settings.model_name))
         results = await collect(channel, jobs)
@@ -220,7 +254,7 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
         prompts = req.prompts()
         max_new = svc.max_new_tokens(req.max_tokens)
         preparers = [svc.text_preparer(p, max_new, req.max_tokens is not None) for p in prompts]
-        channel, jobs = svc.submit(preparers, req, max_new)
+        channel, jobs = svc.submit(preparers, req, max_new, svc.text_negative(req, max_new, req.max_tokens is not None))
         if req.stream:
             return await _stream_response(channel, jobs, _TextChunker(req, settings.model_name, prompts))
         results = await collect(channel, jobs)

@@ -83,6 +83,11 @@ class SamplingFields(_Request):
     # zhllama extensions (not in OpenAI's API)
     top_k: int = Field(D.top_k, ge=0, description="zhllama extension: 0 turns top-k off")
     repetition_penalty: float = Field(D.repetition_penalty, gt=0.0, le=10.0, description="zhllama extension: 1.0 turns it off")
+    guidance_scale: float = Field(D.guidance_scale, gt=0.0, description="zhllama extension: classifier-free guidance "
+                                  "(CFG) against negative_prompt; 1.0 turns it off")
+    negative_prompt: str | None = Field(None, description="zhllama extension: the CFG negative prompt (chat: it takes "
+                                        "the system prompt's place; completions: raw text); default: the prompt's "
+                                        "last token")
     # accepted for compatibility, neutral values only
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)

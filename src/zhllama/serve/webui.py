@@ -1,6 +1,6 @@
-"""`zhllama webui`: a Gradio chat page (streaming, multi-turn, system prompt, sampling sliders).
+"""`zhllama webui`: a Gradio chat page (streaming, multi-turn, system prompt, sampling sliders, CFG).
 
-Replies are generated through the same :class:`BatchScheduler` as the API server, so several open
+Replies are generated through the same continuous batching as the API server, so several open
 browser tabs are decoded together and the model is only ever touched by its one worker thread.
 """
 
@@ -11,6 +11,7 @@ import os
 from ..errors import ZhllamaError
 from ..infer.sampling import SAMPLING_DEFAULTS as D
 from .batching import BatchScheduler, Channel, GenJob
+from .continuous import ContinuousScheduler
 from .http import APIError, as_api_error
 from .results import stream_events
 
@@ -46,7 +47,8 @@ def make_responder(engine, scheduler: BatchScheduler):
     """The ChatInterface function: an async generator yielding the reply so far."""
     from ..infer.engine import SamplingParams
 
-    async def respond(message, history, system, temperature, top_p, top_k, max_new_tokens, repetition_penalty):
+    async def respond(message, history, system, temperature, top_p, top_k, max_new_tokens, repetition_penalty,
+                      negative_prompt="", guidance_scale=D.guidance_scale):
         import gradio as gr
 
         text = _text_of(message) or ""
@@ -59,10 +61,13 @@ def make_responder(engine, scheduler: BatchScheduler):
             messages.append({"role": "user", "content": text})
         max_new = int(max_new_tokens)
         params = SamplingParams(max_new_tokens=max_new, temperature=float(temperature), top_p=float(top_p),
-                                top_k=int(top_k), repetition_penalty=float(repetition_penalty))
-        job = GenJob(lambda: engine.chat_prompt(messages, max_new), params, Channel())
+                                top_k=int(top_k), repetition_penalty=float(repetition_penalty),
+                                guidance_scale=float(guidance_scale), negative_prompt=negative_prompt or None)
+        job = GenJob(lambda: engine.chat_prompt(messages, max_new), params, Channel(),
+                     negative=lambda: engine.negative_chat_prompt(messages, params))
         reply = ""
         try:
+            params.validate()
             scheduler.submit([job])
             async for _, delta in stream_events(job.channel, [job], []):
                 reply += delta.text
@@ -90,7 +95,7 @@ def build_demo(engine, title: str = "zhllama", max_batch_size: int = 8):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    scheduler = BatchScheduler(engine, max_batch_size=max_batch_size, max_queue=64)
+    scheduler = ContinuousScheduler(engine, max_batch_size=max_batch_size, max_queue=64)
     scheduler.start()
     limit = max(1, min(2048, engine.context_length - 1))
     inputs = [
@@ -101,6 +106,9 @@ def build_demo(engine, title: str = "zhllama", max_batch_size: int = 8):
         gr.Slider(0, 200, value=D.top_k, step=1, label="top_k (0 = off)"),
         gr.Slider(1, limit, value=min(D.max_new_tokens, limit), step=1, label="max new tokens"),
         gr.Slider(1.0, 2.0, value=D.repetition_penalty, step=0.05, label="repetition penalty (1 = off)"),
+        gr.Textbox(value="", label="Negative prompt (CFG; it takes the system prompt's place; blank: the prompt's "
+                                   "last token)", lines=1),
+        gr.Slider(1.0, 3.0, value=D.guidance_scale, step=0.1, label="guidance scale (CFG, 1 = off)"),
     ]
     demo = gr.ChatInterface(
         make_responder(engine, scheduler), additional_inputs=inputs, title=title,

@@ -18,10 +18,15 @@ Metaspace pre-tokenizer drops the dummy-prefix ``▁`` before a leading space.  
 
 The tokenizer class is written as ``PreTrainedTokenizerFast`` so transformers loads
 ``tokenizer.json`` verbatim instead of rebuilding a LLaMA pipeline of its own.
+
+One case no merge list can reproduce: mergeable pieces with *equal* scores (Chinese-LLaMA-2's added
+pieces), which SentencePiece ranks by position in the text.  The file is still written for other
+tools, but zhllama's loader then encodes with SentencePiece (:mod:`zhllama.tokenizer.exact`).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -30,6 +35,8 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from ..errors import ZhllamaError
 from ..io import atomic_file, read_json, write_json_atomic
 from . import spm as S
+
+log = logging.getLogger(__name__)
 
 
 def _normalizer(proto) -> normalizers.Normalizer | None:
@@ -73,16 +80,21 @@ def _unigram_model(proto) -> models.Unigram:
     return models.Unigram(vocab, unk_id=unk_id, byte_fallback=proto.trainer_spec.byte_fallback)
 
 
+def decoder_for(proto) -> decoders.Decoder:
+    """Pieces -> text as SentencePiece decodes: ``▁`` is a space, byte pieces join into UTF-8, one dummy ``▁`` goes."""
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    if proto.normalizer_spec.add_dummy_prefix:
+        steps.append(decoders.Strip(content=" ", left=1, right=0))
+    return decoders.Sequence(steps)
+
+
 def build_tokenizer(proto, add_bos: bool = True, add_eos: bool = False) -> Tokenizer:
     """A ``tokenizers.Tokenizer`` that reproduces SentencePiece's ids for ``proto``."""
     model = _bpe_model(proto) if proto.trainer_spec.model_type == S.BPE else _unigram_model(proto)
     tok = Tokenizer(model)
     tok.normalizer = _normalizer(proto)
     tok.pre_tokenizer = None
-    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-    if proto.normalizer_spec.add_dummy_prefix:
-        steps.append(decoders.Strip(content=" ", left=1, right=0))
-    tok.decoder = decoders.Sequence(steps)
+    tok.decoder = decoder_for(proto)
     specials = []
     for p in proto.pieces:
         if p.type in (S.CONTROL, S.UNKNOWN):
@@ -109,14 +121,17 @@ def _piece_for(proto, idx: int) -> str | None:
 
 
 def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool = True, add_eos: bool = False,
-                       model_max_length: int | None = None, template: str = "none") -> Path:
+                       model_max_length: int | None = None, template: str = "none",
+                       chat_template: str | None = None) -> Path:
     """Write ``tokenizer.model`` + ``tokenizer.json`` + configs into ``out_dir`` (created if needed).
 
     The folder loads with transformers' ``AutoTokenizer`` and keeps ``tokenizer.model`` for
     tools that read SentencePiece (llama.cpp's converter, GGUF export).  Its ``chat_template`` is
-    the Jinja of the zhllama template ``template`` (``none`` for a bare tokenizer).
+    ``chat_template`` (Jinja) when given, else that of the zhllama template ``template`` (``none``
+    for a bare tokenizer).  When the model's mergeable pieces tie on score, ``tokenizer.json`` is
+    not exact; zhllama's loader then encodes with SentencePiece (:mod:`zhllama.tokenizer.exact`).
     """
-    from ..templates import get_template
+    from .exact import tied_pieces
 
     src = S.resolve_sp_model(sp_model)
     proto = S.load_proto(src)
@@ -127,6 +142,16 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
     tok = build_tokenizer(proto, add_bos=add_bos, add_eos=add_eos)
     with atomic_file(out / "tokenizer.json") as tmp:
         tok.save(str(tmp))
+    if tied_pieces(proto):
+        log.info("%s: %d mergeable pieces share a score; tokenizer.json is not exact for them, zhllama encodes "
+                 "with SentencePiece (docs/tokenizer.md#tied-scores)", src, tied_pieces(proto))
+    config = hf_config(proto, add_bos, add_eos, model_max_length, template, chat_template)
+    write_json_atomic(out / "tokenizer_config.json", config)
+    write_json_atomic(out / "special_tokens_map.json", _special_tokens(proto))
+    return out
+
+
+def _special_tokens(proto) -> dict[str, str]:
     pieces = {p.piece for p in proto.pieces}
     names = {"bos_token": proto.trainer_spec.bos_id, "eos_token": proto.trainer_spec.eos_id,
              "unk_token": proto.trainer_spec.unk_id}
@@ -134,7 +159,15 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
     pad = _piece_for(proto, proto.trainer_spec.pad_id) or ("<pad>" if "<pad>" in pieces else None)
     if pad:
         special["pad_token"] = pad
-    config = {
+    return special
+
+
+def hf_config(proto, add_bos: bool = True, add_eos: bool = False, model_max_length: int | None = None,
+              template: str = "none", chat_template: str | None = None) -> dict:
+    """The ``tokenizer_config.json`` of a SentencePiece model's folder (also the exact tokenizer's settings)."""
+    from ..templates import get_template
+
+    return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "add_bos_token": add_bos,
         "add_eos_token": add_eos,
@@ -144,12 +177,9 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
         # (templates.encode_plain_text) still reads "<s>" in text as characters, as SentencePiece does
         "split_special_tokens": False,
         "model_max_length": model_max_length or 1_000_000_000,
-        **special,
-        "chat_template": get_template(template).jinja(" " if proto.normalizer_spec.add_dummy_prefix else ""),
+        **_special_tokens(proto),
+        "chat_template": chat_template or get_template(template).jinja(" " if proto.normalizer_spec.add_dummy_prefix else ""),
     }
-    write_json_atomic(out / "tokenizer_config.json", config)
-    write_json_atomic(out / "special_tokens_map.json", special)
-    return out
 
 
 def load_hf_tokenizer(path: str | Path):

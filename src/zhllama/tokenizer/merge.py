@@ -5,8 +5,9 @@ Two modes:
 * ``chinese-llama`` reproduces the first Chinese-LLaMA merge exactly: every piece of the added
   model(s) that the base lacks is appended in order, as a normal piece with score 0.  Equal
   scores leave ties that SentencePiece breaks by position in the text and a ranked BPE merge list
-  breaks by rank, so the Hugging Face files can disagree with SentencePiece on some Chinese
-  strings; ``zhllama tokenizer stats`` and the tests measure how often.
+  breaks by rank, so the Hugging Face ``tokenizer.json`` disagrees with SentencePiece on some
+  Chinese strings; zhllama's loader therefore encodes such a tokenizer with SentencePiece
+  (:mod:`zhllama.tokenizer.exact`).
 * ``extend`` (default) appends only pieces made of Chinese characters, CJK punctuation and
   fullwidth forms (optionally with a leading ``▁``).  SentencePiece BPE only ever merges two
   adjacent symbols into a piece of the vocabulary, so a piece that contains a Chinese character

@@ -13,6 +13,7 @@ from ..config import check_ranges, option
 from ..errors import ZhllamaError
 
 STAGES = ("pt", "sft")
+TRAIN_ROPE_KINDS = ("linear", "yarn")  # dynamic NTK is an inference-time rule, not a trained one
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
 
 
@@ -35,6 +36,9 @@ class TrainConfig:
     # --- model / vocabulary ---
     resize_init: str = option("init of new embedding rows: subword-mean, mean or random", "subword-mean")
     pad_vocab_to_multiple_of: int | None = option("pad embedding rows to a multiple (64/128 for GPU efficiency)", None, low=1)
+    rope_scaling: str | None = option("train for a longer context with RoPE scaling: linear:F (position interpolation) or "
+                                      "yarn:F, with a --block-size up to F times the model's positions; saved in "
+                                      "config.json (an adapter's zhllama.json)", None, metavar="KIND:FACTOR")
     # --- LoRA or full ---
     full: bool = option("train all parameters instead of LoRA", False)
     lora_rank: int = option("LoRA rank r", 8, low=1)
@@ -64,6 +68,13 @@ class TrainConfig:
     eval_steps: int | None = option("evaluate every N steps (default save_steps; 0 = never)", None, low=0)
     seed: int = option("seed for initialisation and data order", 42)
     deepspeed: str | None = option("DeepSpeed config JSON, or zero2 / zero3 for the shipped ones", None)
+    fsdp: Literal["full_shard", "shard_grad_op"] | None = option(
+        "shard the model over the processes with PyTorch FSDP2 (through accelerate): full_shard (parameters, gradients, "
+        "optimizer state) or shard_grad_op (gradients and optimizer state); launch with torchrun", None)
+    qlora: bool = option("QLoRA: load the base model in 4-bit NF4 (bitsandbytes) and train LoRA on top; embeddings and "
+                         "head stay in full precision", False)
+    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
+        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
     dataloader_num_workers: int = option("data loader worker processes", 0, low=0)
     report_to: list[str] = option("trackers for Trainer (none, tensorboard, wandb)", factory=lambda: ["none"])
     resume: bool = option("continue from the last complete checkpoint in output_dir", False)
@@ -81,6 +92,11 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
         check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)
+        if self.rope_scaling is not None:
+            from ..infer.rope import parse_rope_scaling
+
+            parse_rope_scaling(self.rope_scaling, kinds=TRAIN_ROPE_KINDS)
+        self.check_scale()
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
         if stage == "sft":
@@ -88,6 +104,16 @@ class TrainConfig:
 
             get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
+
+    def check_scale(self) -> None:
+        """QLoRA, FSDP and DeepSpeed combinations zhllama does not run."""
+        if self.qlora and self.full:
+            raise ZhllamaError("qlora and full are both set", "QLoRA trains LoRA adapters on a 4-bit base; drop --full")
+        if self.qlora and (self.fsdp or self.deepspeed):
+            raise ZhllamaError("qlora cannot be combined with fsdp or deepspeed here",
+                               "run QLoRA on one GPU per process (torchrun, plain data parallel), or drop --qlora")
+        if self.fsdp and self.deepspeed:
+            raise ZhllamaError("fsdp and deepspeed are both set", "choose one way of sharding the model")
 
     def default_validation_split(self, stage: str) -> float:
         if self.validation_split is not None:

@@ -37,15 +37,27 @@ def modules_to_save_for(requested: list[str], resized: bool) -> list[str]:
     return out
 
 
-def apply_lora(model, rank: int, alpha: float, dropout: float, targets: list[str], modules_to_save: list[str]):
-    """Wrap ``model`` with peft LoRA; trainable parameters are kept in fp32 for mixed precision."""
-    import torch
-    from peft import LoraConfig, TaskType, get_peft_model
+def lora_config(model, rank: int, alpha: float, dropout: float, targets: list[str], modules_to_save: list[str],
+                task_type: str = "CAUSAL_LM"):
+    """peft's ``LoraConfig`` for ``model``, after checking that the named modules exist.
+
+    ``task_type`` SEQ_CLS (a reward model) also trains and saves the score head.
+    """
+    from peft import LoraConfig
 
     check_modules_exist(model, targets, "lora_target_modules")
     check_modules_exist(model, modules_to_save, "modules_to_save")
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=list(targets), modules_to_save=list(modules_to_save) or None)
+    return LoraConfig(task_type=task_type, r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                      target_modules=list(targets), modules_to_save=list(modules_to_save) or None)
+
+
+def apply_lora(model, rank: int, alpha: float, dropout: float, targets: list[str], modules_to_save: list[str],
+               task_type: str = "CAUSAL_LM"):
+    """Wrap ``model`` with peft LoRA; trainable parameters are kept in fp32 for mixed precision."""
+    import torch
+    from peft import get_peft_model
+
+    config = lora_config(model, rank, alpha, dropout, targets, modules_to_save, task_type)
     peft_model = get_peft_model(model, config)
     _save_embeddings_once(peft_model)
     for p in peft_model.parameters():

@@ -16,12 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str = "subword-mean",
-                      pad_vocab_to_multiple_of: int | None = None):
+                      pad_vocab_to_multiple_of: int | None = None, loader=None, options: dict | None = None):
     """Return ``(model, tokenizer, tokenizer_source, vocab_report)``.
+
+    ``options`` are :func:`zhllama.model.load.load_causal_lm`'s (quantization, attention kernel).
 
     When the tokenizer has more tokens than the embedding matrix has rows, ``embed_tokens`` and
     ``lm_head`` are resized and the new rows initialised from the base model
-    (:func:`zhllama.model.resize.resize_embeddings`).
+    (:func:`zhllama.model.resize.resize_embeddings`).  ``loader(source, dtype)`` reads the model
+    (default :func:`zhllama.model.load.load_causal_lm`; a reward model uses ``load_sequence_classifier``).
     """
     from ..model.load import check_tokenizer_extends_base, load_base_tokenizer, load_causal_lm, load_tokenizer, model_source
 
@@ -33,7 +36,7 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
         raise ZhllamaError(f"{model_src} has no tokenizer files", "pass --tokenizer DIR")
     if base_tok is not None and tokenizer:
         check_tokenizer_extends_base(tok, base_tok, f"tokenizer {tok_src}", f"the model's tokenizer ({model_src})")
-    net = load_causal_lm(model_src, dtype)
+    net = (loader or load_causal_lm)(model_src, dtype, **(options or {}))
     report = fit_embeddings(net, tok, base_tok, model_src, tok_src, resize_init, pad_vocab_to_multiple_of)
     return net, tok, tok_src, report
 

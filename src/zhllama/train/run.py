@@ -25,16 +25,18 @@ from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
 from .data import build_stage_data, expand_files, with_length_column
 from .precision import load_dtype, resolve_deepspeed, resolve_precision
+from .scale import check_hardware, fsdp_arguments
 
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool):
+def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool, cls=None, **extra):
+    """The Trainer's arguments for ``cfg``; ``cls`` a TrainingArguments subclass (TRL's configs) given ``extra``."""
     from transformers import TrainingArguments
 
     eval_steps = cfg.eval_steps if cfg.eval_steps is not None else cfg.save_steps
     do_eval = has_eval and eval_steps > 0
-    return TrainingArguments(
+    return (cls or TrainingArguments)(
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -59,12 +61,14 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         eval_steps=eval_steps if do_eval else None,
         seed=cfg.seed,
         deepspeed=resolve_deepspeed(cfg.deepspeed),
+        **fsdp_arguments(cfg.fsdp),
         dataloader_num_workers=cfg.dataloader_num_workers,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
+        **extra,
     )
 
 
@@ -91,10 +95,17 @@ def build_model(cfg: TrainConfig, precision: str):
     """Base model (resized to the tokenizer when needed), wrapped with LoRA unless ``full``."""
     from .lora import apply_lora, count_parameters, modules_to_save_for
     from .prepare import load_for_training
+    from .scale import loading_options, prepare_qlora
 
     model, tok, tok_src, vocab = load_for_training(
         cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed), cfg.resize_init,
-        cfg.pad_vocab_to_multiple_of)
+        cfg.pad_vocab_to_multiple_of, options=loading_options(cfg, cfg.modules_to_save))
+    if cfg.qlora:
+        model = prepare_qlora(model, cfg.gradient_checkpointing)
+    if cfg.rope_scaling:
+        from ..infer.rope import apply_rope_scaling
+
+        apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
         to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
         model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
@@ -116,6 +127,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
     precision = resolve_precision(cfg.precision)
     resolve_deepspeed(cfg.deepspeed)  # a missing DeepSpeed or config fails before the model is loaded
+    check_hardware(cfg)  # and so does --qlora without bitsandbytes, or flash_attention_2 without flash-attn or CUDA
     set_seed(cfg.seed)
     # The model is loaded before TrainingArguments exist, so ZeRO-3 does not partition it at load
     # time (zero.Init): a resize can then touch whole embedding matrices; DeepSpeed shards it later.
@@ -132,25 +144,41 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
                       eval_dataset=data["validation"] if len(data["validation"]) else None,
                       processing_class=tok, callbacks=callbacks)
-    if quiet_terminal():
-        from .progress import use_step_bar
-
-        use_step_bar(trainer, f"train {stage}")
-    seen_before = _tokens_seen_at(plan.resume_from)
-    result = trainer.train(resume_from_checkpoint=plan.resume_from)
-    metrics = dict(result.metrics)
-    if trainer.eval_dataset is not None:
-        metrics.update(_evaluate(trainer))
-    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen)
-    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    metrics = run_trainer(trainer, stage, plan.resume_from)
     summary = {"stage": stage, "metrics": metrics, "parameters": params, "vocabulary": vocab, "data": data_report,
-               "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision}
+               "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision,
+               "qlora": cfg.qlora, "sharding": _sharding(trainer)}
     model_dir = save_final(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
     return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
 
 
-def _evaluate(trainer) -> dict:
-    """Validation metrics at the last step (reused when the Trainer has just evaluated there)."""
+def _sharding(trainer) -> str | None:
+    """How the run was actually sharded (the launcher and the options decide it together)."""
+    if trainer.is_fsdp_enabled:
+        return f"fsdp{trainer.accelerator.state.fsdp_plugin.fsdp_version}"
+    return "deepspeed" if trainer.is_deepspeed_enabled else None
+
+
+def run_trainer(trainer, stage: str, resume_from: str | None, perplexity: bool = True) -> dict:
+    """Train (from ``resume_from`` when given) under zhllama's step bar; the Trainer's metrics plus
+    the final validation metrics, tokens seen and training tokens/s (this run's share only)."""
+    if quiet_terminal():
+        from .progress import use_step_bar
+
+        use_step_bar(trainer, f"train {stage}")
+    seen_before = _tokens_seen_at(resume_from)
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    metrics = dict(result.metrics)
+    if trainer.eval_dataset is not None:
+        metrics.update(final_evaluation(trainer, perplexity))
+    metrics["tokens_seen"] = int(trainer.state.num_input_tokens_seen) or _logged_tokens(trainer.state.log_history)
+    metrics["train_tokens_per_second"] = (metrics["tokens_seen"] - seen_before) / max(metrics["train_runtime"], 1e-9)
+    return metrics
+
+
+def final_evaluation(trainer, perplexity: bool = True) -> dict:
+    """Validation metrics at the last step (reused when the Trainer has just evaluated there);
+    ``perplexity`` adds exp(eval_loss), meaningful only for a language-model loss."""
     import math
 
     last = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -158,8 +186,16 @@ def _evaluate(trainer) -> dict:
         ev = {k: v for k, v in last[-1].items() if k.startswith("eval_")}
     else:
         ev = trainer.evaluate()
+    if not perplexity:
+        return ev
     loss = ev.get("eval_loss")
     return {**ev, "eval_perplexity": math.exp(min(loss, 50.0)) if loss is not None else None}
+
+
+def _logged_tokens(history: list[dict]) -> int:
+    """TRL's own token count (``num_tokens``), for trainers whose inputs the Trainer cannot count."""
+    counts = [h["num_tokens"] for h in history if "num_tokens" in h]
+    return int(counts[-1]) if counts else 0
 
 
 def _tokens_seen_at(checkpoint: str | None) -> int:
@@ -194,8 +230,9 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
         if not cfg.full:
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
-        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage == "sft" else None,
-                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of)
+        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
+                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+                   rope_scaling=_adapter_rope_spec(cfg))
         set_chat_template(tmp)
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
@@ -205,3 +242,11 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
     trainer.accelerator.wait_for_everyone()
     return final
 
+
+def _adapter_rope_spec(cfg: TrainConfig) -> str | None:
+    """An adapter's config.json is the base's: its RoPE scaling travels in zhllama.json (merge and load apply it)."""
+    if cfg.full or not cfg.rope_scaling:
+        return None
+    from ..infer.rope import canonical_spec
+
+    return canonical_spec(cfg.rope_scaling)

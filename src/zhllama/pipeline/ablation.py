@@ -1,0 +1,87 @@
+"""The ablation arm: what vocabulary extension buys, measured against not extending.
+
+The ``ablation`` stage continues pre-training the *base* model with its *original* tokenizer
+(Chinese falls back to UTF-8 bytes, as with LLaMA) on the pt stage's text, with the pt stage's
+settings, for the same number of characters: the pt stage's step count is scaled by how many more
+tokens the same text takes with the original tokenizer (the same fraction of the corpus is seen;
+tokens per step stay the same).  Step-count settings (logging, evaluation, checkpoints, warm-up by
+ratio) scale with it, so both arms are evaluated at the same characters seen.  Its section holds
+training settings that differ from pt's (rarely needed; ``max_steps`` is the pipeline's).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ZhllamaError
+from .runner import StageRun, stage_out
+
+ABLATION_LABEL = "no extension (ablation)"
+SCALED_STEPS = ("logging_steps", "save_steps", "eval_steps")
+
+
+def plan_ablation(planner, section: dict) -> tuple[dict[str, str], dict[str, Any]]:
+    """Inputs: the base model and tokenizer, the pt stage's text and the tokenizer pt trained with."""
+    if planner.pt_plan is None:
+        raise ZhllamaError("ablation: there is no pt stage to compare with", "add a pt: section before ablation")
+    pt_inputs, pt_settings = planner.pt_plan
+    if planner.pt_tokenizer == planner.base_tokenizer:
+        raise ZhllamaError("ablation: the pt stage already trains with the base tokenizer (no tokenizer stage)",
+                           "the ablation compares an extended vocabulary with the original one; add a tokenizer stage")
+    for key in ("max_steps", "train_files"):
+        if key in section:
+            raise ZhllamaError(f"ablation: '{key}' is set by the pipeline (the pt stage's, for the same characters)",
+                               "remove it from the ablation: section")
+    overrides, _ = planner.train_settings({**section, "train_files": ["-"]}, "ablation", None)
+    defaults, _ = planner.train_settings({"train_files": ["-"]}, "ablation", None)
+    settings = {**pt_settings, **{k: v for k, v in overrides.items() if v != defaults[k]}}
+    inputs = {"model": planner.base_model, "extended_tokenizer": planner.pt_tokenizer,
+              **{k: v for k, v in pt_inputs.items() if k.startswith("train_files")}}
+    if planner.base_tokenizer != planner.base_model:
+        inputs["tokenizer"] = planner.base_tokenizer
+    planner.evaluated[ABLATION_LABEL] = str(stage_out(planner.r, "ablation") / "model")
+    planner.ablation_model = planner.evaluated[ABLATION_LABEL]
+    return inputs, settings
+
+
+def token_counts(tokenizer_dirs: dict[str, str], files: list[str]) -> tuple[int, dict[str, int]]:
+    """(characters, {label: tokens}) of the training text, documents separated by one EOS as pt packs them."""
+    from ..data.text import iter_documents
+    from ..model.load import load_tokenizer
+
+    docs = [d for f in files for d in iter_documents(f)]
+    counts = {}
+    for label, path in tokenizer_dirs.items():
+        tok = load_tokenizer(path)
+        counts[label] = sum(len(ids) + 1 for ids in tok(docs, add_special_tokens=False)["input_ids"])
+    return sum(len(d) for d in docs), counts
+
+
+def matched_settings(settings: dict, ratio: float) -> dict:
+    """pt's settings with every step count scaled by ``ratio`` (same characters, same evaluation points)."""
+    out = dict(settings, max_steps=max(1, math.ceil(settings["max_steps"] * ratio)))
+    for key in SCALED_STEPS:
+        if out.get(key):
+            out[key] = max(1, round(out[key] * ratio))
+    return out
+
+
+def run_ablation(ctx: StageRun) -> dict:
+    from .stages import run_train
+
+    if ctx.settings.get("max_steps", -1) <= 0:
+        raise ZhllamaError("ablation: the pt stage gives no max_steps to match", "set pt.max_steps")
+    files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
+    base_tok = ctx.inputs.get("tokenizer", ctx.inputs["model"])
+    chars, tokens = token_counts({"pt": ctx.inputs["extended_tokenizer"], "ablation": base_tok}, files)
+    settings = matched_settings(ctx.settings, tokens["ablation"] / tokens["pt"])
+    metrics = run_train(replace(ctx, settings=settings), stage="pt")
+    per_step = settings["batch_size"] * settings["gradient_accumulation_steps"] * settings["block_size"]
+    arms = {}
+    for arm, steps in (("pt", ctx.settings["max_steps"]), ("ablation", settings["max_steps"])):
+        cpt = chars / tokens[arm]
+        arms[arm] = {"steps": steps, "tokens_per_step": per_step, "chars_per_token": round(cpt, 4),
+                     "characters_seen": round(steps * per_step * cpt)}
+    return {**metrics, "arms": arms, "train_chars": chars}
