@@ -44,7 +44,9 @@ def engines(model_dir):
     from zhllama.infer.config import EngineConfig
 
     cfg = EngineConfig(model=str(model_dir), dtype="float32")
-    return cfg.load(), BackendConfig(kind="vllm", enforce_eager=True).load(cfg)
+    theirs = BackendConfig(kind="vllm", enforce_eager=True).load(cfg)
+    yield cfg.load(), theirs
+    theirs.llm.engine_core.shutdown()  # now, not at exit when pytest has closed the streams vLLM logs to
 
 
 def _greedy(max_new_tokens=24, **kw):
@@ -117,3 +119,40 @@ def test_server_on_vllm_keeps_routes_auth_and_answers(engines):
             answers.append((chat["choices"][0]["message"]["content"], chat["usage"], text["choices"][0]["text"],
                             text["usage"], client.get("/health", headers=auth).status_code))
     assert answers[0] == answers[1]
+
+
+def _step(batch, texts: dict, times: int = 1) -> None:
+    """Run ``times`` steps (or until the batch is empty), adding each delta to ``texts`` by request number."""
+    for _ in range(times):
+        for number, delta, _, _ in batch.step():
+            texts[number] = texts.get(number, "") + delta
+        if not len(batch):
+            return
+
+
+def test_continuous_batch_joins_midway_and_cancels_as_zhllamas(engines):
+    """The server's continuous scheduler on vLLM: a request that joins after others started, and one
+    cancelled, leave the rest with the replies zhllama's own running batch gives."""
+    ours, theirs = engines
+    prompts = [ours.chat_prompt(m) for m in CHATS]
+    replies = []
+    for engine in engines:
+        batch, texts = engine.open_batch(), {}
+        first = [batch.add(p, _greedy(repetition_penalty=1.0)) for p in prompts[:2]]
+        _step(batch, texts, 3)
+        gone = batch.add(prompts[0], _greedy(repetition_penalty=1.0))
+        late = batch.add(prompts[2], _greedy(repetition_penalty=1.0))
+        _step(batch, texts)
+        batch.cancel(gone)
+        _step(batch, texts, 1000)
+        assert not len(batch)
+        replies.append([texts[n] for n in [*first, late]])
+    assert replies[0] == replies[1]
+    assert replies[1][:2] == [c.text for c in theirs.generate(prompts[:2], _greedy(repetition_penalty=1.0))]
+
+def test_guidance_is_refused_on_vllm(engines):
+    from zhllama.errors import ZhllamaError
+
+    _, theirs = engines
+    with pytest.raises(ZhllamaError, match="classifier-free guidance"):
+        theirs.open_batch().add(theirs.text_prompt(TEXTS[0]), _greedy(guidance_scale=1.5))
