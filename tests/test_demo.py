@@ -26,9 +26,11 @@ def reduced_demo(run_dir: Path):
     data["pt"].update(train_files=["builtin:people_daily?split=train&max_chars=20000"], block_size=64, batch_size=8,
                       max_steps=4, save_steps=100, eval_steps=4, logging_steps=2)
     tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
+    pairs = "builtin:task_pairs?split={}&per_task=16&heldout=10&tasks=genre"
     data["sft"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
                        save_steps=100, logging_steps=2)
-    data["eval"].update(text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4,
+    data["dpo"].update(train_files=[pairs.format("train")], max_steps=2, lora_rank=4, save_steps=100, logging_steps=1)
+    data["eval"].update(pairs=pairs.format("heldout"), text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4,
                         speed_chars=8)
     return parse_recipe(data, where="reduced demo", root=run_dir)
 
@@ -43,23 +45,28 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
     run_dir, result, printed = demo_run
-    assert result.ran == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "eval"]
+    assert result.ran == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "dpo", "eval"]
     tok = result.metrics("tokenizer")
     assert tok["vocab_before"] == 400 and tok["vocab_after"] > 400
     assert tok["chars_per_token_after"] > 2 * tok["chars_per_token_before"]
     ev = result.metrics("eval")
-    assert set(ev["bits_per_char"]) == {"English base", "resized", "pre-trained", "no extension (ablation)", "instruction-tuned"}
-    assert set(ev["accuracy"]) == {"before_sft", "after_sft", "majority"}
-    assert set(ev["accuracy"]["after_sft"]) == {"sentiment", "genre", "pos", "all"}
+    assert set(ev["bits_per_char"]) == {"English base", "resized", "pre-trained", "no extension (ablation)", "instruction-tuned",
+                                        "preference-tuned (DPO)"}
+    assert set(ev["accuracy"]) == {"before_sft", "after_sft", "after_dpo", "majority"}
+    assert set(ev["accuracy"]["after_sft"]) == set(ev["accuracy"]["after_dpo"]) == {"sentiment", "genre", "pos", "all"}
+    assert set(ev["pair_margin"]) == {"after_sft", "after_dpo"}
+    assert ev["pair_margin"]["after_dpo"]["pairs"] == 10
+    assert ev["pair_margin"]["after_dpo"]["mean_margin"] != ev["pair_margin"]["after_sft"]["mean_margin"]  # DPO changed the model
     assert ev["accuracy"]["majority"] == {"sentiment": 0.5, "genre": 0.5, "pos": 0.5}
-    for row in ("Chinese characters per token", "validation bits/char (pre-training)", "sentiment (正面/负面)", "majority class"):
+    for row in ("Chinese characters per token", "validation bits/char (pre-training)", "sentiment (正面/负面)", "majority class",
+                "sentiment (正面/负面) accuracy (DPO)", "held-out preference margin, nats (DPO)", "validation bits/char (DPO)"):
         assert row in result.summary
     assert "| 1 | " in result.summary.split("### The first 5 held-out questions")[1]
 
 
 def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
     run_dir, _, printed = demo_run
-    final = run_dir / "merge" / "out"
+    final = run_dir / "dpo" / "out" / "model"  # the DPO adapter merged into the SFT model
     assert f"zhllama serve --model {final}" in printed
     assert "zhllama pipeline chinese-llama2-7b" in printed
     assert json.loads((final / "zhllama.json").read_text(encoding="utf-8"))["template"] == "alpaca"

@@ -213,3 +213,25 @@ def test_cli_outtype_choices_are_the_exporters():
     gguf = sub(sub(build_parser(), "export"), "gguf")
     (outtype,) = [a for a in gguf._actions if a.dest == "outtype"]
     assert list(outtype.choices) == list(OUTTYPES)
+
+
+def test_llama_cpp_applies_the_exported_rope_scaling(sharp_model_dir, tiny_tokenizer, tmp_path):
+    """llama.cpp reads the rope-scaling keys and its logits match transformers' scaled model."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from transformers import LlamaForCausalLM
+
+    d = copy_model(sharp_model_dir, tmp_path / "scaled")
+    edit_config(d, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})
+    ids = tiny_tokenizer(TEXT)["input_ids"]
+    with torch.no_grad():
+        ref = LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).eval()(torch.tensor([ids])).logits[0].numpy()
+
+    def llama_cpp_logits(model_dir, name):
+        llm = llama_cpp.Llama(model_path=str(export_gguf(model_dir, tmp_path / name, outtype="f32", progress=False)),
+                              n_ctx=64, logits_all=True, verbose=False, n_threads=1)
+        llm.eval(ids)
+        return np.array(llm.scores[: len(ids)])
+
+    scaled, unscaled = llama_cpp_logits(d, "scaled.gguf"), llama_cpp_logits(sharp_model_dir, "plain.gguf")
+    np.testing.assert_allclose(scaled, ref, atol=1e-3 * ref.std(), rtol=0)
+    assert np.abs(unscaled - ref).max() > 0.05 * ref.std()  # without the scaling the logits differ

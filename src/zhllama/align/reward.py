@@ -89,14 +89,21 @@ def logprob_margin(model_dir: str, files: list[str], template: str | None = None
     DPO's implicit reward margin is ``beta`` times this margin's rise over the reference model, so
     comparing it before and after ``train dpo`` on held-out pairs measures what DPO learned.
     """
-    import statistics
-
-    from ..data.preference import encode_pair, load_pairs
+    from ..data.preference import load_pairs
     from ..model.load import load_model
 
     template = reward_template(lora or model_dir, template)
     pairs, _ = load_pairs(files)
     model, tok = load_model(model_dir, lora=lora, device=device)
+    return pair_margins(model, tok, template, pairs, max_length)
+
+
+def pair_margins(model, tok, template: str, pairs: list[dict], max_length: int = 1024) -> dict:
+    """:func:`logprob_margin` for a loaded causal LM and loaded pairs."""
+    import statistics
+
+    from ..data.preference import encode_pair
+
     margins = []
     for pair in pairs:
         e = encode_pair(tok, template, pair, max_length)

@@ -75,6 +75,9 @@ def final_model(recipe) -> Path:
     from .runner import stage_out
 
     names = recipe.enabled()
+    tuned = [n for n in ("ppo", "dpo") if n in names]
+    if tuned:  # the preference-tuned model, merged by its stage
+        return stage_out(recipe, tuned[0]) / "model"
     if "merge" in names:
         return stage_out(recipe, "merge")
     last = [n for n in ("sft", "pt", "resize", "base") if n in names][0]

@@ -1,5 +1,6 @@
 """The eval stage: bits per character of every model the run produced, held-out task accuracy
-before and after instruction tuning (with the majority-class baseline), and one answer."""
+before and after instruction tuning and preference tuning (with the majority-class baseline), the
+held-out preference margin of the tuned models, and the final model's answers."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def checkable(records: list[dict], per_task: int) -> list[dict]:
 
 
 def evaluate_models(ctx: StageRun) -> dict:
+    from ..align.reward import pair_margins
+    from ..data.preference import load_pairs
     from ..data.tasks import majority_baseline
     from ..eval.choice import task_accuracy
     from ..model.load import load_model
@@ -44,15 +47,18 @@ def evaluate_models(ctx: StageRun) -> dict:
                            "use builtin:tasks?split=heldout or records in that form")
     models = {k.split(":", 1)[1]: v for k, v in ctx.inputs.items() if k.startswith("model:")}
     template = final_template(s)
+    pairs = load_pairs([ctx.inputs["pairs"]])[0] if "pairs" in ctx.inputs else []
     report: dict = {"bits_per_char": {}, "accuracy": {}, "examples": len(held)}
     for label, path in models.items():
         model, tok = load_model(path, device="cpu")
         context = min(512, getattr(model.config, "max_position_embeddings", 512))
         if texts:
             report["bits_per_char"][label] = round(bits_per_char(model, tok, texts, context), 4)
-        if held and path in (s["before_sft"], s["final"]):
-            key = "after_sft" if path == s["final"] else "before_sft"
-            report["accuracy"][key] = task_accuracy(model, tok, template, held)
+        for key in [k for k, p in s["scored"].items() if p == path]:
+            if held:
+                report["accuracy"][key] = task_accuracy(model, tok, template, held)
+            if pairs and key != "before_sft":
+                report.setdefault("pair_margin", {})[key] = pair_margins(model, tok, template, pairs)
         if path == s["final"]:
             report.update(final_model_texts(model, tok, template, s, first))
         generated_texts(report, label, path, model, tok, s, texts)

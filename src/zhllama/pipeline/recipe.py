@@ -73,6 +73,7 @@ class EvalSection:
     showcase: int = 0  # the first N held-out questions, answered by the final model
     prompt: str | None = None  # a free-form continuation by the English base and the pre-trained model
     speed_chars: int = 100  # Chinese characters generated per prompt when timing generation
+    pairs: str | None = None  # held-out preference pairs: log p(chosen) - log p(rejected) of each tuned model
 
 
 ExportSection = GgufSettings  # `zhllama export gguf`'s settings

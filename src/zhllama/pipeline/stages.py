@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ZhllamaError
 from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, Recipe, ResizeSection, TokenizerSection
+from .align_stages import TUNED_LABEL
 from .runner import Stage, StageRun, stage_out
 from . import sources
 
@@ -144,12 +145,21 @@ class Planner:
         tuned = self.sft_base is not None
         if tuned:
             inputs.update(self.files(self.r.sft["train_files"], "sft_train"))
+        if e.pairs:
+            inputs["pairs"] = self.path(e.pairs)
         settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
                     "template": self.r.template if tuned else "none", "final": self.model,
-                    "before_sft": self.sft_base, "showcase": e.showcase, "prompt": e.prompt, "speed_chars": e.speed_chars}
+                    "before_sft": self.sft_base, "scored": self.scored_models() if tuned else {"after_sft": self.model},
+                    "showcase": e.showcase, "prompt": e.prompt, "speed_chars": e.speed_chars}
         if self.ablation_model:  # the two pre-training arms, timed side by side
             settings["arms"] = {"pt": self.evaluated["pre-trained"], "ablation": self.ablation_model}
         return inputs, settings
+
+    def scored_models(self) -> dict[str, str]:
+        """The models whose held-out task accuracy is measured: before and after SFT, after DPO / PPO."""
+        scored = {"before_sft": self.sft_base, "after_sft": self.evaluated.get("instruction-tuned", self.model)}
+        scored.update({f"after_{stage}": self.evaluated[label] for stage, label in TUNED_LABEL.items() if label in self.evaluated})
+        return scored
 
     def plan_model_reader(self, section) -> Plan:
         """The default plan: the stage reads the current model, its settings are its section, it hands on nothing."""

@@ -54,12 +54,9 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
         rows.append(["validation bits/char (pre-training)", _fmt(before), _fmt(bpc.get("pre-trained")),
                      f"English base: {_fmt(bpc.get('English base'))}" if "English base" in bpc else ""])
         if "instruction-tuned" in bpc:
-            rows.append(["validation bits/char (final model)", "", _fmt(bpc["instruction-tuned"]), ""])
-    acc = ev.get("accuracy", {})
-    if acc.get("after_sft"):
-        for task in [t for t in acc["after_sft"] if t != "all"]:
-            rows.append([f"held-out {TASK_NAMES.get(task, task)} accuracy (SFT)", _pct(acc.get("before_sft", {}).get(task)),
-                         _pct(acc["after_sft"][task]), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
+            rows.append(["validation bits/char (instruction-tuned)", "", _fmt(bpc["instruction-tuned"]),
+                         vs_pretrained(bpc, "instruction-tuned")])
+    rows += accuracy_rows(ev) + preference_rows(ev)
     if rows:
         lines += table(["metric", "before", "after", "reference"], rows) + [""]
     lines += arms_section(manifests) + bits_by_stage(bpc) + showcase_section(ev) + continuation_section(ev)
@@ -72,6 +69,44 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
     cpu = sum(v.get("cpu_s", 0) for v in manifests.values())
     lines += ["", f"total stage time: {total:.0f} s" + (f" (CPU time {cpu:.0f} s)" if cpu else "")]
     return "\n".join(lines)
+
+
+def accuracy_rows(ev: dict) -> list[list[str]]:
+    """Held-out accuracy per task: before vs after SFT, then the SFT model vs each preference-tuned one."""
+    acc, rows = ev.get("accuracy", {}), []
+    tasks = [t for t in acc.get("after_sft", {}) if t != "all"]
+    for task in tasks:
+        rows.append([f"held-out {TASK_NAMES.get(task, task)} accuracy (SFT)", _pct(acc.get("before_sft", {}).get(task)),
+                     _pct(acc["after_sft"][task]), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
+    for stage in PREFERENCE_STAGES:
+        rows += [[f"held-out {TASK_NAMES.get(task, task)} accuracy ({stage.upper()})", _pct(acc["after_sft"][task]),
+                  _pct(acc[f"after_{stage}"].get(task)), "before: the SFT model"] for task in tasks if f"after_{stage}" in acc]
+    return rows
+
+
+PREFERENCE_STAGES = ("dpo", "ppo")
+
+
+def preference_rows(ev: dict) -> list[list[str]]:
+    """The held-out preference margin (log p(chosen) - log p(rejected)) and bits/char after DPO / PPO."""
+    from .align_stages import TUNED_LABEL
+
+    margin, bpc, rows = ev.get("pair_margin", {}), ev.get("bits_per_char", {}), []
+    for stage in PREFERENCE_STAGES:
+        after, before = margin.get(f"after_{stage}"), margin.get("after_sft", {})
+        if after:
+            rows.append([f"held-out preference margin, nats ({stage.upper()})", _fmt(before.get("mean_margin")),
+                         _fmt(after["mean_margin"]), f"chosen preferred: {_pct(before.get('accuracy'))} -> "
+                                                     f"{_pct(after['accuracy'])} of {after['pairs']} pairs"])
+        if TUNED_LABEL[stage] in bpc:
+            rows.append([f"validation bits/char ({stage.upper()})", _fmt(bpc.get("instruction-tuned")), _fmt(bpc[TUNED_LABEL[stage]]),
+                         vs_pretrained(bpc, TUNED_LABEL[stage])])
+    return rows
+
+
+def vs_pretrained(bpc: dict, label: str) -> str:
+    ratio = _ratio(bpc.get(label), bpc.get("pre-trained"))
+    return f"{ratio} the pre-trained model's" if ratio else ""
 
 
 def _ratio(a, b) -> str:
@@ -120,7 +155,8 @@ def showcase_section(ev: dict) -> list[str]:
     shown = ev.get("showcase")
     if not shown:
         return []
-    acc = ev.get("accuracy", {}).get("after_sft", {})
+    accuracy = ev.get("accuracy", {})
+    acc = next((accuracy[k] for k in ("after_ppo", "after_dpo", "after_sft") if k in accuracy), {})  # the final model's
     tasks = sorted({r["task"] for r in shown if r.get("task")})
     scores = ", ".join(f"{TASK_NAMES.get(t, t)} {_pct(acc.get(t))}" for t in tasks)
     rows = [[str(i + 1), r["input"] or r["instruction"], r["expected"], r["answer"], "✓" if r["correct"] else "✗"]
