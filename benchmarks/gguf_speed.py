@@ -17,7 +17,20 @@ something for a trained model). llama.cpp runs with plain CPU weight buffers unl
 0.3.36 (built from source) segfaults on quantized files in its AMX/repacked buffers, including files
 written by its own llama-quantize.
 
+--kquants prints instead the k-quant table: a small LLaMA (hidden 256, MLP 768, so every row splits
+into llama.cpp's 256-value super-blocks; a SentencePiece vocabulary trained on the same text) is
+trained for --train-steps on People's Daily text, exported to f16, q8_0, q6_k, q5_k_m, q4_k_m and
+q4_0, and each file's size and perplexity under llama.cpp on held-out People's Daily paragraphs
+(never trained on) are printed with the relative change against f16, beside the mean KL divergence
+of each file's next-token distribution from f16's and how often its top token is f16's (the
+measures llama.cpp's ``llama-perplexity --kl-divergence`` reports: on a weakly trained model
+perplexity changes are within noise, KL is not).  ``--model DIR`` with ``--kquants`` measures that
+folder instead of training one (its rows must split into 256-value blocks); ``--save-model DIR``
+keeps the trained one (``DIR/model``) for that.  Needs llama-cpp-python.
+
 Usage: python benchmarks/gguf_speed.py [--model DIR] [--text FILE] [--new-tokens 64] [--repeats 3] [--threads 2]
+       python benchmarks/gguf_speed.py --kquants [--train-steps 600] [--save-model DIR | --model DIR]
+                                              [--threads 2]
 """
 
 from __future__ import annotations
@@ -135,7 +148,13 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kquants", action="store_true", help="the k-quant size / perplexity table instead")
+    ap.add_argument("--train-steps", type=int, default=600, help="--kquants: training steps of the small model")
+    ap.add_argument("--save-model", default=None, help="--kquants: keep the trained model in this folder")
     args = ap.parse_args()
+    if args.kquants:
+        kquant_table(args.train_steps, args.threads, args.extra_buffers, args.model, args.save_model)
+        return
 
     import torch
     from safetensors.torch import load_file
@@ -185,6 +204,98 @@ def main() -> None:
     if not have_llama_cpp:
         print("llama-cpp-python is not installed: decoding speed not measured (pip install llama-cpp-python)")
 
+
+KQUANT_OUTTYPES = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+HELD_OUT = 150  # the last People's Daily paragraphs: perplexity text, never trained on
+
+
+def train_small_model(root: Path, steps: int, seq: int = 128, batch: int = 16) -> Path:
+    """A K-quant-shaped LLaMA trained on People's Daily text (all but the held-out paragraphs)."""
+    import torch
+    from serve_load import build_model
+
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.model.load import load_model
+
+    root.mkdir(parents=True, exist_ok=True)
+    model_dir, _ = build_model(root, hidden=256, layers=4, vocab=4000, intermediate=768)
+    model, tokenizer = load_model(model_dir, dtype="float32", device="cpu")
+    text = "\n".join(people_daily_lines()[:-HELD_OUT])
+    ids = torch.tensor(tokenizer(text)["input_ids"][: 4_000_000])
+    rows = ids[: len(ids) // seq * seq].view(-1, seq)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for step in range(steps):
+        x = rows[torch.randint(len(rows), (batch,))]
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(f"train step {step}: loss {loss.item():.3f}", flush=True)
+    model.eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    return model_dir
+
+
+def kl_to_reference(paths: dict[str, Path], text: str, threads: int) -> dict[str, tuple[float, float]]:
+    """Per file: (mean KL(f16 || file) in nats per token, share of positions whose top token is f16's),
+    over the perplexity windows of ``text``; ``paths`` starts with the f16 reference."""
+    import numpy as np
+
+    from zhllama.eval.ppl import windows
+    from zhllama.export.llamacpp import _log_softmax, gguf_text_ids, load_llama
+
+    llms = {name: load_llama(path, n_ctx=PPL_CONTEXT, threads=threads) for name, path in paths.items()}
+    ref = next(iter(llms.values()))
+    ids = gguf_text_ids(ref, text)
+    kl, same, n = dict.fromkeys(llms, 0.0), dict.fromkeys(llms, 0), 0
+    for begin, end, first in windows(len(ids), PPL_CONTEXT, PPL_CONTEXT // 2):
+        logp = {}
+        for name, llm in llms.items():
+            llm.reset()
+            llm.eval(ids[begin:end])
+            logp[name] = _log_softmax(np.asarray(llm.scores[first - 1 - begin: end - 1 - begin]))
+        p_ref = logp[next(iter(llms))]
+        for name, lp in logp.items():
+            kl[name] += float((np.exp(p_ref) * (p_ref - lp)).sum())
+            same[name] += int((lp.argmax(-1) == p_ref.argmax(-1)).sum())
+        n += len(p_ref)
+    return {name: (kl[name] / n, same[name] / n) for name in llms}
+
+
+def kquant_table(steps: int, threads: int, extra_buffers: bool, model: str | None = None,
+                 save_model: str | None = None) -> None:
+    import torch
+
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.export import export_gguf
+    from zhllama.export.llamacpp import gguf_perplexity
+
+    torch.set_num_threads(threads)
+    if not extra_buffers:
+        plain_cpu_buffers()
+    texts = ["\n".join(people_daily_lines()[-HELD_OUT:])]
+    rows, paths = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(model) if model else train_small_model(Path(save_model or tmp), steps)
+        for outtype in KQUANT_OUTTYPES:
+            path = export_gguf(model_dir, Path(tmp) / f"model-{outtype}.gguf", outtype=outtype, progress=False)
+            report = gguf_perplexity(path, texts, PPL_CONTEXT, PPL_CONTEXT // 2, threads=threads, progress=False)
+            rows.append((outtype, path.stat().st_size / 2**20, report["ppl"], report["tokens"]))
+            paths[outtype] = path
+        kl = kl_to_reference(paths, texts[0], threads)
+    f16 = rows[0][2]
+    trained = str(model) if model else f"hidden 256, MLP 768, 4 layers, vocab 4000, trained {steps} steps"
+    print(f"model: {trained}; perplexity under llama.cpp on {rows[0][3]} held-out tokens (context {PPL_CONTEXT}, "
+          f"stride {PPL_CONTEXT // 2}); KL(f16 || file) and top-1 agreement with f16 over the same positions")
+    print(f"{'outtype':8} {'size MiB':>9} {'ppl':>9} {'vs f16':>9} {'KL x1e3':>9} {'same top':>9}")
+    for outtype, mib, ppl, _ in rows:
+        div, agree = kl[outtype]
+        print(f"{outtype:8} {mib:9.2f} {ppl:9.3f} {100 * (ppl / f16 - 1):+8.2f}% {1e3 * div:9.3f} {100 * agree:8.2f}%")
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,13 @@ speed-up over the baseline, request latency and time-to-first-token percentiles,
 idle server's TTFT p50, and the mean batch the server reported (requests per batch for static,
 live requests per decode step for continuous).
 
+``--engines zhllama,vllm`` repeats the runs with ``zhllama serve --engine vllm`` on the same model
+(float32 for both, vLLM with ``--enforce-eager`` and the first ``--scheduler``: it schedules its own
+steps), one server after the other; run it with the
+Python of vLLM's virtual environment (see docs/serve.md).
+
 Usage: python benchmarks/serve_load.py [--clients 4,8] [--requests 16] [--max-tokens 48] [--threads 1]
-                                       [--scheduler continuous,static] [--stagger-ms 150]
+                                       [--scheduler continuous,static] [--stagger-ms 150] [--engines zhllama,vllm]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pathlib import Path
 import httpx
 
 
-def build_model(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path, int]:
+def build_model(root: Path, hidden: int, layers: int, vocab: int, intermediate: int | None = None) -> tuple[Path, int]:
     """A LLaMA-style SentencePiece tokenizer + a random LLaMA of the given shape; returns (folder, params)."""
     import sentencepiece as spm
     from safetensors import safe_open
@@ -53,7 +58,8 @@ def build_model(root: Path, hidden: int, layers: int, vocab: int) -> tuple[Path,
         hard_vocab_limit=False)
     tok = write_hf_tokenizer(root / "sp.model", root / "tokenizer")
     out = init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=hidden, layers=layers,
-                                heads=hidden // 64, intermediate_size=hidden * 8 // 3 // 32 * 32, max_position=1024))
+                                heads=hidden // 64, intermediate_size=intermediate or hidden * 8 // 3 // 32 * 32,
+                                max_position=1024))
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
     return out, params
@@ -72,15 +78,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+ENGINE_ARGS = {"zhllama": [], "vllm": ["--engine", "vllm", "--enforce-eager", "--dtype", "float32"]}
+
+
 def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float,
-                 scheduler: str) -> subprocess.Popen:
+                 scheduler: str, engine: str = "zhllama") -> subprocess.Popen:
     extra = (["--threads", str(threads)] if threads else []) + ["--batch-wait-ms", str(wait_ms),
-                                                                  "--scheduler", scheduler]
+                                                                  "--scheduler", scheduler] + ENGINE_ARGS[engine]
     proc = subprocess.Popen(
         [sys.executable, "-m", "zhllama", "serve", "--model", str(model), "--model-name", "bench", "--port", str(port),
          "--max-batch-size", str(batch), "--max-queue", "256", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # vLLM starts in 1-3 minutes on a busy CPU
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stdout.read()[-2000:]}")
@@ -91,7 +100,7 @@ def start_server(model: Path, port: int, batch: int, threads: int | None, wait_m
             pass
         time.sleep(0.3)
     proc.kill()
-    raise SystemExit("server did not start within 180 s")
+    raise SystemExit("server did not start within 600 s")
 
 
 QUESTIONS = ["北京有什么好玩的地方？", "请介绍一下长江。", "How do I read a file in Python?", "写一首关于春天的诗。",
@@ -182,7 +191,7 @@ def row(label: str, results: list[dict], wall: float, base_tps: float | None, id
 
 
 def print_table(rows: list[list[str]]) -> None:
-    head = ["scheduler", "mode", "reqs", "tokens", "wall s", "tok/s", "speed-up", "lat p50", "lat p95",
+    head = ["engine, scheduler", "mode", "reqs", "tokens", "wall s", "tok/s", "speed-up", "lat p50", "lat p95",
             "TTFT p50", "TTFT p95", "TTFT p95/idle", "batch"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(" | ".join(h.ljust(w) for h, w in zip(head, widths)))
@@ -204,6 +213,8 @@ def main() -> None:
     ap.add_argument("--scheduler", default="continuous,static", help="the server's --scheduler, each run side by side")
     ap.add_argument("--stagger-ms", type=float, default=0.0,
                     help="client k sends its first request k times this after the first (staggered arrivals)")
+    ap.add_argument("--engines", default="zhllama",
+                    help="comma-separated: zhllama, vllm (default zhllama); vllm runs with the first --scheduler only")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -216,17 +227,19 @@ def main() -> None:
               f"{os.cpu_count()} CPU cores\n")
         bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
         rows = []
-        for scheduler in args.scheduler.split(","):
-            rows += run_scheduler(scheduler, model, levels, bodies, args)
+        for engine in args.engines.split(","):
+            for scheduler in args.scheduler.split(",")[:1 if engine == "vllm" else None]:
+                rows += run_scheduler(scheduler, model, levels, bodies, args, engine)
         print_table(rows)
         print("\nlatency and TTFT in seconds; TTFT p95/idle: over the sequential run's TTFT p50 (an idle server); "
               "batch: mean requests per batch (static) or live requests per decode step (continuous)")
 
 
-def run_scheduler(scheduler: str, model: Path, levels: list[int], bodies: list[dict], args) -> list[list[str]]:
-    """The sequential baseline and every concurrency level against one server with ``--scheduler``."""
+def run_scheduler(scheduler: str, model: Path, levels: list[int], bodies: list[dict], args,
+                  engine: str = "zhllama") -> list[list[str]]:
+    """The sequential baseline and every concurrency level against one server with ``--scheduler`` on ``engine``."""
     port = free_port()
-    proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms, scheduler)
+    proc = start_server(model, port, max(levels), args.threads, args.batch_wait_ms, scheduler, engine)
     base = f"http://127.0.0.1:{port}"
     rows, base_tps, idle_ttft = [], None, None
     try:
@@ -234,12 +247,12 @@ def run_scheduler(scheduler: str, model: Path, levels: list[int], bodies: list[d
             stagger = args.stagger_ms / 1000 if clients > 1 else 0.0
             results, wall, batch = asyncio.run(run_clients(base, bodies, clients, stagger))
             label = "sequential" if clients == 1 else f"{clients} clients"
-            rows.append([scheduler, *row(label, results, wall, base_tps, idle_ttft, batch)])
+            rows.append([f"{engine} {scheduler}", *row(label, results, wall, base_tps, idle_ttft, batch)])
             base_tps = base_tps or sum(r["tokens"] for r in results) / wall
             idle_ttft = idle_ttft or pct([r["ttft"] for r in results], 50)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     return rows
 
 

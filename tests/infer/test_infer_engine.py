@@ -298,3 +298,29 @@ def test_padding_rows_are_never_generated_with_or_without_a_draft(tiny_model_dir
     assert all(len(o) == 12 and max(o) < len(tok) for o in outs)
     if temperature == 0.0:
         assert outs[0] == outs[1]
+
+
+class _PastKeyValuesForward(torch.nn.Module):
+    """The tiny model behind a forward that takes its KV cache as ``past_key_values`` (transformers before
+    the rename to ``cache``, e.g. 5.19 in vLLM's environment); any other keyword is refused, where the real
+    one would drop it silently into ``**kwargs`` and decode without the cache."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config = model, model.config
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                logits_to_keep=0, **kwargs):
+        assert not kwargs, f"unexpected {sorted(kwargs)}"
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          cache=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+def test_the_kv_cache_goes_under_the_name_the_forward_takes(tiny_engine):
+    from zhllama.infer.engine import cache_argument
+
+    assert cache_argument(tiny_engine.model) == "cache"
+    old = Engine(_PastKeyValuesForward(tiny_engine.model), tiny_engine.tokenizer, tiny_engine.template)
+    assert cache_argument(old.model) == "past_key_values"
+    prompts = [tiny_engine.text_prompt(t) for t in TEXTS]
+    assert [c.token_ids for c in old.generate(prompts, GREEDY)] == [c.token_ids for c in tiny_engine.generate(prompts, GREEDY)]

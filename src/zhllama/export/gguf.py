@@ -22,7 +22,7 @@ _SKIPPED = ("rotary_emb.inv_freq",)
 
 
 def _file_type(outtype: str):
-    from gguf import LlamaFileType as F
+    from gguf import LlamaFileType as F  # the k-quants' file type is written by llama.cpp's quantizer
 
     return {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16,
             "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0}[outtype]
@@ -116,8 +116,15 @@ def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: 
 
 
 def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: str | None = None,
-                overwrite: bool = False, progress: bool = True) -> Path:
-    """Write ``model`` (a LLaMA folder in Hugging Face format) as a GGUF file at ``out``."""
+                overwrite: bool = False, progress: bool = True, imatrix: str | Path | None = None) -> Path:
+    """Write ``model`` (a LLaMA folder in Hugging Face format) as a GGUF file at ``out``.
+
+    The k-quants (``q4_k_m``, ``q5_k_m``, ``q6_k``) are written as f16 first and quantized by
+    llama.cpp (see kquant.py); ``imatrix`` weights their rounding.
+    """
+    from .kquant import (KQUANTS, check_imatrix, check_kquant_rows, llama_quantize_program, quantize_file,
+                         require_llama_cpp)
+
     model_dir = require_dir(model, "model folder")
     out = Path(out)
     if outtype not in OUTTYPES:
@@ -126,12 +133,29 @@ def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: 
         raise ZhllamaError(f"--out is a folder: {out}", "give a file name such as model-q8_0.gguf")
     if out.exists() and not overwrite:
         raise ZhllamaError(f"output file already exists: {out}", "pass --overwrite or choose another --out")
+    imatrix = check_imatrix(imatrix, outtype)
+    kquant = outtype in KQUANTS
+    if kquant and imatrix:  # the quantizer must be there before anything is written
+        llama_quantize_program()
+    elif kquant:
+        require_llama_cpp(outtype)
     config = read_config(model_dir)
     hp = llama_hparams(config, model_dir)
     reader = CheckpointReader(model_dir)
-    plan = plan_tensors(reader, hp, outtype)
+    if kquant:
+        check_kquant_rows({n: reader.shape(n) for n in reader.names()}, outtype)
+    written = "f16" if kquant else outtype
+    plan = plan_tensors(reader, hp, written)
     n_rows = next(t.shape[0] for t in plan if t.gguf_name == "token_embd.weight")
     vocab = build_vocab(model_dir, n_rows, {"bos": hp.bos_token_id, "eos": hp.eos_token_id, "pad": hp.pad_token_id})
     with atomic_file(out, suffix=".partial") as tmp:
-        _write(tmp, reader, plan, hp, vocab, name or model_dir.resolve().name, outtype, progress)
+        if not kquant:
+            _write(tmp, reader, plan, hp, vocab, name or model_dir.resolve().name, outtype, progress)
+        else:
+            f16 = tmp.with_name(tmp.name + ".f16")  # a step only: removed whatever happens
+            try:
+                _write(f16, reader, plan, hp, vocab, name or model_dir.resolve().name, written, progress)
+                quantize_file(f16, tmp, outtype, imatrix)
+            finally:
+                f16.unlink(missing_ok=True)
     return out

@@ -51,7 +51,7 @@ def _generate(args: argparse.Namespace) -> int:
     items = read_inputs(require_file(cfg.input, "input file"), cfg.encoding)
     check_output_path(cfg.output, "file", "--output")
     params = cfg.sampling.validate()
-    summary = run_generate(cfg.engine.load(), items, cfg.output, params, batch_size=cfg.batch_size, limit=cfg.limit,
+    summary = run_generate(cfg.backend.load(cfg.engine), items, cfg.output, params, batch_size=cfg.batch_size, limit=cfg.limit,
                            system=cfg.system, overwrite=cfg.overwrite)
     print(summary)
     return 0

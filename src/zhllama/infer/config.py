@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from ..config import option
+from .backend import BackendConfig
 from .sampling import SamplingParams
 
 
@@ -57,3 +58,4 @@ class GenerateConfig:
     system: str | None = option("system prompt for every input (default: the template's)", None)
     overwrite: bool = option("start a fresh --output instead of resuming", False)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)

@@ -56,6 +56,7 @@ class Engine:
         if draft_tokens < 1:
             raise ZhllamaError(f"draft_tokens={draft_tokens} must be at least 1", "e.g. --draft-tokens 4")
         self.model = model
+        self._cache_arg = cache_argument(model)
         self.draft = draft
         self.draft_tokens = draft_tokens
         self.speculative_stats = SpeculativeStats()
@@ -241,7 +242,7 @@ class Engine:
     def _forward(self, ids, mask, positions, cache):
         """Last-position logits over the tokenizer's ids only: padding rows (``pad_vocab_to_multiple_of``)
         are no token and must never be generated."""
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **{self._cache_arg: cache},
                          use_cache=True, logits_to_keep=1)
         return out.logits[:, -1, :len(self.tokenizer)]
 
@@ -304,6 +305,19 @@ def _left_pad(prompts: list[list[int]], pad_id: int, device):
         history[i, width - len(p):] = row
         mask[i, width - len(p):] = 1
     return ids.to(device), mask.to(device), history.to(device)
+
+
+def cache_argument(model) -> str:
+    """The name under which the model's ``forward`` takes its KV cache.
+
+    transformers renamed ``past_key_values`` to ``cache`` (5.24 has ``cache``; 5.19, the version
+    vLLM 0.32 pins, only ``past_key_values``).  An older forward takes ``cache=`` silently into its
+    ``**kwargs`` and runs without the cache, so every decode step would see one token alone.
+    """
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # an unmerged peft adapter
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _model_context(model) -> int:

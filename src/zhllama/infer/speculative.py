@@ -59,7 +59,10 @@ class _Runner:
     def __init__(self, model, vocab: int):
         from transformers import DynamicCache
 
+        from .engine import cache_argument
+
         self.model = model
+        self._cache_arg = cache_argument(model)
         self.vocab = vocab
         self.cache = DynamicCache(config=model.config)
         self.device = next(model.parameters()).device
@@ -74,7 +77,7 @@ class _Runner:
         start = self.seen
         ids = torch.tensor([tokens], device=self.device)
         positions = torch.arange(start, start + len(tokens), device=self.device)[None]
-        out = self.model(input_ids=ids, position_ids=positions, cache=self.cache, use_cache=True,
+        out = self.model(input_ids=ids, position_ids=positions, **{self._cache_arg: self.cache}, use_cache=True,
                          logits_to_keep=0 if all_logits else 1)
         return out.logits[0, :, :self.vocab].float()
 

