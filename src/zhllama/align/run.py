@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..logs import claim_output_folder
-from ..train.checkpoints import FINAL_DIR, plan_output_dir
+from ..train.checkpoints import plan_output_dir
 from ..train.data import expand_files
 from ..train.precision import load_dtype, resolve_deepspeed, resolve_precision
 from .config import AlignConfig
@@ -219,30 +218,18 @@ def _save_policy(trainer, cfg, stage, tok, tok_src, vocab, out, summary) -> Path
 def save_reward_model(trainer, cfg: AlignConfig, tok, tok_src: str, vocab: dict, out: Path, summary: dict) -> Path:
     """``final/``: the reward model as one full sequence-classification folder (a LoRA run merged into it)."""
     from ..meta import write_meta
-    from ..tokenizer.hf import set_chat_template
     from ..train.prepare import save_tokenizer
-    from ..train.report import write_run_outputs
+    from ..train.run import publish_final
 
-    final, tmp = out / FINAL_DIR, out / f".{FINAL_DIR}.partial"
-    main = trainer.is_world_process_zero()
-    if main:
-        shutil.rmtree(tmp, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    if cfg.full:
-        trainer.save_model(str(tmp))
-    elif main:
-        model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        model.save_pretrained(str(tmp))
-    trainer.accelerator.wait_for_everyone()
-    if main:
+    def save_weights(tmp: Path, main: bool) -> None:
+        if cfg.full:
+            trainer.save_model(str(tmp))
+        elif main:
+            trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(tmp))
+
+    def describe(tmp: Path) -> None:
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage="rm", base_model=cfg.model, lora=False, template=cfg.template, tokenizer_size=len(tok),
                    vocab_size=vocab["embedding_rows"])
-        set_chat_template(tmp)
-        write_run_outputs(out, summary, trainer.state.log_history)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        log.info("wrote %s", final)
-    trainer.accelerator.wait_for_everyone()
-    return final
+
+    return publish_final(trainer, out, summary, save_weights, describe)

@@ -220,6 +220,20 @@ def _build_sft(files, tokenizer, template, max_length, validation_split, skip_ba
     return DatasetDict({"train": split["train"], "validation": split["test"]}), report
 
 
+def check_build_arguments(what: str, files: list, template: str, max_length: int, min_length: int,
+                          validation_split: float, split_example: str) -> list[str]:
+    """The checks an SFT or preference dataset build makes before any work; the files as strings."""
+    get_template(template)  # an unknown name fails here, before any work
+    if max_length < min_length:
+        raise ZhllamaError(f"max_length must be at least {min_length}, got {max_length}", "use e.g. 512")
+    if not 0 <= validation_split < 1:
+        raise ZhllamaError(f"validation_split must be in [0, 1), got {validation_split}", f"use e.g. {split_example}")
+    files = [str(f) for f in files]
+    if not files:
+        raise ZhllamaError(f"no {what} files given", "pass one or more .json/.jsonl files")
+    return files
+
+
 def build_sft_dataset(files: list[str], tokenizer, template: str, max_length: int, validation_split: float = 0.0,
                       skip_bad: bool = False, seed: int = 0, num_proc: int = 1, cache_dir: str | None = None):
     """Masked instruction-tuning examples -> ``(DatasetDict, report)``.
@@ -235,14 +249,7 @@ def build_sft_dataset(files: list[str], tokenizer, template: str, max_length: in
     """
     from .corpora import cached_build, fingerprint
 
-    get_template(template)  # an unknown name fails here, before any work
-    if max_length < 2:
-        raise ZhllamaError(f"max_length must be at least 2, got {max_length}", "use e.g. 512")
-    if not 0 <= validation_split < 1:
-        raise ZhllamaError(f"validation_split must be in [0, 1), got {validation_split}", "use e.g. 0.01")
-    files = [str(f) for f in files]
-    if not files:
-        raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
+    files = check_build_arguments("instruction", files, template, max_length, 2, validation_split, "0.01")
     # the template's Jinja stands for its definition: a cache built by an older rendering is not reused
     key = fingerprint("sft", files, tokenizer, template=get_template(template).jinja(), max_length=max_length,
                       validation_split=validation_split, skip_bad=skip_bad, seed=seed)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..templates import alpaca_record_to_messages, encode_messages, get_template, split_turns
-from .instructions import _sharegpt_messages, _text_field, convert_records, response_spans
+from .instructions import _sharegpt_messages, _text_field, check_build_arguments, convert_records, response_spans
 
 FORMATS_HINT = ("give {prompt|instruction(+input), chosen, rejected}, or ShareGPT conversations / OpenAI messages "
                 "ending with the user's turn plus chosen and rejected replies")
@@ -206,14 +206,7 @@ def build_preference_dataset(files: list[str], tokenizer, template: str, max_len
     """
     from .corpora import cached_build, fingerprint
 
-    get_template(template)
-    if max_length < 3:
-        raise ZhllamaError(f"max_length must be at least 3, got {max_length}", "use e.g. 512")
-    if not 0 <= validation_split < 1:
-        raise ZhllamaError(f"validation_split must be in [0, 1), got {validation_split}", "use e.g. 0.05")
-    files = [str(f) for f in files]
-    if not files:
-        raise ZhllamaError("no preference files given", "pass one or more .json/.jsonl files")
+    files = check_build_arguments("preference", files, template, max_length, 3, validation_split, "0.05")
     key = fingerprint("preference", files, tokenizer, template=get_template(template).jinja(), max_length=max_length,
                       validation_split=validation_split, skip_bad=skip_bad, seed=seed)
     return cached_build("preference", key, cache_dir, lambda work: _build(

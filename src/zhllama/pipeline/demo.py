@@ -72,10 +72,11 @@ def run_demo(run_dir: str | None = None, only: str | None = None, start: str | N
 
 
 def final_model(recipe) -> Path:
+    from .align_stages import TUNED_LABEL
     from .runner import stage_out
 
     names = recipe.enabled()
-    tuned = [n for n in ("ppo", "dpo") if n in names]
+    tuned = [n for n in reversed(TUNED_LABEL) if n in names]  # the latest preference stage
     if tuned:  # the preference-tuned model, merged by its stage
         return stage_out(recipe, tuned[0]) / "model"
     if "merge" in names:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
+from .align_stages import TUNED_LABEL  # the preference stages, in pipeline order: dpo, ppo
+
 PLOT_PNG = "bits_per_char.png"
 TASK_NAMES = {"sentiment": "sentiment (正面/负面)", "genre": "genre (新闻/评论)", "pos": "part of speech (名词/动词)"}
 
@@ -78,21 +80,16 @@ def accuracy_rows(ev: dict) -> list[list[str]]:
     for task in tasks:
         rows.append([f"held-out {TASK_NAMES.get(task, task)} accuracy (SFT)", _pct(acc.get("before_sft", {}).get(task)),
                      _pct(acc["after_sft"][task]), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
-    for stage in PREFERENCE_STAGES:
+    for stage in TUNED_LABEL:
         rows += [[f"held-out {TASK_NAMES.get(task, task)} accuracy ({stage.upper()})", _pct(acc["after_sft"][task]),
                   _pct(acc[f"after_{stage}"].get(task)), "before: the SFT model"] for task in tasks if f"after_{stage}" in acc]
     return rows
 
 
-PREFERENCE_STAGES = ("dpo", "ppo")
-
-
 def preference_rows(ev: dict) -> list[list[str]]:
     """The held-out preference margin (log p(chosen) - log p(rejected)) and bits/char after DPO / PPO."""
-    from .align_stages import TUNED_LABEL
-
     margin, bpc, rows = ev.get("pair_margin", {}), ev.get("bits_per_char", {}), []
-    for stage in PREFERENCE_STAGES:
+    for stage in TUNED_LABEL:
         after, before = margin.get(f"after_{stage}"), margin.get("after_sft", {})
         if after:
             rows.append([f"held-out preference margin, nats ({stage.upper()})", _fmt(before.get("mean_margin")),
@@ -156,7 +153,8 @@ def showcase_section(ev: dict) -> list[str]:
     if not shown:
         return []
     accuracy = ev.get("accuracy", {})
-    acc = next((accuracy[k] for k in ("after_ppo", "after_dpo", "after_sft") if k in accuracy), {})  # the final model's
+    last = [f"after_{stage}" for stage in reversed(TUNED_LABEL)] + ["after_sft"]  # the final model's, latest stage first
+    acc = next((accuracy[k] for k in last if k in accuracy), {})
     tasks = sorted({r["task"] for r in shown if r.get("task")})
     scores = ", ".join(f"{TASK_NAMES.get(t, t)} {_pct(acc.get(t))}" for t in tasks)
     rows = [[str(i + 1), r["input"] or r["instruction"], r["expected"], r["answer"], "✓" if r["correct"] else "✗"]

@@ -208,15 +208,31 @@ def _tokens_seen_at(checkpoint: str | None) -> int:
 
 
 def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: dict, out: Path, summary: dict) -> Path:
-    """Write ``final/`` through a fixed temp folder every rank agrees on, then move it into place.
-
-    (``zhllama.io.atomic_dir`` picks a random temp name per process; under ZeRO-3 all ranks must
-    take part in gathering the weights into the same folder, so the name is fixed here.)
-    """
+    """``final/``: the adapter (checked against the trained model) or the full model, with tokenizer and metadata."""
     from ..meta import write_meta
-    from ..tokenizer.hf import set_chat_template
     from .lora import verify_saved_adapter
     from .prepare import save_tokenizer
+
+    def describe(tmp: Path) -> None:
+        if not cfg.full:
+            verify_saved_adapter(tmp, trainer.model)
+        save_tokenizer(tok_src, tok, tmp)
+        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
+                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of,
+                   rope_scaling=_adapter_rope_spec(cfg))
+
+    return publish_final(trainer, out, summary, lambda tmp, main: trainer.save_model(str(tmp)), describe)
+
+
+def publish_final(trainer, out: Path, summary: dict, save_weights, describe) -> Path:
+    """Write ``final/`` through a fixed temp folder every rank agrees on, then move it into place.
+
+    ``save_weights(tmp, is_main)`` runs on every rank (ZeRO-3 gathers the weights collectively);
+    ``describe(tmp)`` (tokenizer, ``zhllama.json``) only on the main one, which then adds the chat
+    template and the run's report.  (``zhllama.io.atomic_dir`` picks a random temp name per process;
+    here all ranks must write into the same folder, so the name is fixed.)
+    """
+    from ..tokenizer.hf import set_chat_template
     from .report import write_run_outputs
 
     final, tmp = out / FINAL_DIR, out / f".{FINAL_DIR}.partial"
@@ -224,15 +240,10 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))
+    save_weights(tmp, main)
     trainer.accelerator.wait_for_everyone()
     if main:
-        if not cfg.full:
-            verify_saved_adapter(tmp, trainer.model)
-        save_tokenizer(tok_src, tok, tmp)
-        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
-                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of,
-                   rope_scaling=_adapter_rope_spec(cfg))
+        describe(tmp)
         set_chat_template(tmp)
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
