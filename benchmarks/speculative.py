@@ -3,8 +3,15 @@
 Both models are trained here with zhllama itself (`tokenizer train`, `model init`, `train pt --full`)
 on People's Daily (the demo's corpus), with one Chinese SentencePiece tokenizer, so they agree on
 many tokens, as Chinese-LLaMA-2-7B and its 1.3B draft do. The sizes keep the target's cost per
-token well above the draft's (about 7B vs 1.3B in spirit: here ~20x in parameters). Then, on
-held-out People's Daily prompts, greedy decoding with and without the draft:
+token well above the draft's (about 7B vs 1.3B in spirit: here ~20x in parameters).
+
+Two drafts are compared. The first is pre-trained on the same text as the target. The second is
+that draft fine-tuned on the target's own greedy continuations of training-text prompts
+(sequence-level distillation, as DistillSpec and Medusa's self-distillation align a draft): a
+draft is only as useful as its agreement with the target, and a small model trained for minutes
+agrees with a bigger one on little beyond the most frequent tokens. The evaluation prompts are
+validation lines, never used for the distillation. Then, on those held-out People's Daily
+prompts, greedy decoding with and without each draft:
 
 * acceptance rate (draft tokens the target kept) and tokens gained per target forward pass;
 * tokens/s with and without the draft, measured alternately on the same prompts, and the ratio;
@@ -12,7 +19,8 @@ held-out People's Daily prompts, greedy decoding with and without the draft:
 
 Models are kept in --work and reused by a later run (delete the folder to retrain).
 
-Usage: python benchmarks/speculative.py [--work DIR] [--target-steps 300] [--draft-tokens 4 6]
+Usage: python benchmarks/speculative.py [--work DIR] [--target-steps 1000] [--distill-prompts 1500]
+       [--draft-tokens 3 5]
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ def build_tokenizer(work: Path, corpus: Path) -> Path:
     return out
 
 
-def train_model(work: Path, name: str, shape: dict, tokenizer: Path, corpus: Path, steps: int, lr: float) -> Path:
-    """``model init`` + ``train pt --full``; reuses a finished run."""
+def train_model(work: Path, name: str, shape: dict | Path, tokenizer: Path, corpus: Path, steps: int, lr: float) -> Path:
+    """``model init`` (or continue from the model folder ``shape``) + ``train pt --full``; reuses a finished run."""
     from zhllama.model.init import InitConfig, init_model
     from zhllama.train.config import TrainConfig
     from zhllama.train.run import train
@@ -48,13 +56,39 @@ def train_model(work: Path, name: str, shape: dict, tokenizer: Path, corpus: Pat
     final = work / name / "final"
     if (final / "config.json").exists():
         return final
-    init = init_model(InitConfig(tokenizer=str(tokenizer), out=str(work / f"{name}-init"), max_position=1024,
-                                 seed=0, overwrite=True, **shape))
+    init = shape if isinstance(shape, Path) else \
+        init_model(InitConfig(tokenizer=str(tokenizer), out=str(work / f"{name}-init"), max_position=1024, seed=0,
+                              overwrite=True, **shape))
     cfg = TrainConfig(model=str(init), train_files=[str(corpus)], output_dir=str(work / name), full=True,
                       block_size=128, batch_size=8, learning_rate=lr, warmup_ratio=0.05, max_steps=steps,
                       validation_split=0.0, logging_steps=50, save_steps=10_000, cache_dir=str(work / "cache"),
                       overwrite=True, report_to=[])
     return Path(train(cfg, "pt")["model_dir"])
+
+
+def distillation_corpus(work: Path, target: Path, corpus: Path, n_prompts: int, new_tokens: int) -> Path:
+    """The target's greedy continuations of ``n_prompts`` training lines (their first 24 characters), one per line."""
+    from tqdm import tqdm
+
+    from zhllama.infer.engine import Engine
+    from zhllama.infer.sampling import SamplingParams
+    from zhllama.model.load import load_model
+    from zhllama.io import write_text_atomic
+
+    out = work / f"distill-{n_prompts}x{new_tokens}.txt"
+    if out.exists():
+        return out
+    lines = [line[:24] for line in corpus.read_text(encoding="utf-8").splitlines() if len(line) > 44]
+    prompts = lines[:: max(1, len(lines) // n_prompts)][:n_prompts]
+    engine = Engine(*load_model(target), "none")
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, stop=())
+    texts = []
+    for start in tqdm(range(0, len(prompts), 32), desc="target's greedy continuations", unit="batch"):
+        batch = prompts[start:start + 32]
+        outs = engine.generate([engine.text_prompt(p) for p in batch], params)
+        texts += [p + o.text.replace("\n", "") for p, o in zip(batch, outs)]
+    write_text_atomic(out, "\n".join(texts) + "\n")
+    return out
 
 
 def held_out_prompts(valid: Path, n: int, chars: int) -> list[str]:
@@ -119,9 +153,12 @@ def forward_cost(model, repeats: int = 20) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="speculative-bench", help="folder for the tokenizer, models and data (reused)")
-    ap.add_argument("--target-steps", type=int, default=300)
+    ap.add_argument("--target-steps", type=int, default=1000)
     ap.add_argument("--draft-steps", type=int, default=300)
     ap.add_argument("--draft-tokens", type=int, nargs="+", default=[3, 5])
+    ap.add_argument("--distill-prompts", type=int, default=1500, help="training prompts the target continues")
+    ap.add_argument("--distill-tokens", type=int, default=96, help="greedy tokens per continuation")
+    ap.add_argument("--distill-steps", type=int, default=600)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
@@ -139,9 +176,12 @@ def main() -> int:
     corpus = materialize("builtin:people_daily?split=train&max_chars=600000", work / "data")
     valid = materialize("builtin:people_daily?split=valid&max_chars=50000", work / "data")
     tokenizer = build_tokenizer(work, corpus)
-    target = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 1e-3)
-    draft = train_model(work, "draft", DRAFT, tokenizer, corpus, args.draft_steps, 3e-3)
-    (target, tok), (draft, _) = load_model(target), load_model(draft)
+    target_dir = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 1e-3)
+    draft_dir = train_model(work, "draft", DRAFT, tokenizer, corpus, args.draft_steps, 3e-3)
+    distill = distillation_corpus(work, target_dir, corpus, args.distill_prompts, args.distill_tokens)
+    distilled_dir = train_model(work, f"draft-distilled-{distill.stem}-{args.distill_steps}", draft_dir, tokenizer,
+                                distill, args.distill_steps, 2e-3)
+    (target, tok), (draft, _), (distilled, _) = load_model(target_dir), load_model(draft_dir), load_model(distilled_dir)
     models = {"target": target, "draft": draft}
     sizes = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     costs = {name: forward_cost(m) for name, m in models.items()}
@@ -149,13 +189,15 @@ def main() -> int:
           f"{sizes['draft'] / 1e6:.2f}M, {costs['draft']:.2f} ms/token (cost ratio {costs['target'] / costs['draft']:.1f}x); "
           f"{args.prompts} held-out prompts x {args.new_tokens} greedy tokens, median of {args.repeats}, "
           f"torch threads {args.threads}\n")
-    print("| draft tokens k | acceptance | tokens per target pass | plain tok/s | speculative tok/s | speed-up | greedy identical |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
-    for row in measure(target, tok, draft, args.draft_tokens, held_out_prompts(valid, args.prompts, 24), args.new_tokens,
-                       args.repeats):
-        print(f"| {row['k']} | {row['acceptance']:.1%} | {row['per_pass']:.2f} | {row['plain']:.1f} | "
-              f"{row['spec']:.1f} | {row['spec'] / row['plain']:.2f}x | {'yes' if row['identical'] else 'NO'} |",
-              flush=True)
+    print("| draft | draft tokens k | acceptance | tokens per target pass | plain tok/s | speculative tok/s | speed-up | "
+          "greedy identical |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    prompts = held_out_prompts(valid, args.prompts, 24)
+    for name, model in (("same text", draft), (f"distilled ({args.distill_prompts} continuations)", distilled)):
+        for row in measure(target, tok, model, args.draft_tokens, prompts, args.new_tokens, args.repeats):
+            print(f"| {name} | {row['k']} | {row['acceptance']:.1%} | {row['per_pass']:.2f} | {row['plain']:.1f} | "
+                  f"{row['spec']:.1f} | {row['spec'] / row['plain']:.2f}x | {'yes' if row['identical'] else 'NO'} |",
+                  flush=True)
     return 0
 
 
