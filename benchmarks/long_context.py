@@ -11,14 +11,15 @@
    (per-digit accuracy 13% -> 86% between steps 1,000 and 3,000), hence the step count.
 3. Evaluated at L, 2L, 4L with no scaling (run past its positions on purpose), linear (position
    interpolation), dynamic NTK and YaRN at inference, factor = length / L (at L the model is run
-   unscaled); then after a short fine-tune at 4L with `train pt --rope-scaling linear:4` (PI) and
-   `yarn:4` on documents of 4L tokens, each model with its saved scaling.
+   unscaled); then after a fine-tune at 4L with `train pt --rope-scaling linear:4` (PI) and
+   `yarn:4` on blocks of 4L tokens holding passkey documents of L to 4L tokens (`SPLITS_4L`), each
+   model with its saved scaling.
    Passkey accuracy (greedy through the engine, `passkey_accuracy`, depths 0..1) and perplexity of
    held-out People's Daily text (sliding windows of the given length, stride half of it).
 
-Usage: python benchmarks/long_context.py [--block 64] [--steps 5000] [--ft-steps 150] [--work DIR]
-(about 15 minutes on 2 free cores; `--work` keeps the models, and a second run with the same
-folder and settings only evaluates).
+Usage: python benchmarks/long_context.py [--block 64] [--steps 3000] [--ft-steps 1000] [--digits 2] [--work DIR]
+(about 20 minutes on 2 cores; `--work` keeps the models, and a second run with the same folder and
+settings only evaluates). Keys have 2 digits by default: see docs/long-context.md for why.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import time
 from pathlib import Path
 
 from zhllama.data.builtin import people_daily_lines
-from zhllama.eval.passkey import (INTRO, KEY_LINE, QUESTION, answer_tokens, passkey_accuracy, passkey_text,
-                                  random_key)
+from zhllama.eval.passkey import (INTRO, KEY_LINE, QUESTION, answer_tokens, most_filler_that_fits, passkey_accuracy,
+                                  passkey_text, random_key)
 from zhllama.eval.ppl import score_ids, text_ids
 from zhllama.infer.engine import Engine
 from zhllama.infer.rope import apply_rope_scaling
@@ -49,7 +50,9 @@ DEPTHS = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
 def build_base(work: Path, block: int) -> Path:
-    if (work / "init" / "config.json").is_file():
+    """The tokenizer and the random model; a model built earlier in ``work`` for the same L is reused."""
+    config = work / "init" / "config.json"
+    if config.is_file() and json.loads(config.read_text())["max_position_embeddings"] == block:
         return work / "init"
     lines = people_daily_lines()
     corpus = work / "tokenizer.txt"
@@ -78,10 +81,7 @@ def passkey_document(tokenizer, rng: random.Random, length: int, filler: str | N
     def n_tokens(t: str) -> int:
         return len(encode_plain_text(tokenizer, t)) + 2  # BOS and EOS, as train pt adds them
 
-    low, high = 0, 4 * length
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if n_tokens(text(mid)) <= length else (low, mid - 1)
+    low = most_filler_that_fits(lambda chars: n_tokens(text(chars)), length, 4 * length)
     for pad in ("。", "."):  # "。" is one piece of the benchmark's tokenizer; "." of most byte-fallback ones
         doc = text(low)
         while n_tokens(doc) < length:

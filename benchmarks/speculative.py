@@ -66,13 +66,12 @@ def train_model(work: Path, name: str, shape: dict | Path, tokenizer: Path, corp
     return Path(train(cfg, "pt")["model_dir"])
 
 
-def distillation_corpus(work: Path, target: Path, corpus: Path, n_prompts: int, new_tokens: int) -> Path:
+def distillation_corpus(work: Path, target, tokenizer, corpus: Path, n_prompts: int, new_tokens: int) -> Path:
     """The target's greedy continuations of ``n_prompts`` training lines (their first 24 characters), one per line."""
     from tqdm import tqdm
 
     from zhllama.infer.engine import Engine
     from zhllama.infer.sampling import SamplingParams
-    from zhllama.model.load import load_model
     from zhllama.io import write_text_atomic
 
     out = work / f"distill-{n_prompts}x{new_tokens}.txt"
@@ -80,7 +79,7 @@ def distillation_corpus(work: Path, target: Path, corpus: Path, n_prompts: int, 
         return out
     lines = [line[:24] for line in corpus.read_text(encoding="utf-8").splitlines() if len(line) > 44]
     prompts = lines[:: max(1, len(lines) // n_prompts)][:n_prompts]
-    engine = Engine(*load_model(target), "none")
+    engine = Engine(target, tokenizer, "none")
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, repetition_penalty=1.0, stop=())
     texts = []
     for start in tqdm(range(0, len(prompts), 32), desc="target's greedy continuations", unit="batch"):
@@ -178,10 +177,11 @@ def main() -> int:
     tokenizer = build_tokenizer(work, corpus)
     target_dir = train_model(work, "target", TARGET, tokenizer, corpus, args.target_steps, 1e-3)
     draft_dir = train_model(work, "draft", DRAFT, tokenizer, corpus, args.draft_steps, 3e-3)
-    distill = distillation_corpus(work, target_dir, corpus, args.distill_prompts, args.distill_tokens)
+    target, tok = load_model(target_dir)
+    distill = distillation_corpus(work, target, tok, corpus, args.distill_prompts, args.distill_tokens)
     distilled_dir = train_model(work, f"draft-distilled-{distill.stem}-{args.distill_steps}", draft_dir, tokenizer,
                                 distill, args.distill_steps, 2e-3)
-    (target, tok), (draft, _), (distilled, _) = load_model(target_dir), load_model(draft_dir), load_model(distilled_dir)
+    (draft, _), (distilled, _) = load_model(draft_dir), load_model(distilled_dir)
     models = {"target": target, "draft": draft}
     sizes = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
     costs = {name: forward_cost(m) for name, m in models.items()}

@@ -62,14 +62,21 @@ def passkey_prompt(tokenizer, length: int, depth: float, key: str) -> list[int]:
     shortest = ids(0)
     if len(shortest) > length:
         raise ZhllamaError(f"--lengths {length} is too short for a passkey prompt", f"use at least {len(shortest)} tokens")
-    low, high = 0, 8 * length  # a filler character is at least 1/8 token with any tokenizer that fits
-    while low < high:  # the most filler characters that still fit
+    # a filler character is at least 1/8 token with any tokenizer that fits
+    return ids(most_filler_that_fits(lambda chars: len(ids(chars)), length, 8 * length))
+
+
+def most_filler_that_fits(n_tokens, length: int, high: int) -> int:
+    """The most filler characters (0..``high``) for which ``n_tokens(chars)`` is still at most ``length``
+    (a binary search: tokens grow with characters)."""
+    low = 0
+    while low < high:
         mid = (low + high + 1) // 2
-        if len(ids(mid)) <= length:
+        if n_tokens(mid) <= length:
             low = mid
         else:
             high = mid - 1
-    return ids(low)
+    return low
 
 
 def random_key(rng: random.Random, digits: int) -> str:
