@@ -237,6 +237,51 @@ def test_collator_pads_right_and_masks_padding(tiny_tokenizer):
     assert batch["input_ids"].dtype.is_floating_point is False
 
 
+def test_labelled_logits_only_keeps_the_loss_and_gradients(tiny_tokenizer, tiny_model_dir):
+    """The collator's logits_to_keep/shift_labels give the model exactly the full-logits loss and gradients,
+    with logits only at the positions that predict a labelled token."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from zhllama.train.data import labelled_logits_supported
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert labelled_logits_supported(model)
+    feats = [{"input_ids": [1, 5, 6, 9, 10], "attention_mask": [1] * 5, "labels": [-100, -100, -100, 9, 10]},
+             {"input_ids": [1, 7, 8], "attention_mask": [1] * 3, "labels": [-100, 7, 8]}]
+    plain = SftCollator(tiny_tokenizer)(feats)
+    kept = SftCollator(tiny_tokenizer, labelled_logits_only=True)(feats)
+    assert kept["logits_to_keep"].tolist() == [0, 1, 2, 3]  # position 4 predicts nothing in either row
+    assert kept["shift_labels"].tolist() == [[-100, -100, 9, 10], [7, 8, -100, -100]]
+
+    def loss_and_grad(batch):
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        return out, model.lm_head.weight.grad.clone()
+
+    full, g_full = loss_and_grad(plain)
+    part, g_part = loss_and_grad(kept)
+    assert part.logits.shape[1] == 4 < full.logits.shape[1]
+    assert torch.allclose(part.loss, full.loss, atol=1e-6)
+    assert torch.allclose(g_part, g_full, atol=1e-6)
+    # a wrong position set changes the loss: the test would notice a shifted index
+    wrong = dict(kept, shift_labels=torch.roll(kept["shift_labels"], 1, dims=1))
+    assert not torch.allclose(model(**wrong).loss, full.loss, atol=1e-3)
+
+
+def test_labelled_logits_supported_sees_through_peft(tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from zhllama.train.data import labelled_logits_supported
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert labelled_logits_supported(get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])))
+    assert not labelled_logits_supported(torch.nn.Linear(2, 2))  # no logits_to_keep
+
+
 def test_real_alpaca_zh_part(shared_data, tiny_tokenizer, tmp_path):
     """One part of the Chinese Alpaca data (extra en_* fields are ignored)."""
     f = shared_data / "alpaca-zh" / "alpaca_chinese_part_0.json"

@@ -26,8 +26,20 @@ def expand_files(files: list[str]) -> list[str]:
     return out
 
 
-def build_stage_data(cfg: TrainConfig, stage: str, tokenizer):
-    """Return ``(DatasetDict with train/validation, collator, report)`` for ``stage``."""
+def labelled_logits_supported(model) -> bool:
+    """Whether the model (or a peft model's base) takes a tensor ``logits_to_keep`` and its loss takes
+    ``shift_labels`` (transformers' causal LMs since 4.50), as :func:`~zhllama.data.instructions.labelled_positions` needs."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    loss = getattr(base, "loss_function", None)
+    return ("logits_to_keep" in inspect.signature(base.forward).parameters and callable(loss)
+            and "shift_labels" in inspect.signature(loss).parameters)
+
+
+def build_stage_data(cfg: TrainConfig, stage: str, tokenizer, labelled_logits_only: bool = False):
+    """Return ``(DatasetDict with train/validation, collator, report)`` for ``stage``; ``labelled_logits_only``:
+    SFT batches say which positions need logits (see :func:`labelled_logits_supported`)."""
     split = cfg.default_validation_split(stage)
     if stage == "pt":
         from transformers import default_data_collator
@@ -47,7 +59,8 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer):
         import torch
 
         # a multiple of 8 suits GPU tensor cores; on CPU it would only add padding
-        collator = SftCollator(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None)
+        collator = SftCollator(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None,
+                               labelled_logits_only=labelled_logits_only)
     if len(data["train"]) == 0:
         raise ZhllamaError(f"no training examples in {', '.join(cfg.train_files)}",
                            "check the files (pt: lower --block-size for a short corpus)")

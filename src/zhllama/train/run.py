@@ -23,7 +23,7 @@ from pathlib import Path
 from ..logs import claim_output_folder, quiet_terminal
 from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
-from .data import build_stage_data, expand_files, with_length_column
+from .data import build_stage_data, expand_files, labelled_logits_supported, with_length_column
 from .precision import load_dtype, resolve_deepspeed, resolve_precision
 from .scale import check_hardware, fsdp_arguments
 
@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     with args.main_process_first(local=False, desc="preparing the output folder and data"):
         if args.process_index == 0 and plan.wipe:
             shutil.rmtree(out, ignore_errors=True)
-        data, collator, data_report = build_stage_data(cfg, stage, tok)
+        data, collator, data_report = build_stage_data(cfg, stage, tok, labelled_logits_supported(model))
     if len(data["validation"]) == 0 and args.eval_strategy != "no":
         args = training_arguments(cfg, out, precision, has_eval=False)
     train_set = with_length_column(data["train"]) if cfg.group_by_length else data["train"]
