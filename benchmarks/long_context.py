@@ -12,8 +12,8 @@
 3. Evaluated at L, 2L, 4L with no scaling (run past its positions on purpose), linear (position
    interpolation), dynamic NTK and YaRN at inference, factor = length / L (at L the model is run
    unscaled); then after a fine-tune at 4L with `train pt --rope-scaling linear:4` (PI) and
-   `yarn:4` on blocks of 4L tokens holding passkey documents of L to 4L tokens (`SPLITS_4L`), each
-   model with its saved scaling.
+   `yarn:4` on blocks of 4L tokens holding passkey documents of L to 4L tokens (`SPLITS_4L`) or, in
+   30% of the blocks (`--ft-text-share`), plain People's Daily text, each model with its saved scaling.
    Passkey accuracy (greedy through the engine, `passkey_accuracy`, depths 0..1) and perplexity of
    held-out People's Daily text (sliding windows of the given length, stride half of it).
 
@@ -63,6 +63,23 @@ def build_base(work: Path, block: int) -> Path:
                                  intermediate_size=344, max_position=block, seed=0, overwrite=True))
 
 
+def fit_exactly(tokenizer, text, length: int) -> str | None:
+    """``text(n)`` (n characters of something) grown to the longest that fits in ``length`` tokens with BOS and
+    EOS, then padded to exactly ``length``; None when no padding hits the length."""
+
+    def n_tokens(t: str) -> int:
+        return len(encode_plain_text(tokenizer, t)) + 2  # BOS and EOS, as train pt adds them
+
+    low = most_filler_that_fits(lambda chars: n_tokens(text(chars)), length, 4 * length)
+    for pad in ("。", "."):  # "。" is one piece of the benchmark's tokenizer; "." of most byte-fallback ones
+        doc = text(low)
+        while n_tokens(doc) < length:
+            doc += pad
+        if n_tokens(doc) == length:
+            return doc
+    return None
+
+
 def passkey_document(tokenizer, rng: random.Random, length: int, filler: str | None, digits: int) -> str | None:
     """A passkey document, key answered at the end, of exactly ``length`` tokens with BOS and EOS.
 
@@ -78,17 +95,7 @@ def passkey_document(tokenizer, rng: random.Random, length: int, filler: str | N
         cut = round(depth * len(part))
         return INTRO + part[:cut] + KEY_LINE.format(key=key) + part[cut:] + QUESTION + key + "。"
 
-    def n_tokens(t: str) -> int:
-        return len(encode_plain_text(tokenizer, t)) + 2  # BOS and EOS, as train pt adds them
-
-    low = most_filler_that_fits(lambda chars: n_tokens(text(chars)), length, 4 * length)
-    for pad in ("。", "."):  # "。" is one piece of the benchmark's tokenizer; "." of most byte-fallback ones
-        doc = text(low)
-        while n_tokens(doc) < length:
-            doc += pad
-        if n_tokens(doc) == length:
-            return doc
-    return None
+    return fit_exactly(tokenizer, text, length)
 
 
 # how a block of 4L tokens is split into documents, in units of L: 4L documents in a third of the blocks
@@ -96,11 +103,13 @@ SPLITS_4L = ([4], [4], [4], [3, 1], [1, 3], [2, 2], [2, 1, 1], [1, 2, 1], [1, 1,
 
 
 def passkey_corpus(path: Path, tokenizer, length: int, n_blocks: int, real_share: float, digits: int, seed: int,
-                   splits: tuple = ([1],)) -> Path:
+                   splits: tuple = ([1],), text_share: float = 0.0) -> Path:
     """``n_blocks`` blocks of ``length`` tokens of passkey documents; ``real_share`` of them hide the key in
     People's Daily. Each block is one of ``splits`` (document lengths in units of ``length // sum(split)``), chosen
     at random, written in a row so that packing puts them in one block: a fine-tune at 4L then sees every length
-    from L to 4L, and keys close to the start, as the model will be asked."""
+    from L to 4L, and keys close to the start, as the model will be asked. ``text_share`` of the blocks are plain
+    People's Daily text instead (one document of ``length`` tokens): without them a model learns that every text
+    ends in a question at a block's end, and its perplexity on plain text explodes."""
     rng = random.Random(seed)
     lines = people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES]
 
@@ -112,8 +121,19 @@ def passkey_corpus(path: Path, tokenizer, length: int, n_blocks: int, real_share
                 return doc
         raise SystemExit(f"no passkey document of exactly {n_tokens} tokens in 100 tries with this tokenizer")
 
+    def plain() -> str:
+        for _ in range(100):
+            text = "".join(rng.sample(lines, 4 * length // 40 + 2))
+            doc = fit_exactly(tokenizer, lambda n: text[:n], length)
+            if doc is not None:
+                return doc
+        raise SystemExit(f"no plain document of exactly {length} tokens in 100 tries with this tokenizer")
+
     docs: list[str] = []
     for _ in range(n_blocks):
+        if text_share and rng.random() < text_share:  # no draw at 0, so older corpora regenerate byte-identical
+            docs.append(plain())
+            continue
         split = rng.choice(splits) if len(splits) > 1 else splits[0]
         docs += [one(part * length // sum(split)) for part in split]
     path.write_text("\n".join(docs) + "\n", encoding="utf-8")
@@ -213,6 +233,8 @@ def main() -> None:
     ap.add_argument("--passkey-docs", type=int, default=12000, help="passkey documents of L tokens to train on")
     ap.add_argument("--real-share", type=float, default=0.3, help="share of them hiding the key in People's Daily")
     ap.add_argument("--ft-lr", type=float, default=3e-4, help="learning rate of the fine-tunes at 4L")
+    ap.add_argument("--ft-text-share", type=float, default=0.3,
+                    help="share of the fine-tune blocks that are plain People's Daily text (no passkey)")
     ap.add_argument("--digits", type=int, default=2, help="digits of the passkey, in training and evaluation")
     ap.add_argument("--trials", type=int, default=10, help="keys per length and depth")
     ap.add_argument("--work", help="folder for the models (default: a temporary one)")
@@ -227,7 +249,7 @@ def main() -> None:
     base = train_stage(init, short, work / "base", L, args.steps, 2e-3, None)
     t_base = time.time() - t0
     long = passkey_corpus(work / "passkey-4L.txt", tok, 4 * L, args.passkey_docs // 4, args.real_share, args.digits,
-                          seed=1, splits=SPLITS_4L)
+                          seed=1, splits=SPLITS_4L, text_share=args.ft_text_share)
     tuned = {kind: train_stage(base, long, work / f"ft-{kind}", 4 * L, args.ft_steps, args.ft_lr, f"{kind}:4")
              for kind in ("linear", "yarn")}
     t_ft = time.time() - t0 - t_base

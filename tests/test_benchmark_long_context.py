@@ -46,3 +46,14 @@ def test_a_4l_corpus_packs_into_whole_blocks_of_l_to_4l_documents(tiny_tokenizer
         assert running <= 256
         running %= 256
     assert running == 0 and sum(lengths) == 8 * 256
+
+
+def test_plain_text_blocks_fill_whole_blocks_and_hold_no_key(tiny_tokenizer, tmp_path):
+    bench = load_benchmark()
+    path = bench.passkey_corpus(tmp_path / "c.txt", tiny_tokenizer, 256, 12, real_share=0.0, digits=2, seed=0,
+                                splits=bench.SPLITS_4L, text_share=0.5)
+    docs = path.read_text(encoding="utf-8").splitlines()
+    plain = [d for d in docs if "密码" not in d]
+    assert 0 < len(plain) < 12  # some blocks are plain text, the others passkey documents
+    assert all(n_tokens(tiny_tokenizer, d) == 256 for d in plain)
+    assert sum(n_tokens(tiny_tokenizer, d) for d in docs) == 12 * 256
