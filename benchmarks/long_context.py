@@ -15,7 +15,7 @@
    `yarn:4` on blocks of 4L tokens holding passkey documents of L to 4L tokens (`SPLITS_4L`) or, in
    30% of the blocks (`--ft-text-share`), plain People's Daily text, each model with its saved scaling.
    Passkey accuracy (greedy through the engine, `passkey_accuracy`, depths 0..1) and perplexity of
-   held-out People's Daily text (sliding windows of the given length, stride half of it).
+   held-out People's Daily text cut into documents of the given length that start with BOS, as in training.
 
 Usage: python benchmarks/long_context.py [--block 64] [--steps 3000] [--ft-steps 1000] [--digits 2] [--work DIR]
 (about 20 minutes on 2 cores; `--work` keeps the models, and a second run with the same folder and
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import random
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 from zhllama.data.builtin import people_daily_lines
 from zhllama.eval.passkey import (INTRO, KEY_LINE, QUESTION, answer_tokens, most_filler_that_fits, passkey_accuracy,
                                   passkey_text, random_key)
-from zhllama.eval.ppl import score_ids, text_ids
+from zhllama.eval.ppl import score_ids
 from zhllama.infer.engine import Engine
 from zhllama.infer.rope import apply_rope_scaling
 from zhllama.infer.sampling import SamplingParams
@@ -156,22 +157,30 @@ def train_stage(model: Path, corpus: Path, out: Path, block: int, steps: int, lr
 
 
 def held_out_ids(tokenizer, n_tokens: int) -> list[int]:
-    """People's Daily lines that neither the tokenizer nor the model saw, as one text."""
+    """People's Daily lines that neither the tokenizer nor the model saw, as one token sequence (no BOS)."""
     text = "".join(people_daily_lines()[TOKENIZER_LINES + TRAIN_LINES:][:HELD_OUT_LINES])
-    return text_ids(tokenizer, text)[:n_tokens]
+    return encode_plain_text(tokenizer, text)[:n_tokens]
+
+
+def document_perplexity(model, bos_id: int, ids: list[int], n: int) -> float:
+    """Perplexity of ``ids`` cut into documents of ``n`` tokens that start with BOS, as every training document
+    does. (Sliding windows that start mid-text, without BOS, are out of the training distribution: on them the
+    fine-tuned models predicted </s> with probability ~1 at every position, perplexity 10,000-60,000.)"""
+    nll, count = 0.0, 0
+    for begin in range(0, len(ids) - (n - 1) + 1, n - 1):
+        part_nll, part_count = score_ids(model, [bos_id] + ids[begin:begin + n - 1], context=n, stride=n)
+        nll, count = nll + part_nll, count + part_count
+    return math.exp(nll / count)
 
 
 def measure(model, tokenizer, lengths: list[int], ids: list[int], trials: int, digits: int) -> list[tuple[float, float]]:
     """(passkey accuracy, perplexity) at each length."""
-    import math
-
     engine = Engine(model, tokenizer, "none", context_length=max(lengths) + 16)  # past the positions on purpose
     n_answer = answer_tokens(tokenizer, digits)
     out = []
     for n in lengths:  # the prompt and its answer within n tokens, as `eval passkey` checks
         acc = passkey_accuracy(engine, [n - n_answer], DEPTHS, trials=trials, digits=digits, seed=n).mean()
-        nll, count = score_ids(model, ids, context=n, stride=n // 2)
-        out.append((acc, math.exp(nll / count)))
+        out.append((acc, document_perplexity(model, tokenizer.bos_token_id, ids, n)))
     return out
 
 

@@ -57,3 +57,24 @@ def test_plain_text_blocks_fill_whole_blocks_and_hold_no_key(tiny_tokenizer, tmp
     assert 0 < len(plain) < 12  # some blocks are plain text, the others passkey documents
     assert all(n_tokens(tiny_tokenizer, d) == 256 for d in plain)
     assert sum(n_tokens(tiny_tokenizer, d) for d in docs) == 12 * 256
+
+
+def test_document_perplexity_scores_bos_started_documents(tiny_model_dir):
+    """Perplexity over documents [BOS] + n-1 tokens, every token after BOS scored once; not a sliding window."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    bench = load_benchmark()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    ids = list(range(5, 5 + 2 * 7 + 3))  # two documents of 1 + 7 tokens; the last 3 tokens are left out
+    nll, count = 0.0, 0
+    for doc in ([1] + ids[0:7], [1] + ids[7:14]):
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([doc])).logits[0, :-1].double(), dim=-1)
+        nll -= float(logp.gather(1, torch.tensor(doc[1:]).view(-1, 1)).sum())
+        count += len(doc) - 1
+    got = bench.document_perplexity(model, 1, ids, 8)
+    assert math.isclose(got, math.exp(nll / count), rel_tol=1e-4)
+    assert not math.isclose(got, bench.document_perplexity(model, 2, ids, 8), rel_tol=1e-4)  # the BOS matters
