@@ -241,6 +241,8 @@ def main() -> None:
     ap.add_argument("--ft-steps", type=int, default=1000, help="optimizer steps of each fine-tune at 4L (batch 4)")
     ap.add_argument("--passkey-docs", type=int, default=12000, help="passkey documents of L tokens to train on")
     ap.add_argument("--real-share", type=float, default=0.3, help="share of them hiding the key in People's Daily")
+    ap.add_argument("--text-share", type=float, default=0.0,
+                    help="share of the training blocks at L that are plain People's Daily text (no passkey)")
     ap.add_argument("--ft-lr", type=float, default=3e-4, help="learning rate of the fine-tunes at 4L")
     ap.add_argument("--ft-text-share", type=float, default=0.3,
                     help="share of the fine-tune blocks that are plain People's Daily text (no passkey)")
@@ -254,7 +256,8 @@ def main() -> None:
     t0 = time.time()
     init = build_base(work, L)
     tok = load_tokenizer(init)
-    short = passkey_corpus(work / "passkey-L.txt", tok, L, args.passkey_docs, args.real_share, args.digits, seed=0)
+    short = passkey_corpus(work / "passkey-L.txt", tok, L, args.passkey_docs, args.real_share, args.digits, seed=0,
+                           text_share=args.text_share)
     base = train_stage(init, short, work / "base", L, args.steps, 2e-3, None)
     t_base = time.time() - t0
     long = passkey_corpus(work / "passkey-4L.txt", tok, 4 * L, args.passkey_docs // 4, args.real_share, args.digits,
