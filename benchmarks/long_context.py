@@ -5,8 +5,9 @@
    max_position_embeddings L.
 2. `train pt --full` at block size L on passkey documents (`zhllama.eval.passkey`'s intro, key line
    and question, then the key) whose filler is `eval passkey`'s sentences or, for a share of them,
-   held-in People's Daily text. Every document is exactly L tokens with its BOS and EOS, so `train
-   pt`'s packing puts one whole document in each block: a key is never cut off from its question.
+   held-in People's Daily text; 30% of the blocks (`--text-share`) are plain People's Daily text
+   instead. Every document is exactly L tokens with its BOS and EOS, so `train pt`'s packing puts
+   one whole document in each block: a key is never cut off from its question.
    Retrieval is an induction-style copy that appears suddenly after ~1,500 steps at this size
    (per-digit accuracy 13% -> 86% between steps 1,000 and 3,000), hence the step count.
 3. Evaluated at L, 2L, 4L with no scaling (run past its positions on purpose), linear (position
@@ -17,8 +18,8 @@
    Passkey accuracy (greedy through the engine, `passkey_accuracy`, depths 0..1) and perplexity of
    held-out People's Daily text cut into documents of the given length that start with BOS, as in training.
 
-Usage: python benchmarks/long_context.py [--block 64] [--steps 3000] [--ft-steps 1000] [--digits 2] [--work DIR]
-(about 20 minutes on 2 cores; `--work` keeps the models, and a second run with the same folder and
+Usage: python benchmarks/long_context.py [--block 64] [--steps 3000] [--ft-steps 3000] [--digits 2] [--work DIR]
+(about 30 minutes on 2 cores; `--work` keeps the models, and a second run with the same folder and
 settings only evaluates). Keys have 2 digits by default: see docs/long-context.md for why.
 """
 
@@ -238,10 +239,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--block", type=int, default=64, help="training context L in tokens")
     ap.add_argument("--steps", type=int, default=3000, help="optimizer steps at L (batch 16)")
-    ap.add_argument("--ft-steps", type=int, default=1000, help="optimizer steps of each fine-tune at 4L (batch 4)")
+    ap.add_argument("--ft-steps", type=int, default=3000, help="optimizer steps of each fine-tune at 4L (batch 4)")
     ap.add_argument("--passkey-docs", type=int, default=12000, help="passkey documents of L tokens to train on")
     ap.add_argument("--real-share", type=float, default=0.3, help="share of them hiding the key in People's Daily")
-    ap.add_argument("--text-share", type=float, default=0.0,
+    ap.add_argument("--text-share", type=float, default=0.3,
                     help="share of the training blocks at L that are plain People's Daily text (no passkey)")
     ap.add_argument("--ft-lr", type=float, default=3e-4, help="learning rate of the fine-tunes at 4L")
     ap.add_argument("--ft-text-share", type=float, default=0.3,
