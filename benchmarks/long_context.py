@@ -115,21 +115,27 @@ def passkey_corpus(path: Path, tokenizer, length: int, n_blocks: int, real_share
     rng = random.Random(seed)
     lines = people_daily_lines()[TOKENIZER_LINES:TOKENIZER_LINES + TRAIN_LINES]
 
-    def one(n_tokens: int) -> str:
+    def sample_text(n_tokens: int) -> str:  # enough People's Daily lines to fill n_tokens
+        return "".join(rng.sample(lines, 4 * n_tokens // 40 + 2))
+
+    def first_that_fits(make, what: str, n_tokens: int) -> str:
         for _ in range(100):
-            filler = "".join(rng.sample(lines, 4 * n_tokens // 40 + 2)) if rng.random() < real_share else None
-            doc = passkey_document(tokenizer, rng, n_tokens, filler, digits)
+            doc = make()
             if doc is not None:
                 return doc
-        raise SystemExit(f"no passkey document of exactly {n_tokens} tokens in 100 tries with this tokenizer")
+        raise SystemExit(f"no {what} document of exactly {n_tokens} tokens in 100 tries with this tokenizer")
+
+    def one(n_tokens: int) -> str:
+        def make():
+            filler = sample_text(n_tokens) if rng.random() < real_share else None
+            return passkey_document(tokenizer, rng, n_tokens, filler, digits)
+        return first_that_fits(make, "passkey", n_tokens)
 
     def plain() -> str:
-        for _ in range(100):
-            text = "".join(rng.sample(lines, 4 * length // 40 + 2))
-            doc = fit_exactly(tokenizer, lambda n: text[:n], length)
-            if doc is not None:
-                return doc
-        raise SystemExit(f"no plain document of exactly {length} tokens in 100 tries with this tokenizer")
+        def make():
+            text = sample_text(length)
+            return fit_exactly(tokenizer, lambda n: text[:n], length)
+        return first_that_fits(make, "plain", length)
 
     docs: list[str] = []
     for _ in range(n_blocks):
