@@ -27,9 +27,10 @@ def reduced_demo(run_dir: Path):
                       max_steps=4, save_steps=100, eval_steps=4, logging_steps=2)
     tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
     pairs = "builtin:task_pairs?split={}&per_task=16&heldout=10&tasks=genre"
-    data["sft"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], batch_size=8, max_length=256, max_steps=4, lora_rank=4,
-                       save_steps=100, logging_steps=2)
-    data["dpo"].update(train_files=[pairs.format("train")], max_steps=2, lora_rank=4, save_steps=100, logging_steps=1)
+    data["sft"].update(train_files=[tasks.format("train")], batch_size=8, max_length=256, max_steps=4, save_steps=100,
+                       logging_steps=2)
+    data["sft"]["then"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], max_steps=2, save_steps=100)
+    data["dpo"].update(train_files=[pairs.format("train")], max_steps=2, save_steps=100, logging_steps=1)
     data["eval"].update(pairs=pairs.format("heldout"), text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4,
                         speed_chars=8)
     return parse_recipe(data, where="reduced demo", root=run_dir)
@@ -45,7 +46,7 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
     run_dir, result, printed = demo_run
-    assert result.ran == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "dpo", "eval"]
+    assert result.ran == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "dpo", "eval"]
     tok = result.metrics("tokenizer")
     assert tok["vocab_before"] == 400 and tok["vocab_after"] > 400
     assert tok["chars_per_token_after"] > 2 * tok["chars_per_token_before"]
@@ -66,7 +67,7 @@ def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
 
 def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
     run_dir, _, printed = demo_run
-    final = run_dir / "dpo" / "out" / "model"  # the DPO adapter merged into the SFT model
+    final = run_dir / "dpo" / "out" / "model"  # the DPO-tuned SFT model
     assert f"zhllama serve --model {final}" in printed
     assert "zhllama pipeline chinese-llama2-7b" in printed
     assert json.loads((final / "zhllama.json").read_text(encoding="utf-8"))["template"] == "alpaca"
@@ -83,6 +84,7 @@ def test_demo_writes_summary_and_loss_curves(demo_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for stage in ("base", "pt", "sft"):
         assert result.metrics(stage)["loss_curve"]["train"]
+    assert result.metrics("sft")["then"]["loss_curve"]["train"]  # the rehearsal phase ran too
 
 
 def test_second_demo_run_does_no_work_and_prints_the_same_summary(demo_run):

@@ -111,6 +111,51 @@ def test_sft_template_differing_from_the_recipe_template_is_refused(tmp_path, ti
         prepare(recipe_from(data, tmp_path))
 
 
+@pytest.mark.parametrize("sft, message", [
+    ({"then": {"train_files": ["b.json"]}}, r"sft.then: a second phase needs full-parameter training \(full: true in sft\)"),
+    ({"full": True, "then": {"max_steps": 5}}, r"sft.then: no 'train_files'"),
+    ({"full": True, "then": ["b.json"]}, r"sft.then: expected a mapping of training settings"),
+    ({"full": True, "then": {"train_files": ["b.json"], "max_stpes": 5}}, r"sft.then: unknown key 'max_stpes'.*did you mean 'max_steps'"),
+])
+def test_bad_second_sft_phase_is_refused_before_anything_runs(tmp_path, tiny_model_dir, sft, message):
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text("[]", encoding="utf-8")
+    data = {"base_model": str(tiny_model_dir), "run_dir": str(tmp_path / "run"), "sft": {"train_files": ["a.json"], **sft}}
+    with pytest.raises(ZhllamaError, match=message):
+        prepare(recipe_from(data, tmp_path))
+
+
+def test_second_sft_phase_trains_from_the_first_phases_model_with_its_own_settings(tmp_path, tiny_model_dir, monkeypatch):
+    import zhllama.train as train_mod
+
+    real_train, calls = train_mod.train, []
+
+    def recording_train(cfg, stage, callbacks=None):
+        calls.append((cfg, real_train(cfg, stage, callbacks=callbacks)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(train_mod, "train", recording_train)
+    tasks = "builtin:tasks?split=train&per_task=8&heldout=2&tasks=sentiment"
+    data = {"run_dir": str(tmp_path / "run"), "base_model": str(tiny_model_dir),
+            "sft": {"train_files": [tasks], "full": True, "batch_size": 4, "max_steps": 3, "learning_rate": 1e-3,
+                    "save_steps": 100, "logging_steps": 1,
+                    "then": {"train_files": ["builtin:continuation?n=4"], "max_steps": 2, "learning_rate": 5e-4}}}
+    result = run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    (first, first_out), (second, second_out) = calls
+    assert second.model == first_out["model_dir"]  # phase 2 starts where phase 1 ended
+    assert (first.max_steps, first.learning_rate, second.max_steps, second.learning_rate) == (3, 1e-3, 2, 5e-4)
+    assert second.batch_size == 4 and second.full  # the rest is inherited from the first phase
+    assert [Path(f).name for f in second.train_files] == ["continuation-n4.json"]
+    from safetensors.torch import load_file
+
+    final = load_file(str(tmp_path / "run" / "sft" / "out" / "model" / "model.safetensors"))
+    phase1 = load_file(str(Path(first_out["model_dir"]) / "model.safetensors"))
+    assert not Path(second_out["model_dir"]).exists()  # moved into place as the stage's model ...
+    assert any(not (final[k] == phase1[k]).all() for k in final)  # ... which is phase 2's, not phase 1's
+    metrics = result.metrics("sft")
+    assert len(metrics["loss_curve"]["train"]) == 3 and len(metrics["then"]["loss_curve"]["train"]) == 2
+
+
 def test_unknown_template_is_refused(tmp_path, tiny_model_dir):
     data = small(tmp_path, tiny_model_dir, template="alpaca2")
     with pytest.raises(ZhllamaError, match=r"unknown template 'alpaca2'"):

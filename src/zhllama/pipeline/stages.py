@@ -115,8 +115,13 @@ class Planner:
         return inputs, settings
 
     def plan_sft(self, section: dict) -> Plan:
+        section = dict(section)
+        then = section.pop("then", None)
         settings, files = self.train_settings(section, "sft", self.r.template)
         inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
+        if then is not None:
+            settings["then"], then_files = self.second_phase(section, settings, then)
+            inputs.update(self.files(then_files, "then_train_files"))
         self.sft_base = self.model
         out = stage_out(self.r, "sft")
         self.sft_adapter = None if settings["full"] else str(out / "adapter")
@@ -124,6 +129,20 @@ class Planner:
         if self.model:
             self.evaluated["instruction-tuned"] = self.model
         return inputs, settings
+
+    def second_phase(self, section: dict, first: dict, then) -> tuple[dict, list[str]]:
+        """``sft.then``: a second phase of training from the first phase's model, with the first
+        phase's ``section`` except for the keys it gives (``train_files`` it must give)."""
+        where = "sft.then"
+        if not isinstance(then, dict):
+            raise ZhllamaError(f"{where}: expected a mapping of training settings",
+                               "e.g. then: {train_files: [more.json], max_steps: 80, learning_rate: 5.0e-4}")
+        if not first["full"] or not then.get("full", True):
+            raise ZhllamaError(f"{where}: a second phase needs full-parameter training (full: true in sft)",
+                               "with LoRA, merge the adapter and start another pipeline from the merged model")
+        if "train_files" not in then:
+            raise ZhllamaError(f"{where}: no 'train_files'", "list the second phase's training data files")
+        return self.train_settings({**section, **then}, where, self.r.template)
 
     def plan_merge(self, section: MergeSection) -> Plan:
         if not self.sft_adapter:
@@ -253,6 +272,10 @@ def run_train(ctx: StageRun, stage: str) -> dict:
 
     files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
     result = train_step(ctx, stage, ctx.inputs["model"], files, ctx.settings, ctx.inputs.get("tokenizer"))
+    then = ctx.settings.get("then")
+    if then:  # the second phase starts from the first one's final model (full-parameter only)
+        then_files = [v for k, v in ctx.inputs.items() if k.startswith("then_train_files")]
+        result = train_step(ctx, stage, result["model_dir"], then_files, then, None, folder="then")
     final = Path(result["model_dir"])
     if ctx.settings["full"]:
         move_into(final, ctx.out / "model")
@@ -260,17 +283,21 @@ def run_train(ctx: StageRun, stage: str) -> dict:
         move_into(final, ctx.out / "adapter")
         if stage == "pt":
             merge_adapters(ctx.inputs["model"], [str(ctx.out / "adapter")], str(ctx.out / "model"), overwrite=True)
-    return training_metrics(ctx.work / "train")
+    metrics = training_metrics(ctx.work / "train")
+    if then:
+        metrics["then"] = training_metrics(ctx.work / "then")
+    return metrics
 
 
-def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings: dict, tokenizer: str | None) -> dict:
+def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings: dict, tokenizer: str | None,
+               folder: str = "train") -> dict:
     from ..train import TrainConfig, train
 
     from ..train.checkpoints import last_complete_checkpoint
 
-    out = ctx.work / "train"
+    out = ctx.work / folder
     resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))  # else start over
-    fields = {k: v for k, v in settings.items() if k != "train_files"}
+    fields = {k: v for k, v in settings.items() if k not in ("train_files", "then")}
     cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files, output_dir=str(out),
                       resume=resume, overwrite=not resume)
     return train(cfg, stage)

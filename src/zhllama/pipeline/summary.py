@@ -230,6 +230,8 @@ def stage_row(name: str, manifest: dict) -> list[str]:
         notes.append(f"val loss {met['eval_loss']:.3f}")
     if met.get("train_tokens_per_second"):
         notes.append(f"{met['train_tokens_per_second']:,.0f} tok/s")
+    if "train_loss" in met.get("then", {}):
+        notes.append(f"then: train loss {met['then']['train_loss']:.3f}")
     if "new_rows" in met:
         notes.append(f"embeddings {met['old_rows']:,} -> {met['new_rows']:,} rows ({met['init']})")
     size = manifest.get("output", {}).get("size_bytes", 0)
