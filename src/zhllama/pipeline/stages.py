@@ -271,8 +271,9 @@ def run_train(ctx: StageRun, stage: str) -> dict:
     from ..train import merge_adapters
 
     files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
-    result = train_step(ctx, stage, ctx.inputs["model"], files, ctx.settings, ctx.inputs.get("tokenizer"))
-    then = ctx.settings.get("then")
+    settings = dict(ctx.settings)
+    then = settings.pop("then", None)
+    result = train_step(ctx, stage, ctx.inputs["model"], files, settings, ctx.inputs.get("tokenizer"))
     if then:  # the second phase starts from the first one's final model (full-parameter only)
         then_files = [v for k, v in ctx.inputs.items() if k.startswith("then_train_files")]
         result = train_step(ctx, stage, result["model_dir"], then_files, then, None, folder="then")
@@ -297,7 +298,7 @@ def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings
 
     out = ctx.work / folder
     resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))  # else start over
-    fields = {k: v for k, v in settings.items() if k not in ("train_files", "then")}
+    fields = {k: v for k, v in settings.items() if k != "train_files"}
     cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files, output_dir=str(out),
                       resume=resume, overwrite=not resume)
     return train(cfg, stage)
