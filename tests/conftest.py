@@ -28,6 +28,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 TINY_VOCAB = 1200
 
+pytest_plugins = ["engine_guard"]  # make test-engines: a skip for a missing engine fails the run
+
 
 @pytest.fixture(scope="session", autouse=True)
 def command_logs(tmp_path_factory) -> Path:

@@ -78,3 +78,19 @@ def test_export_after_an_unmerged_lora_sft_is_refused_before_anything_runs(tmp_p
                       "sft": {"train_files": ["a.json"]}, "export": {}}, root=tmp_path)
     with pytest.raises(ZhllamaError, match="LoRA adapter is not merged.*add a merge stage"):
         plan(r)
+
+
+def test_a_stage_whose_package_is_missing_is_refused_before_any_stage_runs(tmp_path, monkeypatch, tiny_model_dir):
+    """The demo's dpo stage once failed at stage 7/8, minutes in: now the plan check names the package."""
+    import sys
+
+    from zhllama.pipeline import prepare
+
+    assert STAGES["dpo"].requires == (("trl", "trl>=1.0"),) and STAGES["rm"].requires == STAGES["ppo"].requires
+    r = parse_recipe({"base_model": str(tiny_model_dir), "run_dir": str(tmp_path / "run"),
+                      "dpo": {"train_files": [str(tmp_path)]}}, root=tmp_path)
+    assert [st.name for st in prepare(r, where="r.yaml")] == ["dpo"]  # trl is installed: the plan passes
+    monkeypatch.setitem(sys.modules, "trl", None)  # as when it is not installed
+    with pytest.raises(ZhllamaError, match=r"r\.yaml: stage dpo needs the Python package 'trl', which is not installed"):
+        prepare(r, where="r.yaml")
+    assert not (tmp_path / "run").exists()

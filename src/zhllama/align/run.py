@@ -89,7 +89,7 @@ def require_trl():
     try:
         import trl
     except ImportError:
-        raise ZhllamaError("train rm/dpo/ppo need TRL, which is not installed", "pip install 'zhllama[align]'") from None
+        raise ZhllamaError("train rm/dpo/ppo need TRL, which is not installed", "it is a dependency of zhllama: pip install 'trl>=1.0'") from None
     return trl
 
 

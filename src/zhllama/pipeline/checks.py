@@ -1,17 +1,19 @@
 """Hand-off checks, run on the whole plan before any stage spends compute.
 
-Missing input files, a base tokenizer larger than the base model's embeddings, a ready-made
+A stage's package that is not installed, missing input files, a base tokenizer larger than the base model's embeddings, a ready-made
 tokenizer that does not extend the base tokenizer, an unknown template: each is a one-line
 :class:`ZhllamaError` naming the recipe field.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..io import read_json
 from .recipe import Recipe
+from .registry import STAGES
 from .runner import Stage
 
 
@@ -19,8 +21,17 @@ def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
     from ..templates import get_template
 
     get_template(recipe.template)
+    check_stage_packages(stages, where)
     check_inputs_exist(recipe, stages, where)
     check_vocabularies(recipe, where)
+
+
+def check_stage_packages(stages: list[Stage], where: str) -> None:
+    for st in stages:
+        for module, requirement in STAGES[st.name].requires:
+            if importlib.util.find_spec(module) is None:
+                raise ZhllamaError(f"{where}: stage {st.name} needs the Python package '{module}', which is not installed",
+                                   f"pip install '{requirement}' (a dependency of zhllama: reinstall it with its dependencies)")
 
 
 def check_inputs_exist(recipe: Recipe, stages: list[Stage], where: str) -> None:

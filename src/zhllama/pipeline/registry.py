@@ -30,7 +30,9 @@ class StageSpec:
     ``section``: the schema its recipe section is checked against; ``run(StageRun) -> metrics``;
     ``plan(planner, section) -> (inputs, settings)`` (default :meth:`Planner.plan_model_reader`);
     ``needs``: what must come before it, as (stage, recipe key) pairs where either one supplies the
-    same thing (key ``None``: only the stage will do); ``default_section``: listed in ``stages:``
+    same thing (key ``None``: only the stage will do); ``requires``: (module, pip requirement) pairs
+    of the third-party packages its run imports lazily, checked before any stage runs, so a broken
+    install fails in a second instead of after the earlier stages' minutes; ``default_section``: listed in ``stages:``
     without a section, it runs with the schema's defaults; ``resumable``: an interrupted run
     continues from its checkpoints.
     """
@@ -39,11 +41,13 @@ class StageSpec:
     run: Callable[[StageRun], dict]
     plan: Callable[[Planner, Any], tuple[dict[str, str], dict[str, Any]]] = Planner.plan_model_reader
     needs: tuple[tuple[str, str | None], ...] = ()
+    requires: tuple[tuple[str, str], ...] = ()
     default_section: bool = False
     resumable: bool = False
 
 
-BASE_MODEL = ("base", "base_model")  # a stage that needs a model: the base stage builds one, or the recipe names one
+BASE_MODEL = ("base", "base_model")
+TRL = (("trl", "trl>=1.0"),)  # the preference stages run on TRL's trainers  # a stage that needs a model: the base stage builds one, or the recipe names one
 
 STAGES: dict[str, StageSpec] = {
     "base": StageSpec(BaseSection, run_base, Planner.plan_base, resumable=True),
@@ -55,9 +59,9 @@ STAGES: dict[str, StageSpec] = {
     "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
-    "rm": StageSpec(AlignConfig, run_rm, plan_rm, needs=(BASE_MODEL,), resumable=True),
-    "dpo": StageSpec(AlignConfig, run_dpo, plan_dpo, needs=(BASE_MODEL,), resumable=True),
-    "ppo": StageSpec(AlignConfig, run_ppo, plan_ppo, needs=(("rm", None),), resumable=True),
+    "rm": StageSpec(AlignConfig, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "dpo": StageSpec(AlignConfig, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "ppo": StageSpec(AlignConfig, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }
