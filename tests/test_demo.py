@@ -25,13 +25,13 @@ def reduced_demo(run_dir: Path):
                              options={"character_coverage": 0.98})
     data["pt"].update(train_files=["builtin:people_daily?split=train&max_chars=20000"], block_size=64, batch_size=8,
                       max_steps=4, save_steps=100, eval_steps=4, logging_steps=2)
-    tasks = "builtin:tasks?split={}&per_task=16&heldout=10"
-    pairs = "builtin:task_pairs?split={}&per_task=16&heldout=10&tasks=genre"
+    tasks = "builtin:tasks?split={}&per_task=16&dev=10&test=12"
+    pairs = "builtin:task_pairs?split={}&per_task=16&dev=10&test=12&tasks=genre"
     data["sft"].update(train_files=[tasks.format("train")], batch_size=8, max_length=256, max_steps=4, save_steps=100,
                        logging_steps=2)
     data["sft"]["then"].update(train_files=[tasks.format("train"), "builtin:continuation?n=8"], max_steps=2, save_steps=100)
     data["dpo"].update(train_files=[pairs.format("train")], max_steps=2, save_steps=100, logging_steps=1)
-    data["eval"].update(pairs=pairs.format("heldout"), text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("heldout"), max_examples=4,
+    data["eval"].update(pairs=pairs.format("test"), text=["builtin:people_daily?split=valid&max_chars=2000"], tasks=tasks.format("test"), max_examples=4,
                         speed_chars=8)
     return parse_recipe(data, where="reduced demo", root=run_dir)
 
@@ -56,13 +56,18 @@ def test_demo_runs_every_stage_and_reports_before_and_after(demo_run):
     assert set(ev["accuracy"]) == {"before_sft", "after_sft", "after_dpo", "majority"}
     assert set(ev["accuracy"]["after_sft"]) == set(ev["accuracy"]["after_dpo"]) == {"sentiment", "genre", "pos", "all"}
     assert set(ev["pair_margin"]) == {"after_sft", "after_dpo"}
-    assert ev["pair_margin"]["after_dpo"]["pairs"] == 10
+    assert ev["pair_margin"]["after_dpo"]["pairs"] == 12 and ev["pairs_split"] == "test"
+    assert ev["split"] == "test" and ev["n"] == {"genre": 4, "pos": 4, "sentiment": 4}
     assert ev["pair_margin"]["after_dpo"]["mean_margin"] != ev["pair_margin"]["after_sft"]["mean_margin"]  # DPO changed the model
     assert ev["accuracy"]["majority"] == {"sentiment": 0.5, "genre": 0.5, "pos": 0.5}
-    for row in ("Chinese characters per token", "validation bits/char (pre-training)", "sentiment (正面/负面)", "majority class",
-                "sentiment (正面/负面) accuracy (DPO)", "held-out preference margin, nats (DPO)", "validation bits/char (DPO)"):
+    for row in ("Chinese characters per token", "validation bits/char (pre-training)", "test sentiment (正面/负面) accuracy (SFT)",
+                "majority class", "test sentiment (正面/负面) accuracy (DPO)", "test preference margin, nats (DPO)",
+                "validation bits/char (DPO)"):
         assert row in result.summary
-    assert "| 1 | " in result.summary.split("### The first 5 held-out questions")[1]
+    p = ev["accuracy"]["after_sft"]["sentiment"]
+    assert f"{100 * p:.1f}% ± {100 * (p * (1 - p) / 4) ** 0.5:.1f} (n=4)" in result.summary.split("test sentiment (正面/负面) accuracy (SFT)")[1]
+    assert "held-out" not in result.summary
+    assert "| 1 | " in result.summary.split("### The first 5 test questions")[1]
 
 
 def test_demo_prints_how_to_serve_the_merged_model_and_run_on_gpus(demo_run):
@@ -142,13 +147,14 @@ def test_summary_compares_the_arms_side_by_side(demo_run):
         assert row in section
 
 
-def test_showcase_is_the_first_held_out_questions_whatever_the_answers(demo_run):
+def test_showcase_is_the_first_test_questions_whatever_the_answers(demo_run):
     run_dir, result, _ = demo_run
-    held = json.loads(next((run_dir / "data").glob("tasks-*splitheldout.json")).read_text(encoding="utf-8"))
+    (path,) = (run_dir / "data").glob("tasks-*splittest*.json")
+    test = json.loads(path.read_text(encoding="utf-8"))
     shown = result.metrics("eval")["showcase"]
-    assert [r["input"] for r in shown] == [r["input"] for r in held[:5]]
+    assert [r["input"] for r in shown] == [r["input"] for r in test[:5]]
     assert all(r["correct"] == (r["answer"] == r["expected"]) for r in shown)
-    assert "### The first 5 held-out questions" in result.summary
+    assert "### The first 5 test questions" in result.summary
     for r in shown:
         assert ("✓" if r["correct"] else "✗") in result.summary.split(r["input"][:10])[1].splitlines()[0]
 
@@ -159,3 +165,34 @@ def test_demo_writes_the_bits_per_char_plot_and_names_it(demo_run):
     assert "Plot: bits_per_char.png" in result.summary
     cont = result.metrics("eval")["continuation"]
     assert set(cont["text"]) == {"English base", "pre-trained"} and cont["prompt"] == "中国经济"
+
+
+def test_the_demo_recipe_scores_a_test_split_that_no_training_file_draws_from():
+    """Every builtin:tasks / task_pairs source of the recipe names the same dev and test sizes; eval reads test."""
+    from urllib.parse import parse_qsl
+
+    data = yaml.safe_load(DEMO_RECIPE)
+    specs = data["sft"]["train_files"] + data["sft"]["then"]["train_files"] + data["dpo"]["train_files"]
+    specs = [s for s in specs if s.startswith("builtin:task")] + [data["eval"]["tasks"], data["eval"]["pairs"]]
+    opts = [dict(parse_qsl(s.partition("?")[2])) for s in specs]
+    assert len({(o["dev"], o["test"]) for o in opts}) == 1
+    assert [o["split"] for o in opts] == ["train"] * (len(opts) - 2) + ["test", "test"]
+    assert data["eval"]["max_examples"] == int(opts[-1]["test"])  # every test question is scored
+
+
+def test_summary_shows_each_accuracy_with_its_standard_error_and_n():
+    from zhllama.pipeline.summary import build_summary
+
+    ev = {"accuracy": {"before_sft": {"sentiment": 0.5, "all": 0.5}, "after_sft": {"sentiment": 0.68, "all": 0.68},
+                       "after_dpo": {"sentiment": 0.7, "all": 0.7}, "majority": {"sentiment": 0.5}},
+          "n": {"sentiment": 200}, "split": "test", "examples": 200,
+          "showcase": [{"input": "好", "instruction": "", "expected": "正面", "answer": "正面", "correct": True, "task": "sentiment"}]}
+    summary = build_summary("demo", {"eval": {"metrics": ev}})
+    row = next(line for line in summary.splitlines() if "test sentiment (正面/负面) accuracy (SFT)" in line)
+    assert "50.0% ± 3.5 (n=200)" in row and "68.0% ± 3.3 (n=200)" in row and "majority class: 50.0%" in row
+    assert "70.0% ± 3.2 (n=200)" in next(line for line in summary.splitlines() if "accuracy (DPO)" in line)
+    assert ("### The first 1 test questions (1/1 right here; test accuracy over 200 questions: "
+            "sentiment (正面/负面) 70.0% ± 3.2 (n=200))") in summary
+    # a run recorded before n and the split were: plain percentages, labelled held-out
+    old = build_summary("demo", {"eval": {"metrics": {k: v for k, v in ev.items() if k not in ("n", "split")}}})
+    assert "held-out sentiment (正面/负面) accuracy (SFT) | 50.0%  " in old and "±" not in old

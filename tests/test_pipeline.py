@@ -106,7 +106,7 @@ def test_given_tokenizer_that_does_not_extend_the_base_is_refused(tmp_path, tiny
 
 def test_sft_template_differing_from_the_recipe_template_is_refused(tmp_path, tiny_model_dir):
     data = {"base_model": str(tiny_model_dir), "run_dir": str(tmp_path / "run"), "template": "alpaca",
-            "sft": {"train_files": ["builtin:tasks?per_task=4&heldout=2"], "template": "llama2-zh"}}
+            "sft": {"train_files": ["builtin:tasks?per_task=4&dev=2"], "template": "llama2-zh"}}
     with pytest.raises(ZhllamaError, match=r"sft.template is 'llama2-zh' but the recipe's template is 'alpaca'"):
         prepare(recipe_from(data, tmp_path))
 
@@ -135,7 +135,7 @@ def test_second_sft_phase_trains_from_the_first_phases_model_with_its_own_settin
         return calls[-1][1]
 
     monkeypatch.setattr(train_mod, "train", recording_train)
-    tasks = "builtin:tasks?split=train&per_task=8&heldout=2&tasks=sentiment"
+    tasks = "builtin:tasks?split=train&per_task=8&dev=2&tasks=sentiment"
     data = {"run_dir": str(tmp_path / "run"), "base_model": str(tiny_model_dir),
             "sft": {"train_files": [tasks], "full": True, "batch_size": 4, "max_steps": 3, "learning_rate": 1e-3,
                     "save_steps": 100, "logging_steps": 1,

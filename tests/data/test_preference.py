@@ -100,7 +100,7 @@ def test_invalid_json_line_and_no_usable_pairs(tmp_path):
 def test_pairs_from_tasks_prefer_the_correct_label():
     from zhllama.data.tasks import build_tasks
 
-    train = build_tasks(["sentiment", "genre"], train_per_task=20, heldout_per_task=2)["train"]
+    train = build_tasks(["sentiment", "genre"], train_per_task=20, dev_per_task=2)["train"]
     pairs = pairs_from_tasks(train)
     assert len(pairs) == len(train)
     for p, r in zip(pairs, train):

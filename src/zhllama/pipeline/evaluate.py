@@ -1,10 +1,12 @@
-"""The eval stage: bits per character of every model the run produced, held-out task accuracy
-before and after instruction tuning and preference tuning (with the majority-class baseline), the
-held-out preference margin of the tuned models, and the final model's answers."""
+"""The eval stage: bits per character of every model the run produced, task accuracy before and
+after instruction tuning and preference tuning on the questions of ``eval.tasks`` (with the
+majority-class baseline, the number of questions per task and the split they are from: the demo
+scores its test split), the preference margin of the tuned models on ``eval.pairs``, and the final
+model's answers."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from ..errors import ZhllamaError
 from ..io import read_json
@@ -16,8 +18,24 @@ def load_records(path: str, where: str) -> list[dict]:
     return data if isinstance(data, list) else []
 
 
+def split_of(records: list[dict]) -> str | None:
+    """The split the records say they are from (``dev`` or ``test`` for builtin:tasks), if they all say the same."""
+    splits = {r.get("split") for r in records if isinstance(r, dict)}
+    return next(iter(splits)) if len(splits) == 1 and None not in splits else None
+
+
+def file_split(path: str) -> str | None:
+    """:func:`split_of` a JSON list file (builtin:task_pairs writes one); None for other files."""
+    if not str(path).endswith(".json"):
+        return None
+    try:
+        return split_of(load_records(path, "eval.pairs"))
+    except ZhllamaError:
+        return None
+
+
 def checkable(records: list[dict], per_task: int) -> list[dict]:
-    """Held-out records with a ``task`` and ``choices``, at most ``per_task`` of each task."""
+    """Records with a ``task`` and ``choices``, at most ``per_task`` of each task."""
     seen: dict[str, int] = defaultdict(int)
     out = []
     for r in records:
@@ -44,11 +62,16 @@ def evaluate_models(ctx: StageRun) -> dict:
     first = checkable(records, s.get("showcase", 0))[: s.get("showcase", 0)]  # the file's first N questions, as they come
     if "tasks" in ctx.inputs and not held:
         raise ZhllamaError(f"eval.tasks: no records with 'task', 'choices' and an 'output' among the choices in {ctx.inputs['tasks']}",
-                           "use builtin:tasks?split=heldout or records in that form")
+                           "use builtin:tasks?split=test or records in that form")
     models = {k.split(":", 1)[1]: v for k, v in ctx.inputs.items() if k.startswith("model:")}
     template = final_template(s)
     pairs = load_pairs([ctx.inputs["pairs"]])[0] if "pairs" in ctx.inputs else []
     report: dict = {"bits_per_char": {}, "accuracy": {}, "examples": len(held)}
+    if held:
+        report["n"] = dict(sorted(Counter(r["task"] for r in held).items()))  # questions per task, for the standard error
+        report["split"] = split_of(held)
+    if pairs:
+        report["pairs_split"] = file_split(ctx.inputs["pairs"])
     for label, path in models.items():
         model, tok = load_model(path, device="cpu")
         context = min(512, getattr(model.config, "max_position_embeddings", 512))
@@ -78,7 +101,7 @@ CONTINUED = ("English base", "pre-trained")  # the free-form continuation, side 
 
 
 def final_model_texts(model, tok, template: str, s: dict, first: list[dict]) -> dict:
-    """The final model's answers: the first held-out questions (``showcase``), and ``question``."""
+    """The final model's answers: the first scored questions (``showcase``), and ``question``."""
     from .showcase import answer, showcase
 
     out: dict = {}

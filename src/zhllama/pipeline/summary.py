@@ -3,6 +3,7 @@ same table) and the loss-curve PNG."""
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from pathlib import Path
 
@@ -18,6 +19,23 @@ def _fmt(x, spec: str = "{:.3f}") -> str:
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def standard_error(p: float, n: int) -> float:
+    """The standard error of an accuracy ``p`` measured on ``n`` questions: sqrt(p (1 - p) / n)."""
+    return math.sqrt(p * (1 - p) / n)
+
+
+def _acc(p, n=None) -> str:
+    """An accuracy with its standard error and n, e.g. ``68.0% ± 3.3 (n=200)`` (just ``68.0%`` when n is unknown)."""
+    if p is None or not n:
+        return _pct(p)
+    return f"{100 * p:.1f}% ± {100 * standard_error(p, n):.1f} (n={n:,})"
+
+
+def split_name(ev: dict, key: str = "split") -> str:
+    """The split the eval stage scored (``test``, ``dev``), or ``held-out`` when its file does not say."""
+    return ev.get(key) or "held-out"
 
 
 def _size(n: int) -> str:
@@ -74,25 +92,27 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
 
 
 def accuracy_rows(ev: dict) -> list[list[str]]:
-    """Held-out accuracy per task: before vs after SFT, then the SFT model vs each preference-tuned one."""
-    acc, rows = ev.get("accuracy", {}), []
+    """Accuracy per task on the scored split (± standard error, n): before vs after SFT, then the SFT
+    model vs each preference-tuned one."""
+    acc, n, split, rows = ev.get("accuracy", {}), ev.get("n", {}), split_name(ev), []
     tasks = [t for t in acc.get("after_sft", {}) if t != "all"]
     for task in tasks:
-        rows.append([f"held-out {TASK_NAMES.get(task, task)} accuracy (SFT)", _pct(acc.get("before_sft", {}).get(task)),
-                     _pct(acc["after_sft"][task]), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
+        rows.append([f"{split} {TASK_NAMES.get(task, task)} accuracy (SFT)", _acc(acc.get("before_sft", {}).get(task), n.get(task)),
+                     _acc(acc["after_sft"][task], n.get(task)), f"majority class: {_pct(acc.get('majority', {}).get(task))}"])
     for stage in TUNED_LABEL:
-        rows += [[f"held-out {TASK_NAMES.get(task, task)} accuracy ({stage.upper()})", _pct(acc["after_sft"][task]),
-                  _pct(acc[f"after_{stage}"].get(task)), "before: the SFT model"] for task in tasks if f"after_{stage}" in acc]
+        rows += [[f"{split} {TASK_NAMES.get(task, task)} accuracy ({stage.upper()})", _acc(acc["after_sft"][task], n.get(task)),
+                  _acc(acc[f"after_{stage}"].get(task), n.get(task)), "before: the SFT model"]
+                 for task in tasks if f"after_{stage}" in acc]
     return rows
 
 
 def preference_rows(ev: dict) -> list[list[str]]:
-    """The held-out preference margin (log p(chosen) - log p(rejected)) and bits/char after DPO / PPO."""
+    """The preference margin (log p(chosen) - log p(rejected)) on ``eval.pairs`` and bits/char after DPO / PPO."""
     margin, bpc, rows = ev.get("pair_margin", {}), ev.get("bits_per_char", {}), []
     for stage in TUNED_LABEL:
         after, before = margin.get(f"after_{stage}"), margin.get("after_sft", {})
         if after:
-            rows.append([f"held-out preference margin, nats ({stage.upper()})", _fmt(before.get("mean_margin")),
+            rows.append([f"{split_name(ev, 'pairs_split')} preference margin, nats ({stage.upper()})", _fmt(before.get("mean_margin")),
                          _fmt(after["mean_margin"]), f"chosen preferred: {_pct(before.get('accuracy'))} -> "
                                                      f"{_pct(after['accuracy'])} of {after['pairs']} pairs"])
         if TUNED_LABEL[stage] in bpc:
@@ -148,7 +168,7 @@ def bits_by_stage(bpc: dict) -> list[str]:
 
 
 def showcase_section(ev: dict) -> list[str]:
-    """The first held-out questions (fixed by the recipe) with the final model's answers."""
+    """The first scored questions (fixed by the recipe) with the final model's answers."""
     shown = ev.get("showcase")
     if not shown:
         return []
@@ -156,12 +176,13 @@ def showcase_section(ev: dict) -> list[str]:
     last = [f"after_{stage}" for stage in reversed(TUNED_LABEL)] + ["after_sft"]  # the final model's, latest stage first
     acc = next((accuracy[k] for k in last if k in accuracy), {})
     tasks = sorted({r["task"] for r in shown if r.get("task")})
-    scores = ", ".join(f"{TASK_NAMES.get(t, t)} {_pct(acc.get(t))}" for t in tasks)
+    n, split = ev.get("n", {}), split_name(ev)
+    scores = ", ".join(f"{TASK_NAMES.get(t, t)} {_acc(acc.get(t), n.get(t))}" for t in tasks)
     rows = [[str(i + 1), r["input"] or r["instruction"], r["expected"], r["answer"], "✓" if r["correct"] else "✗"]
             for i, r in enumerate(shown)]
     right = sum(r["correct"] for r in shown)
-    return ([f"### The first {len(shown)} held-out questions ({right}/{len(shown)} right here; "
-             f"held-out accuracy over {ev.get('examples', 0)} questions: {scores})", ""]
+    return ([f"### The first {len(shown)} {split} questions ({right}/{len(shown)} right here; "
+             f"{split} accuracy over {ev.get('examples', 0):,} questions: {scores})", ""]
             + table(["#", "question", "expected", "answer", ""], rows) + [""])
 
 
