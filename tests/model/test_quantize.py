@@ -15,7 +15,7 @@ from zhllama.model.load import load_model
 from zhllama.model.quantize import check_attn
 
 HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
-needs_bnb = pytest.mark.skipif(not HAS_BNB, reason="bitsandbytes is not installed (see docs/scale.md for its venv)")
+needs_bnb = pytest.mark.skipif(not HAS_BNB, reason="bitsandbytes is not installed (make test-engines runs this)")
 
 
 @pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed")

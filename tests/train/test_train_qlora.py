@@ -11,7 +11,7 @@ import torch
 from zhllama.model.load import load_model
 
 needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
-                               reason="bitsandbytes is not installed (see docs/scale.md for its venv)")
+                               reason="bitsandbytes is not installed (make test-engines runs this)")
 
 
 @needs_bnb
