@@ -9,7 +9,7 @@ import pytest
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import parse_recipe, prepare, run_pipeline
 
-PAIRS = "builtin:task_pairs?split=train&per_task=8&heldout=2&tasks=sentiment"
+PAIRS = "builtin:task_pairs?split=train&per_task=8&dev=2&test=2&tasks=sentiment"
 
 
 def recipe(tmp_path, base, **sections):
@@ -18,7 +18,7 @@ def recipe(tmp_path, base, **sections):
 
 
 def test_stages_hand_on_the_sft_model_the_reward_model_and_the_tuned_model(tmp_path, tiny_model_dir):
-    sft = {"train_files": ["builtin:tasks?per_task=4&heldout=2"], "full": True}
+    sft = {"train_files": ["builtin:tasks?per_task=4&dev=2&test=2"], "full": True}
     stages = prepare(recipe(tmp_path, tiny_model_dir, sft=sft, rm={"train_files": [PAIRS]},
                             dpo={"train_files": [PAIRS], "beta": 0.2}, ppo={"train_files": [PAIRS]},
                             eval={"text": ["builtin:people_daily?split=valid&max_chars=100"]}))
@@ -33,7 +33,7 @@ def test_stages_hand_on_the_sft_model_the_reward_model_and_the_tuned_model(tmp_p
 
 
 @pytest.mark.parametrize("sections,message", [
-    ({"sft": {"train_files": ["builtin:tasks?per_task=4&heldout=2"]}, "dpo": {"train_files": [PAIRS]}},
+    ({"sft": {"train_files": ["builtin:tasks?per_task=4&dev=2&test=2"]}, "dpo": {"train_files": [PAIRS]}},
      r"dpo: the sft stage's LoRA adapter is not merged"),
     ({"dpo": {"train_files": [PAIRS], "template": "chatml"}}, r"dpo.template is 'chatml' but the recipe's template is 'alpaca'"),
     ({"rm": {"train_files": [PAIRS], "tokenizer": "x"}}, r"rm: 'tokenizer' is set by the pipeline"),

@@ -113,9 +113,3 @@ def test_builtin_tasks_sources_give_each_split_and_refuse_a_bad_split_name():
         sources.tasks(split="valid")
     with pytest.raises(ZhllamaError, match=r"split 'heldout' is not train, dev or test \(the old held-out questions are the dev split"):
         sources.task_pairs(split="heldout")
-
-
-def test_heldout_is_the_former_name_of_dev():
-    assert sources.tasks(split="dev", per_task="8", heldout="4") == sources.tasks(split="dev", per_task="8", dev="4")
-    with pytest.raises(ZhllamaError, match="both dev= and heldout= given"):
-        sources.tasks(dev="4", heldout="4")

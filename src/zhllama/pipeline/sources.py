@@ -58,26 +58,24 @@ def stdlib_docstrings(max_chars: str | None = None) -> str:
 DEV, TEST = "100", "400"  # per task, the defaults of builtin:tasks and builtin:task_pairs
 
 
-def tasks(split: str = "train", per_task: str = "400", dev: str | None = None, test: str = TEST, tasks: str | None = None,
-          seed: str = "0", heldout: str | None = None) -> str:
+def tasks(split: str = "train", per_task: str = "400", dev: str = DEV, test: str = TEST, tasks: str | None = None,
+          seed: str = "0") -> str:
     from ..data.tasks import SPLITS, TASKS, build_tasks
 
     if split not in SPLITS:
         hint = "the old held-out questions are the dev split: split=dev" if split == "heldout" else "use split=train, dev or test"
         raise ZhllamaError(f"builtin:tasks: split '{split}' is not train, dev or test", hint)
-    if heldout is not None and dev is not None:
-        raise ZhllamaError("builtin:tasks: both dev= and heldout= given", "heldout= is the former name of dev=: give dev= only")
     names = tasks.split(",") if tasks else list(TASKS)
-    data = build_tasks(names, train_per_task=_int(per_task), dev_per_task=_int(dev or heldout or DEV),
+    data = build_tasks(names, train_per_task=_int(per_task), dev_per_task=_int(dev),
                        test_per_task=_int(test), seed=_int(seed))
     return json.dumps(data[split], ensure_ascii=False, indent=1) + "\n"
 
 
-def task_pairs(split: str = "train", per_task: str = "400", dev: str | None = None, test: str = TEST, tasks: str | None = None,
-               seed: str = "0", heldout: str | None = None) -> str:
+def task_pairs(split: str = "train", per_task: str = "400", dev: str = DEV, test: str = TEST, tasks: str | None = None,
+               seed: str = "0") -> str:
     from ..data.preference import pairs_from_tasks
 
-    records = json.loads(task_records(split, per_task, dev, test, tasks, seed, heldout))
+    records = json.loads(task_records(split, per_task, dev, test, tasks, seed))
     pairs = pairs_from_tasks(records, seed=_int(seed))
     for pair, r in zip(pairs, records):  # dev and test pairs say where they are from, as their records do
         if "split" in r:
