@@ -160,7 +160,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     from zhllama.export import export_gguf
-    from zhllama.export.llamacpp import gguf_perplexity
+    from zhllama.eval.llamacpp import gguf_perplexity
     from zhllama.tokenizer.hf import load_hf_tokenizer
 
     torch.set_num_threads(args.threads)
@@ -247,7 +247,7 @@ def kl_to_reference(paths: dict[str, Path], text: str, threads: int) -> dict[str
     import numpy as np
 
     from zhllama.eval.ppl import windows
-    from zhllama.export.llamacpp import _log_softmax, gguf_text_ids, load_llama
+    from zhllama.eval.llamacpp import _log_softmax, gguf_text_ids, load_llama
 
     llms = {name: load_llama(path, n_ctx=PPL_CONTEXT, threads=threads) for name, path in paths.items()}
     ref = next(iter(llms.values()))
@@ -273,7 +273,7 @@ def kquant_table(steps: int, threads: int, extra_buffers: bool, model: str | Non
 
     from zhllama.data.builtin import people_daily_lines
     from zhllama.export import export_gguf
-    from zhllama.export.llamacpp import gguf_perplexity
+    from zhllama.eval.llamacpp import gguf_perplexity
 
     torch.set_num_threads(threads)
     if not extra_buffers:

@@ -39,11 +39,12 @@ from zhllama.eval.passkey import (INTRO, KEY_LINE, QUESTION, answer_tokens, most
                                   passkey_text, random_key)
 from zhllama.eval.ppl import score_ids
 from zhllama.infer.engine import Engine
-from zhllama.infer.rope import apply_rope_scaling
 from zhllama.infer.sampling import SamplingParams
 from zhllama.model.init import InitConfig, init_model
-from zhllama.model.load import load_model, load_tokenizer
+from zhllama.model.load import load_model
+from zhllama.model.rope import apply_rope_scaling
 from zhllama.templates import encode_plain_text
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 from zhllama.train import TrainConfig, train
 

@@ -6,7 +6,7 @@ option text (dev + test, 59,585 cells as read), side by side in one run:
 
 * SentencePiece itself (the reference ids, and its speed);
 * ``tokenizer.json`` read by transformers (what zhllama loaded before, and what other tools load);
-* zhllama's loader (``zhllama.model.load.load_tokenizer``: SentencePiece-backed for these models).
+* zhllama's loader (``zhllama.tokenizer.load.load_tokenizer``: SentencePiece-backed for these models).
 
 Encoding as zhllama encodes text: a batch, no BOS, ``split_special_tokens=True``.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-from zhllama.model.load import load_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.exact import tied_pieces
 from zhllama.tokenizer.hf import write_hf_tokenizer

@@ -52,6 +52,25 @@ def check_output_path(path: str | Path, kind: Literal["file", "folder"], what: s
     return p
 
 
+def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Refuse to write into an existing, non-empty output folder unless ``overwrite``."""
+    p = check_output_path(path, "folder")
+    if p.exists() and any(p.iterdir()) and not overwrite:
+        raise ZhllamaError(f"output folder already exists: {p}", "pass --overwrite or choose another --out")
+    return p
+
+
+def is_hub_id(path: str | Path, root: str | Path | None = None) -> bool:
+    """``meta-llama/Llama-2-7b-hf``: one slash, not path-like, and not a path that exists here (or under ``root``)."""
+    text = str(path)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or Path(text).exists():
+        return False
+    return root is None or not (Path(root) / text).exists()
+
+
+def is_local(path: str | Path) -> bool:
+    return not is_hub_id(path)
+
 WEIGHT_GLOBS = ("*.safetensors", "*.bin")
 
 

@@ -23,6 +23,7 @@ STAGE_MODULES = [
     "zhllama.tokenizer.cli",  # tokenizer train | merge | stats
     "zhllama.model.cli",  # model init
     "zhllama.train.cli",  # train pt | sft, merge
+    "zhllama.align.cli",  # train rm | dpo | ppo (added to `zhllama train`, which comes first)
     "zhllama.infer.cli",  # chat, generate
     "zhllama.serve.cli",  # serve, webui
     "zhllama.eval.cli",  # eval ppl | mc | compare

@@ -40,12 +40,3 @@ def require_dir(path: str | Path, what: str = "folder") -> Path:
         raise ZhllamaError(f"{what} is not a folder: {p}", "give a folder")
     return p
 
-
-def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
-    """Refuse to write into an existing, non-empty output folder unless ``overwrite``."""
-    from .checks import check_output_path
-
-    p = check_output_path(path, "folder")
-    if p.exists() and any(p.iterdir()) and not overwrite:
-        raise ZhllamaError(f"output folder already exists: {p}", "pass --overwrite or choose another --out")
-    return p

@@ -57,8 +57,7 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     An interrupted stage therefore never leaves a folder that looks complete but is not.
     ``overwrite`` replaces an existing folder (after the new one is complete).
     """
-    from .checks import sweep_stale_temps, temp_prefix
-    from .errors import check_output_dir
+    from .checks import check_output_dir, sweep_stale_temps, temp_prefix
 
     out = check_output_dir(out, overwrite)  # also refuses a path under a file (checks.check_output_path)
     sweep_stale_temps(out)  # what a killed earlier run left behind

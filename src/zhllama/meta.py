@@ -3,7 +3,8 @@
 Later stages and other tools read it instead of guessing: the chat template an SFT model was
 trained with (chat, serve, eval and merge use it), the base model and stage that produced the
 folder, and the vocabulary (tokenizer size, embedding rows, padding) that an adapter must be
-loaded with.  One reader (:func:`read_meta`) and one writer (:func:`write_meta`).
+loaded with.  One reader (:func:`read_meta`) and one writer (:func:`write_meta`);
+:func:`resolve_template_name` picks the chat template a model or adapter folder is prompted with.
 """
 
 from __future__ import annotations
@@ -87,3 +88,14 @@ def write_meta(folder: str | Path, **updates: Any) -> ModelMeta:
     ModelMeta.from_json(meta.to_json(), str(path))  # the same checks as on reading
     write_json_atomic(path, meta.to_json())
     return meta
+
+
+def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
+    """--template if given, else the adapter's then the model's zhllama.json, else ``none``."""
+    if template:
+        return template
+    for src in ([lora] if lora else []) + [model_path]:
+        name = read_meta(src).template
+        if name:
+            return name
+    return "none"

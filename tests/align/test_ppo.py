@@ -17,7 +17,7 @@ from zhllama.templates import TEMPLATES, encode_messages
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
 def test_ppo_prompts_are_the_ids_sft_and_inference_use(template, tiny_tokenizer_dir):
     """RLOO tokenizes prompts with the tokenizer's chat template: it must give encode_messages' ids."""
-    from zhllama.model.load import load_tokenizer
+    from zhllama.tokenizer.load import load_tokenizer
     from zhllama.tokenizer.hf import set_chat_template
 
     tok = set_chat_template(load_tokenizer(tiny_tokenizer_dir), template)

@@ -7,7 +7,7 @@ import pickle
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from zhllama.model.load import load_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.templates import encode_plain_text
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.exact import SentencePieceTokenizer, load_sentencepiece_tokenizer, tied_pieces

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from zhllama.model.load import load_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.templates import get_template
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.exact import SentencePieceTokenizer, load_sentencepiece_tokenizer

@@ -45,8 +45,7 @@ def peft_reference_logits(base_dir, adapters, ids):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from zhllama.model.load import fit_vocabulary
-    from zhllama.train.lora import read_adapter_shapes
+    from zhllama.model.load import fit_vocabulary, read_adapter_shapes
 
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     for i, a in enumerate(adapters):

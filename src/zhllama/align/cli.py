@@ -1,4 +1,4 @@
-"""`zhllama train rm|dpo|ppo` and `zhllama eval reward` (registered by train/cli.py and eval/cli.py)."""
+"""`zhllama train rm|dpo|ppo` (added by zhllama/cli.py after train/cli.py) and `zhllama eval reward` (by eval/cli.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ ALIGN_HELP = {
             "(REINFORCE leave-one-out: --num-generations replies per prompt, each baselined by the others' mean "
             "reward), which needs no value model."),
 }
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rm``, ``dpo`` and ``ppo`` to ``zhllama train`` (registered before by zhllama/train/cli.py)."""
+    from ..train.cli import EPILOG
+
+    register_stages(sub.choices["train"].stages, EPILOG)
 
 
 def register_stages(tsub, epilog: str) -> None:

@@ -47,7 +47,8 @@ def evaluate_reward(model_dir: str, files: list[str], template: str | None = Non
     import torch
 
     from ..data.preference import encode_pair, load_pairs
-    from ..model.load import load_sequence_classifier, load_tokenizer, resolve_device
+    from ..model.load import load_sequence_classifier, resolve_device
+    from ..tokenizer.load import load_tokenizer
 
     template = reward_template(model_dir, template)
     pairs, report = load_pairs(files, skip_bad)  # bad data fails before the model is read

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 def check_handoff(cfg: AlignConfig, stage: str) -> None:
     """The model (and for ppo the reward model) must have been trained with ``cfg.template``; checked before loading."""
     from ..meta import read_meta
-    from ..model.load import check_model_dir, is_local
+    from ..checks import is_local
+    from ..model.load import check_model_dir
 
     folders = [("model", cfg.model)] + ([("reward_model", cfg.reward_model)] if stage == "ppo" else [])
     for name, folder in folders:
@@ -138,7 +139,8 @@ def make_trainer(cfg: AlignConfig, stage: str, model, tok, args, data, callbacks
         return _pretokenized(trl.DPOTrainer)(model=model, ref_model=ref, args=args, train_dataset=data["train"],
                                              eval_dataset=eval_set, processing_class=tok, peft_config=peft,
                                              callbacks=callbacks)
-    from ..model.load import load_sequence_classifier, load_tokenizer
+    from ..model.load import load_sequence_classifier
+    from ..tokenizer.load import load_tokenizer
 
     reward = load_sequence_classifier(cfg.reward_model, model.dtype)
     reward_tok = load_tokenizer(cfg.reward_model)

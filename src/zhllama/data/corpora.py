@@ -2,7 +2,7 @@
 
 Pipeline (``build_pt_dataset``):
 
-1. read documents with :func:`zhllama.data.text.iter_documents` (.txt, .jsonl, .json, .gz) into
+1. read documents with :func:`zhllama.text.iter_documents` (.txt, .jsonl, .json, .gz) into
    an Arrow dataset;
 2. tokenize once with ``datasets.map`` (``num_proc`` worker processes), each document becoming
    ``[BOS] + ids + [EOS]``, so an EOS separates every two documents;
@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 from ..errors import ZhllamaError, require_file
 from ..io import atomic_dir, write_json_atomic
-from .text import ReadStats, iter_documents
+from ..text import ReadStats, iter_documents
 
 log = logging.getLogger(__name__)
 

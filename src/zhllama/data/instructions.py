@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ZhllamaError, require_file
 from ..templates import alpaca_record_to_messages, get_template, split_turns
-from .text import iter_records
+from ..text import iter_records
 
 log = logging.getLogger(__name__)
 

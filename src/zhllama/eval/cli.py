@@ -39,9 +39,9 @@ def _ppl(args: argparse.Namespace) -> int:
     from ..errors import ZhllamaError
     from ..io import write_json_atomic
     from ..model.load import load_model
+    from ..model.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
     from .config import PplConfig
     from .ppl import check_window, perplexity, read_texts
-    from ..infer.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
 
     cfg = from_args(PplConfig, args)
     m = cfg.load
@@ -50,7 +50,7 @@ def _ppl(args: argparse.Namespace) -> int:
         parse_rope_scaling(cfg.rope_scaling)
     texts = read_texts(cfg.text, cfg.text_field)
     if str(m.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
-        from ..export.llamacpp import gguf_perplexity
+        from .llamacpp import gguf_perplexity
 
         if m.lora:
             raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")

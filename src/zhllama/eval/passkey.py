@@ -162,9 +162,9 @@ def context_before_loading(model: str, lora: str | None, spec: str | None) -> in
     from pathlib import Path
     from types import SimpleNamespace
 
-    from ..infer.rope import rope_parameters, scaled_context
     from ..io import read_json
     from ..meta import read_meta
+    from ..model.rope import rope_parameters, scaled_context
 
     path = Path(model) / "config.json"
     if not path.is_file():
@@ -182,7 +182,7 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     from pathlib import Path
 
     from ..infer.engine import Engine
-    from ..infer.rope import parse_rope_scaling
+    from ..model.rope import parse_rope_scaling
     from ..io import write_json_atomic, write_text_atomic
 
     m = cfg.load

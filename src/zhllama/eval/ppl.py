@@ -11,7 +11,7 @@ bits per character and per UTF-8 byte divide the same total by the length of the
 compare models with different tokenizers fairly.
 
 Inputs: a ``.txt`` file is one text; ``.jsonl``/``.json`` files give one text per record
-(:func:`zhllama.data.text.iter_documents`), each scored on its own from BOS.
+(:func:`zhllama.text.iter_documents`), each scored on its own from BOS.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.text import base_suffix, iter_documents, open_text
 from ..errors import ZhllamaError, require_file
 from ..templates import encode_plain_text
+from ..text import base_suffix, iter_documents, open_text
 
 
 @dataclass
@@ -116,7 +116,7 @@ def check_context_fits(config, context: int) -> None:
 
     With RoPE scaling in the config, the model is meant to run up to ``factor`` times its original length.
     """
-    from ..infer.rope import scaled_context
+    from ..model.rope import scaled_context
 
     limit = scaled_context(config)
     if limit and context > limit:

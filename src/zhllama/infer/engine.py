@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
+from ..meta import resolve_template_name
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
 from .batch import DecodeBatch, _Request
 from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
@@ -32,19 +33,6 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) | "length"
     prompt_tokens: int
     completion_tokens: int  # tokens the model generated (the EOS included when it ended the text)
-
-
-def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
-    """--template if given, else the adapter's then the model's zhllama.json, else ``none``."""
-    from ..meta import read_meta
-
-    if template:
-        return template
-    for src in ([lora] if lora else []) + [model_path]:
-        name = read_meta(src).template
-        if name:
-            return name
-    return "none"
 
 
 class Engine:
@@ -76,7 +64,7 @@ class Engine:
         ``quantize`` 8bit/4bit (bitsandbytes) and ``attn`` the attention kernel, for the model and its draft.
         """
         from ..model.load import load_model
-        from .rope import apply_rope_scaling, parse_rope_scaling
+        from ..model.rope import apply_rope_scaling, parse_rope_scaling
         from .speculative import check_draft
 
         name = resolve_template_name(model_path, lora, template)
@@ -322,7 +310,7 @@ def cache_argument(model) -> str:
 
 def _model_context(model) -> int:
     """max_position_embeddings, times the RoPE factor of a model saved with scaling (trained with --rope-scaling)."""
-    from .rope import scaled_context
+    from ..model.rope import scaled_context
 
     n = scaled_context(model.config)
     if not n:

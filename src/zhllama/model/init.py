@@ -72,7 +72,7 @@ def init_model(cfg: InitConfig) -> Path:
     from transformers import GenerationConfig, LlamaForCausalLM
 
     from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
-    from .load import load_tokenizer
+    from ..tokenizer.load import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer)
     config = llama_config(len(tokenizer), cfg, tokenizer)

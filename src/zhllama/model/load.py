@@ -1,14 +1,11 @@
-"""The one place that loads models, tokenizers and LoRA adapters, with the hand-off checks.
+"""The one place that loads models and LoRA adapters, with the hand-off checks.
 
 Every stage (train, merge, resize, chat/generate/serve/webui, eval, the pipeline) loads through
 here, so a folder that loads in one stage loads in all of them:
 
-* a model from a local folder or a Hugging Face hub id (:func:`load_causal_lm`, :func:`load_model`);
-* a tokenizer of any kind (:func:`load_tokenizer`): ``tokenizer.json``, a folder transformers
-  reads otherwise (slow tokenizers, hub ids), or a bare SentencePiece ``tokenizer.model`` (file or
-  folder), converted with the exact ids of :mod:`zhllama.tokenizer.hf`; a ``tokenizer.model`` whose
-  mergeable pieces tie on score (Chinese-LLaMA-2's) encodes with SentencePiece itself
-  (:mod:`zhllama.tokenizer.exact`), since no ``tokenizer.json`` can give its ids;
+* a model from a local folder or a Hugging Face hub id (:func:`load_causal_lm`, :func:`load_model`),
+  with its tokenizer from :func:`zhllama.tokenizer.load.load_tokenizer` (a folder transformers
+  reads, or a bare SentencePiece ``tokenizer.model`` with SentencePiece's exact ids);
 * LoRA adapters (:func:`apply_adapter`), after growing the model to the vocabulary the adapter was
   trained with (:func:`fit_vocabulary`: a resized or padded vocabulary), and checking that its
   tensors fit the model's layers;
@@ -21,33 +18,20 @@ Every problem a user can fix is a one-line :class:`ZhllamaError` that says what 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from ..checks import check_weights_readable
+from ..checks import check_weights_readable, is_local
 from ..errors import ZhllamaError
+from ..tokenizer.load import load_base_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 PEFT_PREFIX = "base_model.model."
 
 
 # --- where a model comes from ---------------------------------------------------------------
-def is_hub_id(path: str | Path, root: str | Path | None = None) -> bool:
-    """``meta-llama/Llama-2-7b-hf``: one slash, not path-like, and not a path that exists here (or under ``root``)."""
-    text = str(path)
-    if text.count("/") != 1 or text.startswith((".", "/", "~")) or Path(text).exists():
-        return False
-    return root is None or not (Path(root) / text).exists()
-
-
-def is_local(path: str | Path) -> bool:
-    return not is_hub_id(path)
-
-
 def check_model_dir(path: str | Path) -> Path:
     """A local model folder must hold config.json and weights."""
     p = Path(path).expanduser()
@@ -131,100 +115,7 @@ def load_sequence_classifier(path: str | Path, dtype="auto", num_labels: int = 1
                            "give a LLaMA-family folder (a model written by `zhllama train sft`/`merge`/`train rm`)") from None
 
 
-# --- tokenizers --------------------------------------------------------------------------------
-def has_tokenizer_files(folder: str | Path) -> bool:
-    return any((Path(folder) / name).is_file() for name in TOKENIZER_FILES)
-
-
-def load_tokenizer(path: str | Path):
-    """A tokenizer from a folder, a hub id or a bare SentencePiece model (file or folder)."""
-    p = Path(path).expanduser()
-    exact = _sentencepiece_if_tied(p)
-    if exact is not None:
-        return exact
-    if p.is_file() or (p.is_dir() and not (p / "tokenizer.json").is_file() and (p / "tokenizer.model").is_file()):
-        return _load_sentencepiece(p)
-    if not p.exists() and is_local(path):
-        raise ZhllamaError(f"tokenizer not found: {p}", "give a tokenizer folder, a tokenizer.model file or a hub id")
-    if p.is_dir() and not has_tokenizer_files(p):
-        raise ZhllamaError(f"{p} holds no tokenizer (no tokenizer.json, tokenizer.model or tokenizer_config.json)",
-                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder")
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(p) if p.exists() else str(path))
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise ZhllamaError(f"cannot load a tokenizer from {path}: {str(e).splitlines()[0]}",
-                           "give a folder written by `zhllama tokenizer merge` or a Hugging Face model folder") from None
-
-
-def _sentencepiece_if_tied(p: Path):
-    """The SentencePiece-backed tokenizer when ``p``'s ``tokenizer.model`` has mergeable pieces with tied
-    scores (no ``tokenizer.json`` can give SentencePiece's ids then: :mod:`zhllama.tokenizer.exact`), else None."""
-    from ..tokenizer import spm as S
-    from ..tokenizer.exact import load_sentencepiece_tokenizer, needs_sentencepiece
-
-    sp_file = p if p.is_file() else p / "tokenizer.model"
-    if not sp_file.is_file():
-        return None
-    try:
-        proto = S.load_proto(sp_file)
-    except ZhllamaError:
-        return None  # not a SentencePiece model: the other paths load tokenizer.json or say what is wrong
-    if not needs_sentencepiece(proto):
-        return None
-    config, added = _folder_settings(p) if p.is_dir() else ({}, [])
-    log.info("%s: mergeable pieces share scores; encoding with SentencePiece for its exact ids", sp_file)
-    return load_sentencepiece_tokenizer(sp_file, config, added)
-
-
-def _folder_settings(folder: Path) -> tuple[dict, list[tuple[int, str, bool]]]:
-    """A tokenizer folder's ``tokenizer_config.json`` (its ``chat_template.jinja`` first, as transformers reads
-    it) and the tokens its files add, as ``(id, text, special)``."""
-    from ..io import read_json
-
-    config, added = {}, []
-    if (folder / "tokenizer_config.json").is_file():
-        config = read_json(folder / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
-        added += [(int(i), t["content"], bool(t.get("special"))) for i, t in (config.get("added_tokens_decoder") or {}).items()]
-    if (folder / "chat_template.jinja").is_file():
-        config["chat_template"] = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-    if (folder / "tokenizer.json").is_file():
-        data = read_json(folder / "tokenizer.json", "fix or delete the tokenizer's tokenizer.json")
-        added += [(int(t["id"]), t["content"], bool(t.get("special"))) for t in data.get("added_tokens") or []]
-    return config, sorted(set(added))
-
-
-def _load_sentencepiece(p: Path):
-    """Write the exact Hugging Face files for a SentencePiece model in a temp folder and load them.
-
-    transformers' own conversion of ``tokenizer.model`` gives other ids (see zhllama.tokenizer.hf).
-    In a folder, the settings of its ``tokenizer_config.json`` (BOS/EOS, length, chat template) are kept.
-    """
-    import tempfile
-
-    from ..io import read_json
-    from ..tokenizer.hf import write_hf_tokenizer
-
-    config = {}
-    if p.is_dir() and (p / "tokenizer_config.json").is_file():
-        config = read_json(p / "tokenizer_config.json", "fix or delete the tokenizer's tokenizer_config.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        write_hf_tokenizer(p, tmp, add_bos=config.get("add_bos_token", True), add_eos=config.get("add_eos_token", False),
-                           model_max_length=config.get("model_max_length"))
-        tokenizer = load_tokenizer(tmp)
-    if config.get("chat_template"):
-        tokenizer.chat_template = config["chat_template"]
-    return tokenizer
-
-
-def load_base_tokenizer(model_src: str | Path):
-    """The tokenizer that ships with a model (folder or hub id), or None when its folder has none."""
-    if Path(model_src).is_dir() and not has_tokenizer_files(model_src):
-        return None
-    return load_tokenizer(model_src)
-
-
+# --- tokenizers (loaded by zhllama.tokenizer.load) --------------------------------------------
 def tokenizer_source(base: str, adapters: list[Path]) -> str:
     """The last adapter that carries tokenizer files, else the base model."""
     for a in reversed(adapters):
@@ -273,6 +164,29 @@ def read_adapter_config(adapter: Path) -> dict:
     if cfg.get("peft_type") != "LORA":
         raise ZhllamaError(f"{adapter} is a {cfg.get('peft_type')} adapter, not LoRA", "only LoRA adapters are supported")
     return cfg
+
+
+def adapter_weights_file(adapter_dir: str | Path) -> Path | None:
+    d = Path(adapter_dir)
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a saved adapter, without loading the weights."""
+    f = adapter_weights_file(adapter_dir)
+    if f is None:
+        raise ZhllamaError(f"{adapter_dir} has no adapter_model.safetensors", "the adapter folder is incomplete")
+    if f.suffix == ".bin":
+        import torch
+
+        return {k: tuple(v.shape) for k, v in torch.load(f, map_location="cpu", weights_only=True).items()}
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as sf:
+        return {k: tuple(sf.get_slice(k).get_shape()) for k in sf.keys()}
 
 
 def adapter_embedding_rows(shapes: dict[str, tuple]) -> int | None:
@@ -347,7 +261,7 @@ def _expected_shape(module, kind: str, shape: tuple):
 
 def apply_adapter_rope_scaling(model, adapter: Path) -> None:
     """An adapter trained with ``--rope-scaling`` (recorded in its zhllama.json) scales its base's RoPE."""
-    from ..infer.rope import apply_rope_scaling, parse_rope_scaling
+    from .rope import apply_rope_scaling, parse_rope_scaling
     from ..meta import read_meta
 
     spec = read_meta(adapter).rope_scaling
@@ -368,8 +282,6 @@ def apply_adapter(model, adapter: str | Path, merge: bool = False):
     ``merge`` folds it into the weights (returns a plain model); otherwise a ``PeftModel``.
     """
     from peft import PeftModel
-
-    from ..train.lora import read_adapter_shapes
 
     adapter = Path(adapter)
     read_adapter_config(adapter)

@@ -166,11 +166,12 @@ def resize_model(cfg: ResizeConfig) -> dict:
     """Grow ``cfg.model``'s embeddings to ``cfg.tokenizer`` and write model + tokenizer to ``cfg.out``
     atomically; returns :func:`resize_embeddings`' report."""
     from ..checks import check_output_path
-    from ..errors import check_output_dir
+    from ..checks import check_output_dir
     from ..io import atomic_dir
     from ..meta import write_meta
     from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
-    from .load import check_tokenizer_extends_base, load_causal_lm, load_tokenizer, model_source
+    from ..tokenizer.load import load_tokenizer
+    from .load import check_tokenizer_extends_base, load_causal_lm, model_source
 
     check_output_dir(check_output_path(cfg.out, "folder"), cfg.overwrite)  # cheap checks before loading the model
     source = model_source(cfg.model)

@@ -48,8 +48,8 @@ def plan_ablation(planner, section: dict) -> tuple[dict[str, str], dict[str, Any
 
 def token_counts(tokenizer_dirs: dict[str, str], files: list[str]) -> tuple[int, dict[str, int]]:
     """(characters, {label: tokens}) of the training text, documents separated by one EOS as pt packs them."""
-    from ..data.text import iter_documents
-    from ..model.load import load_tokenizer
+    from ..text import iter_documents
+    from ..tokenizer.load import load_tokenizer
 
     docs = [d for f in files for d in iter_documents(f)]
     counts = {}

@@ -55,7 +55,8 @@ def embedding_rows(model_dir: Path) -> int | None:
 
 def check_vocabularies(recipe: Recipe, where: str) -> None:
     """Base tokenizer vs base embeddings, and a given tokenizer vs the base tokenizer."""
-    from ..model.load import check_tokenizer_extends_base, check_tokenizer_fits, load_tokenizer
+    from ..model.load import check_tokenizer_extends_base, check_tokenizer_fits
+    from ..tokenizer.load import load_tokenizer
 
     if not recipe.base_model:
         return

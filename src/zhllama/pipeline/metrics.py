@@ -16,7 +16,7 @@ def bits_per_char(model, tokenizer, texts: list[str], context: int) -> float:
 
 def read_texts(paths: list[str], max_chars: int) -> list[str]:
     """Documents from the validation files, up to ``max_chars`` characters in all."""
-    from ..data.text import iter_documents
+    from ..text import iter_documents
 
     texts, total = [], 0
     for p in paths:

@@ -21,7 +21,7 @@ from ..config import from_dict, read_yaml, subset
 from ..errors import ZhllamaError
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
-from ..model.load import is_hub_id
+from ..checks import is_hub_id
 from ..model.resize import ResizeSettings
 from ..tokenizer.merge import MergeMode
 from ..tokenizer.train import ModelType, TokenizerTrainConfig

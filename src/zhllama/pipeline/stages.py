@@ -349,7 +349,7 @@ def training_metrics(train_dir: Path) -> dict:
 
 
 def vocab_size(tokenizer_dir: str | Path) -> int:
-    from ..model.load import load_tokenizer
+    from ..tokenizer.load import load_tokenizer
 
     return len(load_tokenizer(tokenizer_dir))
 

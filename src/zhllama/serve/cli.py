@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_engine(cfg):
-    from ..model.load import check_model_dir, is_local
+    from ..checks import is_local
+    from ..model.load import check_model_dir
 
     backend = getattr(cfg, "backend", None)  # serve has --engine; webui uses zhllama's own
     if backend is not None and backend.kind != "zhllama":

@@ -183,8 +183,8 @@ def hf_config(proto, add_bos: bool = True, add_eos: bool = False, model_max_leng
 
 
 def load_hf_tokenizer(path: str | Path):
-    """Kept for callers of earlier versions: :func:`zhllama.model.load.load_tokenizer`."""
-    from ..model.load import load_tokenizer
+    """Kept for callers of earlier versions: :func:`zhllama.tokenizer.load.load_tokenizer`."""
+    from .load import load_tokenizer
 
     return load_tokenizer(path)
 
@@ -226,8 +226,8 @@ def set_chat_template(target, template: str | None = None):
     the ids zhllama does.  ``split_special_tokens`` is turned off so the template's
     ``{{ bos_token }}``/``{{ eos_token }}`` become tokens.  Returns the tokenizer or the folder.
     """
-    from ..model.load import load_tokenizer
     from ..templates import get_template
+    from .load import load_tokenizer
 
     if not isinstance(target, (str, Path)):
         target.chat_template = get_template(template or "none").jinja(dummy_prefix_separator(target))
@@ -235,7 +235,7 @@ def set_chat_template(target, template: str | None = None):
         return target
     folder = Path(target)
     if template is None:
-        from ..infer.engine import resolve_template_name
+        from ..meta import resolve_template_name
 
         template = resolve_template_name(folder)
     jinja = get_template(template).jinja(dummy_prefix_separator(load_tokenizer(folder)))

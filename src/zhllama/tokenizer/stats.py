@@ -44,7 +44,7 @@ class SpTokenizer:
 
 class HfTokenizer:
     def __init__(self, path: Path):
-        from ..model.load import load_tokenizer
+        from .load import load_tokenizer
 
         self.tok = load_tokenizer(path)
         self.vocab_size = len(self.tok)
@@ -102,7 +102,7 @@ def measure(tok, label: str, text_name: str, docs: list[str]) -> TextStats:
 
 
 def read_docs(path: str | Path, text_field: str) -> list[str]:
-    from ..data.text import iter_documents
+    from ..text import iter_documents
 
     docs = list(iter_documents(path, text_field))
     if not docs:

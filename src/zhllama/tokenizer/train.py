@@ -70,7 +70,7 @@ class CorpusLines:
     def __iter__(self) -> Iterator[str]:
         from tqdm import tqdm
 
-        from ..data.text import iter_documents
+        from ..text import iter_documents
 
         # disable=None: a bar on a terminal, none in logs and pipes
         bar = tqdm(desc="reading corpus", unit=" lines", disable=None if self.progress else True, file=sys.stderr)

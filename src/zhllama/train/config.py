@@ -93,7 +93,7 @@ class TrainConfig:
             raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
         check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)
         if self.rope_scaling is not None:
-            from ..infer.rope import parse_rope_scaling
+            from ..model.rope import parse_rope_scaling
 
             parse_rope_scaling(self.rope_scaling, kinds=TRAIN_ROPE_KINDS)
         self.check_scale()

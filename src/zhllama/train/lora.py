@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ZhllamaError
+from ..model.load import read_adapter_shapes
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +84,6 @@ def count_parameters(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable": trainable, "total": total, "trainable_fraction": trainable / max(total, 1)}
-
-
-def adapter_weights_file(adapter_dir: str | Path) -> Path | None:
-    d = Path(adapter_dir)
-    for name in ("adapter_model.safetensors", "adapter_model.bin"):
-        if (d / name).is_file():
-            return d / name
-    return None
-
-
-def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape of a saved adapter, without loading the weights."""
-    f = adapter_weights_file(adapter_dir)
-    if f is None:
-        raise ZhllamaError(f"{adapter_dir} has no adapter_model.safetensors", "the adapter folder is incomplete")
-    if f.suffix == ".bin":
-        import torch
-
-        return {k: tuple(v.shape) for k, v in torch.load(f, map_location="cpu", weights_only=True).items()}
-    from safetensors import safe_open
-
-    with safe_open(str(f), framework="pt") as sf:
-        return {k: tuple(sf.get_slice(k).get_shape()) for k in sf.keys()}
 
 
 def verify_saved_adapter(adapter_dir: str | Path, peft_model) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ZhllamaError, check_output_dir, require_dir
+from ..checks import check_output_dir
+from ..errors import ZhllamaError, require_dir
 from ..io import atomic_dir
 
 
@@ -51,6 +52,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
     from ..meta import read_meta, write_meta
     from ..model import load as L
     from ..tokenizer.hf import set_chat_template
+    from ..tokenizer.load import load_base_tokenizer, load_tokenizer
     from .prepare import save_tokenizer
 
     if not loras:
@@ -64,8 +66,8 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
     for adapter in tqdm(adapters, desc="merging adapters", unit="adapter"):
         model = L.apply_adapter(model, adapter, merge=True)
     tok_src = L.tokenizer_source(src, adapters)
-    tok = L.load_tokenizer(tok_src)
-    base_tok = L.load_base_tokenizer(src)
+    tok = load_tokenizer(tok_src)
+    base_tok = load_base_tokenizer(src)
     if base_tok is not None and tok_src != src:
         L.check_tokenizer_extends_base(tok, base_tok, f"the tokenizer in {tok_src}", f"the model's tokenizer ({src})")
     rows = L.embedding_rows(model)

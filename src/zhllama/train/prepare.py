@@ -26,7 +26,8 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
     (:func:`zhllama.model.resize.resize_embeddings`).  ``loader(source, dtype)`` reads the model
     (default :func:`zhllama.model.load.load_causal_lm`; a reward model uses ``load_sequence_classifier``).
     """
-    from ..model.load import check_tokenizer_extends_base, load_base_tokenizer, load_causal_lm, load_tokenizer, model_source
+    from ..model.load import check_tokenizer_extends_base, load_causal_lm, model_source
+    from ..tokenizer.load import load_base_tokenizer, load_tokenizer
 
     model_src = model_source(model)
     base_tok = load_base_tokenizer(model_src)

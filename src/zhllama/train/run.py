@@ -103,7 +103,7 @@ def build_model(cfg: TrainConfig, precision: str):
     if cfg.qlora:
         model = prepare_qlora(model, cfg.gradient_checkpointing)
     if cfg.rope_scaling:
-        from ..infer.rope import apply_rope_scaling
+        from ..model.rope import apply_rope_scaling
 
         apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
@@ -258,6 +258,6 @@ def _adapter_rope_spec(cfg: TrainConfig) -> str | None:
     """An adapter's config.json is the base's: its RoPE scaling travels in zhllama.json (merge and load apply it)."""
     if cfg.full or not cfg.rope_scaling:
         return None
-    from ..infer.rope import canonical_spec
+    from ..model.rope import canonical_spec
 
     return canonical_spec(cfg.rope_scaling)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ZhllamaError, require_file
+from .errors import ZhllamaError, require_file
 
 ALPACA_FIELDS = ("instruction", "input", "output")
 

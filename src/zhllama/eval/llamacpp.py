@@ -45,7 +45,7 @@ def gguf_text_ids(llm, text: str) -> list[int]:
 
 def gguf_score_ids(llm, ids: list[int], context: int, stride: int) -> tuple[float, int]:
     """(summed NLL in nats, tokens scored), over the same windows as the Hugging Face scorer."""
-    from ..eval.ppl import windows
+    from .ppl import windows
 
     total, count = 0.0, 0
     for begin, end, first in windows(len(ids), context, stride):
@@ -63,7 +63,7 @@ def gguf_perplexity(path: str | Path, texts: list[str], context: int | None, str
     """The report of zhllama.eval.ppl.perplexity, computed by llama.cpp on a GGUF file."""
     from tqdm.auto import tqdm
 
-    from ..eval.ppl import PplTotals, check_window
+    from .ppl import PplTotals, check_window
 
     check_window(context, stride)
     llm = load_llama(path, n_ctx=context, threads=threads)
