@@ -317,7 +317,7 @@ class _PastKeyValuesForward(torch.nn.Module):
 
 
 def test_the_kv_cache_goes_under_the_name_the_forward_takes(tiny_engine):
-    from zhllama.infer.engine import cache_argument
+    from zhllama.infer.batch import cache_argument
 
     assert cache_argument(tiny_engine.model) == "cache"
     old = Engine(_PastKeyValuesForward(tiny_engine.model), tiny_engine.tokenizer, tiny_engine.template)

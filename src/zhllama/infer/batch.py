@@ -150,8 +150,6 @@ class DecodeBatch:
         """Prefill the waiting requests as one small batch and merge it into the running one."""
         from transformers import DynamicCache
 
-        from .engine import _left_pad
-
         rows, owners, unconditional = [], [], []
         for number in self.waiting:
             req = self.requests[number]
@@ -234,3 +232,37 @@ class DecodeBatch:
         self.history = torch.cat([self.history, column], dim=1)
         self.positions = self.positions + 1
         self.logits = self.engine._forward(column, self.mask, self.positions, self.cache)
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int, device):
+    """Left-padded ids, attention mask, and a history copy whose pads are the row's first id.
+
+    The history feeds the repetition penalty: repeating an id the row already has changes nothing,
+    whereas a pad id would be penalised as if the row had generated it.
+    """
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    history = torch.empty((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        row = torch.tensor(p, dtype=torch.long)
+        ids[i, width - len(p):] = row
+        history[i] = p[0]
+        history[i, width - len(p):] = row
+        mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device), history.to(device)
+
+
+def cache_argument(model) -> str:
+    """The name under which the model's ``forward`` takes its KV cache.
+
+    transformers renamed ``past_key_values`` to ``cache`` (5.24 has ``cache``; 5.19, the version
+    vLLM 0.32 pins, only ``past_key_values``).  An older forward takes ``cache=`` silently into its
+    ``**kwargs`` and runs without the cache, so every decode step would see one token alone.
+    """
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # an unmerged peft adapter
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

@@ -18,7 +18,7 @@ from typing import Iterator, Sequence
 from ..errors import ZhllamaError
 from ..meta import resolve_template_name
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
-from .batch import DecodeBatch, _Request
+from .batch import DecodeBatch, _left_pad, _Request, cache_argument
 from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
 from .speculative import SpeculativeStats
 from .stream import TextStream
@@ -272,40 +272,6 @@ class Engine:
 def _completion(r: _Request) -> Completion:
     return Completion(text=r.text, token_ids=list(r.ids), finish_reason=r.finish_reason or "length",
                       prompt_tokens=len(r.prompt), completion_tokens=r.generated)
-
-
-def _left_pad(prompts: list[list[int]], pad_id: int, device):
-    """Left-padded ids, attention mask, and a history copy whose pads are the row's first id.
-
-    The history feeds the repetition penalty: repeating an id the row already has changes nothing,
-    whereas a pad id would be penalised as if the row had generated it.
-    """
-    import torch
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    history = torch.empty((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        row = torch.tensor(p, dtype=torch.long)
-        ids[i, width - len(p):] = row
-        history[i] = p[0]
-        history[i, width - len(p):] = row
-        mask[i, width - len(p):] = 1
-    return ids.to(device), mask.to(device), history.to(device)
-
-
-def cache_argument(model) -> str:
-    """The name under which the model's ``forward`` takes its KV cache.
-
-    transformers renamed ``past_key_values`` to ``cache`` (5.24 has ``cache``; 5.19, the version
-    vLLM 0.32 pins, only ``past_key_values``).  An older forward takes ``cache=`` silently into its
-    ``**kwargs`` and runs without the cache, so every decode step would see one token alone.
-    """
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # an unmerged peft adapter
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _model_context(model) -> int:

@@ -59,7 +59,7 @@ class _Runner:
     def __init__(self, model, vocab: int):
         from transformers import DynamicCache
 
-        from .engine import cache_argument
+        from .batch import cache_argument
 
         self.model = model
         self._cache_arg = cache_argument(model)
