@@ -161,7 +161,7 @@ def main() -> None:
 
     from zhllama.export import export_gguf
     from zhllama.eval.llamacpp import gguf_perplexity
-    from zhllama.tokenizer.hf import load_hf_tokenizer
+    from zhllama.tokenizer.load import load_tokenizer
 
     torch.set_num_threads(args.threads)
     try:
@@ -175,7 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else build_model(Path(tmp))
         n_params = sum(t.numel() for t in load_file(str(model_dir / "model.safetensors")).values())
-        hf_ids = load_hf_tokenizer(model_dir)(PROMPT)["input_ids"]
+        hf_ids = load_tokenizer(model_dir)(PROMPT)["input_ids"]
         rows = []
         hf_tps, hf_tokens = hf_greedy(model_dir, hf_ids, args.new_tokens, args.repeats)
         ppl_hf = hf_ppl(model_dir, texts)

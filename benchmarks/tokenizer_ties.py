@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerFast
 
 from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.exact import tied_pieces
+from zhllama.tokenizer.spm import tied_pieces
 from zhllama.tokenizer.hf import write_hf_tokenizer
 from zhllama.tokenizer.merge import merge_tokenizers
 

@@ -28,7 +28,8 @@ import torch
 
 from zhllama.data.builtin import people_daily_lines, stdlib_docstrings
 from zhllama.model.init import InitConfig, init_model
-from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
+from zhllama.tokenizer.hf import write_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.train import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -118,7 +119,7 @@ def main() -> None:
             rows.append(run(name, stage, cfg))
         from zhllama.data.instructions import build_sft_dataset
 
-        tok = load_hf_tokenizer(tok_dir)
+        tok = load_tokenizer(tok_dir)
         sft, _ = build_sft_dataset([str(sft_file)], tok, "alpaca", args.max_length, cache_dir=str(work / "cache"))
         pad = {False: padding_fraction(sft["train"], tok, args.batch, False),
                True: padding_fraction(sft["train"], tok, args.batch, True)}

@@ -62,9 +62,9 @@ def tiny_tokenizer_dir(tmp_path_factory, tiny_sp_model) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_tokenizer_dir):
-    from zhllama.tokenizer.hf import load_hf_tokenizer
+    from zhllama.tokenizer.load import load_tokenizer
 
-    return load_hf_tokenizer(tiny_tokenizer_dir)
+    return load_tokenizer(tiny_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The Jinja chat_template in saved tokenizer folders gives the ids zhllama itself feeds the model.
 
 For every template, ``tokenizer.apply_chat_template`` on a folder carrying that template (written by
-``zhllama.tokenizer.hf.set_chat_template``) must equal ``zhllama.templates.encode_messages`` on 240
+``zhllama.tokenizer.chat.set_chat_template``) must equal ``zhllama.templates.encode_messages`` on 240
 generated conversations: with and without a system prompt, 1-4 turns, Chinese, English and mixed
 text, leading/trailing spaces, newlines, digits, ASCII and full-width punctuation.
 """
@@ -14,7 +14,9 @@ import shutil
 import pytest
 
 from zhllama.templates import TEMPLATES, encode_messages, get_template
-from zhllama.tokenizer.hf import load_hf_tokenizer, set_chat_template, write_hf_tokenizer
+from zhllama.tokenizer.chat import set_chat_template
+from zhllama.tokenizer.hf import write_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 
 N_CONVERSATIONS = 240
 
@@ -65,7 +67,7 @@ def hf_ids(tokenizer, messages, add_generation_prompt: bool) -> list[int]:
 def folder_with_template(src, dst, name):
     shutil.copytree(src, dst)
     set_chat_template(dst, name)
-    return load_hf_tokenizer(dst)
+    return load_tokenizer(dst)
 
 
 def assert_all_equal(tokenizer, name):
@@ -171,15 +173,15 @@ def test_folder_template_follows_zhllama_json(tiny_tokenizer_dir, tmp_path):
     d = tmp_path / "model"
     shutil.copytree(tiny_tokenizer_dir, d)
     set_chat_template(d)
-    assert load_hf_tokenizer(d).chat_template == get_template("none").jinja()
+    assert load_tokenizer(d).chat_template == get_template("none").jinja()
     write_meta(d, template="chatml")
     (d / "chat_template.jinja").write_text("stale", encoding="utf-8")  # as save_pretrained writes it
     set_chat_template(d)
-    assert load_hf_tokenizer(d).chat_template == get_template("chatml").jinja()
+    assert load_tokenizer(d).chat_template == get_template("chatml").jinja()
 
 
 def test_written_tokenizer_reads_special_tokens_in_templates_only(tiny_tokenizer_dir):
-    tok = load_hf_tokenizer(tiny_tokenizer_dir)
+    tok = load_tokenizer(tiny_tokenizer_dir)
     assert tok.chat_template == get_template("none").jinja()
     assert tok.split_special_tokens is False
     from zhllama.templates import encode_plain_text

@@ -18,7 +18,7 @@ from zhllama.templates import TEMPLATES, encode_messages
 def test_ppo_prompts_are_the_ids_sft_and_inference_use(template, tiny_tokenizer_dir):
     """RLOO tokenizes prompts with the tokenizer's chat template: it must give encode_messages' ids."""
     from zhllama.tokenizer.load import load_tokenizer
-    from zhllama.tokenizer.hf import set_chat_template
+    from zhllama.tokenizer.chat import set_chat_template
 
     tok = set_chat_template(load_tokenizer(tiny_tokenizer_dir), template)
     messages = [{"role": "user", "content": "判断下面这条评论的情感。\n这本书写得很好"}]

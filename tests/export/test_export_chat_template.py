@@ -9,7 +9,8 @@ from gguf import GGUFReader
 from zhllama.cli import main
 from zhllama.meta import write_meta
 from zhllama.templates import encode_messages, get_template
-from zhllama.tokenizer.hf import load_hf_tokenizer, set_chat_template
+from zhllama.tokenizer.chat import set_chat_template
+from zhllama.tokenizer.load import load_tokenizer
 
 MESSAGES = [
     {"role": "system", "content": "你是一个助手。"},
@@ -33,7 +34,7 @@ def sft_gguf(tiny_model_dir, tmp_path_factory):
 def test_gguf_carries_the_folders_template(sft_gguf):
     folder, gguf_path = sft_gguf
     meta = {k: f.contents() for k, f in GGUFReader(str(gguf_path)).fields.items()}
-    assert meta["tokenizer.chat_template"] == load_hf_tokenizer(folder).chat_template
+    assert meta["tokenizer.chat_template"] == load_tokenizer(folder).chat_template
     assert meta["tokenizer.chat_template"] == get_template("llama2-zh").jinja()
 
 
@@ -48,6 +49,6 @@ def test_llama_cpp_renders_zhllamas_prompt(sft_gguf):
                                     add_generation_prompt=True)
     prompt = formatter(messages=MESSAGES).prompt
     assert prompt == get_template("llama2-zh").render_text(MESSAGES, add_generation_prompt=True)
-    tok = load_hf_tokenizer(folder)
+    tok = load_tokenizer(folder)
     assert llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True) == \
         encode_messages(tok, "llama2-zh", MESSAGES)[0]

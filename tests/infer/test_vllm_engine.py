@@ -27,7 +27,7 @@ TEXTS = ["中国的首都是", "The quick brown fox", "def main():\n    return"]
 def model_dir(tiny_tokenizer_dir, tmp_path_factory):
     from zhllama.meta import write_meta
     from zhllama.model.init import InitConfig, init_model
-    from zhllama.tokenizer.hf import set_chat_template
+    from zhllama.tokenizer.chat import set_chat_template
 
     out = tmp_path_factory.mktemp("vllm") / "model"
     init_model(InitConfig(tokenizer=str(tiny_tokenizer_dir), out=str(out), hidden_size=128, layers=2, heads=2,

@@ -52,13 +52,14 @@ def merged_pairs(tokenizer, lines, k: int) -> list[str]:
 @pytest.fixture(scope="module")
 def small_tokenizers(tmp_path_factory):
     from sp_fixtures import train_llama_style_sp
-    from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+    from zhllama.tokenizer.load import load_tokenizer
 
     d = tmp_path_factory.mktemp("resize_tok")
     sp = train_llama_style_sp(TEXT * 20, d / "base", 360)
-    base = load_hf_tokenizer(write_hf_tokenizer(sp, d / "base_hf"))
+    base = load_tokenizer(write_hf_tokenizer(sp, d / "base_hf"))
     new_dir = extend_sp(sp, merged_pairs(base, TEXT, 40), d / "new_hf")
-    return base, load_hf_tokenizer(new_dir), new_dir
+    return base, load_tokenizer(new_dir), new_dir
 
 
 def tiny_llama(vocab: int, tokenizer, seed: int = 0):

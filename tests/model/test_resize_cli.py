@@ -47,12 +47,12 @@ def test_resize_writes_a_model_whose_new_rows_are_subword_means(tiny_model_dir, 
     import torch
 
     from zhllama.model.resize import base_piece_ids
-    from zhllama.tokenizer.hf import load_hf_tokenizer
+    from zhllama.tokenizer.load import load_tokenizer
 
     out = tmp_path / "resized"
     code = main(["model", "resize", "--model", str(tiny_model_dir), "--tokenizer", str(extended_dir), "--out", str(out)])
     assert code == 0 and "1,200 -> 1,203 embedding rows" in capsys.readouterr().out
-    new = load_hf_tokenizer(out)
+    new = load_tokenizer(out)
     assert len(new) == len(tiny_tokenizer) + len(NEW_PIECES) and (out / "tokenizer.model").is_file()
     old_in, old_out = embeddings(tiny_model_dir)
     emb, head = embeddings(out)

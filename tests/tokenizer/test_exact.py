@@ -10,7 +10,8 @@ from transformers import PreTrainedTokenizerFast
 from zhllama.tokenizer.load import load_tokenizer
 from zhllama.templates import encode_plain_text
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.exact import SentencePieceTokenizer, load_sentencepiece_tokenizer, tied_pieces
+from zhllama.tokenizer.exact import SentencePieceTokenizer, load_sentencepiece_tokenizer
+from zhllama.tokenizer.spm import tied_pieces
 from zhllama.tokenizer.hf import write_hf_tokenizer
 from zhllama.tokenizer.merge import merge_protos
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
+from zhllama.tokenizer.hf import write_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 
 
 def assert_same_ids(sp_model, folder, texts):
     sp = S.processor(sp_model)
-    hf = load_hf_tokenizer(folder)
+    hf = load_tokenizer(folder)
     hf_ids = hf(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]  # as zhllama encodes text
     bad = [(t, a, b) for t, a, b in zip(texts, sp.encode(texts), hf_ids) if a != b]
     assert not bad, f"{len(bad)}/{len(texts)} differ, first: {bad[0][0]!r}"
@@ -21,7 +22,7 @@ def assert_same_ids(sp_model, folder, texts):
 def assert_same_decode(sp_model, folder, texts):
     """Decoding agrees with SentencePiece (which gives back the text, except a literal ``▁``)."""
     sp = S.processor(sp_model)
-    hf = load_hf_tokenizer(folder)
+    hf = load_tokenizer(folder)
     for t in texts:
         ids = sp.encode(t)
         assert hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False) == sp.decode(ids)
@@ -44,7 +45,7 @@ def test_special_tokens_in_text_stay_text(tmp_path, mistral_sp_model):
     which a chat template's ``{{ bos_token }}`` needs (tests/test_chat_template_jinja.py)."""
     from zhllama.templates import encode_plain_text
 
-    hf = load_hf_tokenizer(write_hf_tokenizer(mistral_sp_model, tmp_path / "m"))
+    hf = load_tokenizer(write_hf_tokenizer(mistral_sp_model, tmp_path / "m"))
     ids = encode_plain_text(hf, "<s> hi </s>")
     assert hf.bos_token_id not in ids and hf.eos_token_id not in ids
     assert hf("<s> hi </s>", add_special_tokens=False)["input_ids"][0] == hf.bos_token_id

@@ -8,7 +8,8 @@ import pytest
 
 from zhllama.cli import main
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.hf import load_hf_tokenizer, write_hf_tokenizer
+from zhllama.tokenizer.hf import write_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer.merge import has_chinese, is_chinese_piece, merge_tokenizers
 
 
@@ -18,7 +19,7 @@ def same_ids_share(a_model, b_model, texts) -> float:
 
 
 def hf_mismatches(folder, texts) -> list[str]:
-    sp, hf = S.processor(folder / "tokenizer.model"), load_hf_tokenizer(folder)
+    sp, hf = S.processor(folder / "tokenizer.model"), load_tokenizer(folder)
     hf_ids = hf(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]  # as zhllama encodes text
     return [t for t, a, b in zip(texts, sp.encode(texts), hf_ids) if a != b]
 
@@ -72,7 +73,7 @@ def test_pad_token_is_control_piece_after_base(extended, mistral_sp_model):
     assert merged.trainer_spec.pad_id == n
     sp = S.processor(extended / "tokenizer.model")
     assert n not in sp.encode("<pad> text")  # a control piece never comes from text
-    hf = load_hf_tokenizer(extended)
+    hf = load_tokenizer(extended)
     assert hf.pad_token == "<pad>" and hf.pad_token_id == n and len(hf) == len(merged.pieces)
 
 
@@ -106,7 +107,7 @@ def test_chinese_llama_mode_appends_every_missing_piece_score_0(tmp_path, mistra
     assert [p.piece for p in merged.pieces] == [p.piece for p in base.pieces] + expected
     assert all(p.score == 0 and p.type == S.NORMAL for p in merged.pieces[len(base.pieces):])
     assert any(not is_chinese_piece(p) for p in expected)  # unlike extend, it takes everything
-    assert load_hf_tokenizer(tmp_path / "cl")("中文")["input_ids"][0] == 1
+    assert load_tokenizer(tmp_path / "cl")("中文")["input_ids"][0] == 1
 
 
 def test_base_can_be_a_hf_folder(tmp_path, mistral_sp_model, tiny_zh_model, extended):

@@ -7,7 +7,7 @@ import json
 
 from zhllama.cli import main
 from zhllama.tokenizer import spm as S
-from zhllama.tokenizer.hf import load_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 
 
 def run(args, capsys):
@@ -36,7 +36,7 @@ def test_trained_model_has_llama_settings(tiny_zh_model):
     sp = S.processor(tiny_zh_model)
     assert sp.decode(sp.encode("  缩进\n\tＡ１😀")) == "  缩进\n\tＡ１😀"  # byte fallback, no NFKC
     assert (tiny_zh_model.parent / "tokenizer.vocab").is_file()
-    assert load_hf_tokenizer(tiny_zh_model.parent)("中国")["input_ids"] == [1] + sp.encode("中国")
+    assert load_tokenizer(tiny_zh_model.parent)("中国")["input_ids"] == [1] + sp.encode("中国")
 
 
 def test_train_reads_every_corpus_format(tmp_path, capsys, zh_lines):

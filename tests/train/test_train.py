@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from zhllama.templates import get_template
-from zhllama.tokenizer.hf import load_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.train import train
 
 
@@ -46,7 +46,7 @@ def test_loss_falls(stage, full, tmp_path, tiny_model_dir, pt_corpus, sft_data, 
     assert meta["stage"] == stage and meta["lora"] is (not full)
     assert meta.get("template") == ("alpaca" if stage == "sft" else None)
     # the folder's chat_template is the one it was trained with (zhllama chat's choice for it)
-    assert load_hf_tokenizer(final).chat_template == get_template(meta.get("template", "none")).jinja()
+    assert load_tokenizer(final).chat_template == get_template(meta.get("template", "none")).jinja()
     if full:
         model = AutoModelForCausalLM.from_pretrained(str(final))
         base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))

@@ -9,7 +9,7 @@ import torch
 
 from zhllama.errors import ZhllamaError
 from zhllama.templates import get_template
-from zhllama.tokenizer.hf import load_hf_tokenizer
+from zhllama.tokenizer.load import load_tokenizer
 from zhllama.train import merge_adapters, train
 
 
@@ -114,7 +114,7 @@ def test_vocabulary_grows_twice(plus_adapter, tiny_model_dir, sft_data, grown_to
     assert got.shape[-1] == 1211
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     assert json.loads((out / "zhllama.json").read_text())["template"] == "alpaca"
-    assert load_hf_tokenizer(out).chat_template == get_template("alpaca").jinja()
+    assert load_tokenizer(out).chat_template == get_template("alpaca").jinja()
     with pytest.raises(ZhllamaError, match="smaller vocabulary goes first"):
         merge_adapters(str(tiny_model_dir), adapters[::-1], tmp_path / "reversed")
     assert not (tmp_path / "reversed").exists()

@@ -175,7 +175,7 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     """Run ``rm``, ``dpo`` or ``ppo``; return ``{"metrics", "output_dir", "model_dir"}`` like ``train``."""
     from transformers import set_seed
 
-    from ..tokenizer.hf import set_chat_template
+    from ..tokenizer.chat import set_chat_template
     from ..train.lora import count_parameters
     from ..train.run import run_trainer, training_arguments
 

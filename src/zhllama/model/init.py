@@ -71,7 +71,8 @@ def init_model(cfg: InitConfig) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
-    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
+    from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.hf import copy_tokenizer_files
     from ..tokenizer.load import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer)

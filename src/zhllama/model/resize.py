@@ -169,7 +169,8 @@ def resize_model(cfg: ResizeConfig) -> dict:
     from ..checks import check_output_dir
     from ..io import atomic_dir
     from ..meta import write_meta
-    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template
+    from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.hf import copy_tokenizer_files
     from ..tokenizer.load import load_tokenizer
     from .load import check_tokenizer_extends_base, load_causal_lm, model_source
 

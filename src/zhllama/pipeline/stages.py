@@ -248,7 +248,8 @@ def run_tokenizer(ctx: StageRun) -> dict:
 
 def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
     """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
-    from ..tokenizer.hf import copy_tokenizer_files, set_chat_template, write_hf_tokenizer
+    from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
 
     p = Path(src)
     if p.is_file() or not (p / "tokenizer.json").is_file():

@@ -24,7 +24,6 @@ slow tokenizers transformers 5 still ships), which gives the whole tokenizer API
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
@@ -33,23 +32,9 @@ from ..errors import ZhllamaError
 from . import spm as S
 
 
-def tied_pieces(proto) -> int:
-    """How many mergeable pieces share their score with another one (0: the fast files are exact).
-
-    Mergeable = normal pieces of two or more characters of a BPE model.  Pieces made only of
-    ``▁`` are left out: LLaMA gives all its whitespace-run pieces score -1e9, yet every run of
-    spaces tokenizes the same either way (checked for runs of 1-129 spaces in many contexts).
-    """
-    if proto.trainer_spec.model_type != S.BPE:
-        return 0
-    scores = Counter(p.score for p in proto.pieces
-                     if p.type == S.NORMAL and len(p.piece) > 1 and p.piece.strip("▁"))
-    return sum(n for n in scores.values() if n > 1)
-
-
 def needs_sentencepiece(proto) -> bool:
     """True when a ranked BPE merge list cannot reproduce SentencePiece's ids for ``proto``."""
-    return tied_pieces(proto) > 0
+    return S.tied_pieces(proto) > 0
 
 
 class SentencePieceTokenizer(SentencePieceBackend):

@@ -33,7 +33,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, processors
 
 from ..errors import ZhllamaError
-from ..io import atomic_file, read_json, write_json_atomic
+from ..io import atomic_file, write_json_atomic
 from . import spm as S
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,6 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
     for a bare tokenizer).  When the model's mergeable pieces tie on score, ``tokenizer.json`` is
     not exact; zhllama's loader then encodes with SentencePiece (:mod:`zhllama.tokenizer.exact`).
     """
-    from .exact import tied_pieces
-
     src = S.resolve_sp_model(sp_model)
     proto = S.load_proto(src)
     out = Path(out_dir)
@@ -142,9 +140,9 @@ def write_hf_tokenizer(sp_model: str | Path, out_dir: str | Path, add_bos: bool 
     tok = build_tokenizer(proto, add_bos=add_bos, add_eos=add_eos)
     with atomic_file(out / "tokenizer.json") as tmp:
         tok.save(str(tmp))
-    if tied_pieces(proto):
+    if S.tied_pieces(proto):
         log.info("%s: %d mergeable pieces share a score; tokenizer.json is not exact for them, zhllama encodes "
-                 "with SentencePiece (docs/tokenizer.md#tied-scores)", src, tied_pieces(proto))
+                 "with SentencePiece (docs/tokenizer.md#tied-scores)", src, S.tied_pieces(proto))
     config = hf_config(proto, add_bos, add_eos, model_max_length, template, chat_template)
     write_json_atomic(out / "tokenizer_config.json", config)
     write_json_atomic(out / "special_tokens_map.json", _special_tokens(proto))
@@ -182,13 +180,6 @@ def hf_config(proto, add_bos: bool = True, add_eos: bool = False, model_max_leng
     }
 
 
-def load_hf_tokenizer(path: str | Path):
-    """Kept for callers of earlier versions: :func:`zhllama.tokenizer.load.load_tokenizer`."""
-    from .load import load_tokenizer
-
-    return load_tokenizer(path)
-
-
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "chat_template.jinja")
 
@@ -208,41 +199,3 @@ def copy_tokenizer_files(src_dir: str | Path, dst_dir: str | Path) -> None:
             found = True
     if not found:
         raise ZhllamaError(f"no tokenizer files in {src}", "give a folder written by `zhllama tokenizer merge`")
-
-
-def dummy_prefix_separator(tokenizer) -> str:
-    """" " when the tokenizer puts SentencePiece's ``▁`` before each text it encodes, else ""."""
-    from ..templates import encode_plain_text
-
-    ids = encode_plain_text(tokenizer, "a")
-    return " " if ids and tokenizer.convert_ids_to_tokens(ids[0]).startswith("▁") else ""
-
-
-def set_chat_template(target, template: str | None = None):
-    """Give a tokenizer, or the tokenizer files in a model/tokenizer folder, zhllama's chat template as Jinja.
-
-    ``template`` defaults to what ``zhllama chat`` uses for the folder (its ``zhllama.json``'s
-    template, else ``none``), so ``apply_chat_template``, vLLM and llama.cpp prompt the model with
-    the ids zhllama does.  ``split_special_tokens`` is turned off so the template's
-    ``{{ bos_token }}``/``{{ eos_token }}`` become tokens.  Returns the tokenizer or the folder.
-    """
-    from ..templates import get_template
-    from .load import load_tokenizer
-
-    if not isinstance(target, (str, Path)):
-        target.chat_template = get_template(template or "none").jinja(dummy_prefix_separator(target))
-        target.split_special_tokens = False
-        return target
-    folder = Path(target)
-    if template is None:
-        from ..meta import resolve_template_name
-
-        template = resolve_template_name(folder)
-    jinja = get_template(template).jinja(dummy_prefix_separator(load_tokenizer(folder)))
-    config_path = folder / "tokenizer_config.json"
-    config = read_json(config_path, "fix or remove the file") if config_path.is_file() else {}
-    config.update(chat_template=jinja, split_special_tokens=False)
-    write_json_atomic(config_path, config)
-    if (folder / "chat_template.jinja").is_file():  # Hugging Face reads this file before the config's key
-        (folder / "chat_template.jinja").write_text(jinja, encoding="utf-8")
-    return folder

@@ -51,7 +51,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
 
     from ..meta import read_meta, write_meta
     from ..model import load as L
-    from ..tokenizer.hf import set_chat_template
+    from ..tokenizer.chat import set_chat_template
     from ..tokenizer.load import load_base_tokenizer, load_tokenizer
     from .prepare import save_tokenizer
 

@@ -118,7 +118,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     """Run stage ``pt`` or ``sft``; return ``{"metrics": ..., "output_dir": ..., "model_dir": ...}``."""
     from transformers import Trainer, set_seed
 
-    from ..tokenizer.hf import set_chat_template
+    from ..tokenizer.chat import set_chat_template
 
     cfg.check(stage)
     cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
@@ -232,7 +232,7 @@ def publish_final(trainer, out: Path, summary: dict, save_weights, describe) -> 
     template and the run's report.  (``zhllama.io.atomic_dir`` picks a random temp name per process;
     here all ranks must write into the same folder, so the name is fixed.)
     """
-    from ..tokenizer.hf import set_chat_template
+    from ..tokenizer.chat import set_chat_template
     from .report import write_run_outputs
 
     final, tmp = out / FINAL_DIR, out / f".{FINAL_DIR}.partial"
