@@ -71,6 +71,7 @@ def is_hub_id(path: str | Path, root: str | Path | None = None) -> bool:
 def is_local(path: str | Path) -> bool:
     return not is_hub_id(path)
 
+
 WEIGHT_GLOBS = ("*.safetensors", "*.bin")
 
 

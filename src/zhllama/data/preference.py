@@ -219,7 +219,7 @@ def pairs_from_tasks(records: list[dict], seed: int = 0) -> list[dict]:
     """Preference records from labelled task records (``zhllama.data.tasks``: instruction, input, output, choices).
 
     The correct label is ``chosen`` and another of the record's ``choices`` (picked at random when
-    there are more than two) is ``rejected``; ``task`` is kept.  Use the training split only, so
+    there are more than two) is ``rejected``; ``task`` and ``split`` (dev and test records) are kept.  Use the training split only, so
     held-out accuracy still measures generalisation.
     """
     import random
@@ -232,5 +232,5 @@ def pairs_from_tasks(records: list[dict], seed: int = 0) -> list[dict]:
             raise ZhllamaError(f"task record {i}: needs 'output' and 'choices' with another label",
                                "give records of zhllama.data.tasks (instruction, input, output, choices)")
         out.append({"instruction": r["instruction"], "input": r.get("input", ""), "chosen": r["output"],
-                    "rejected": rng.choice(wrong), **({"task": r["task"]} if "task" in r else {})})
+                    "rejected": rng.choice(wrong), **{k: r[k] for k in ("task", "split") if k in r}})
     return out

@@ -1,8 +1,8 @@
 """Hand-off checks, run on the whole plan before any stage spends compute.
 
-A stage's package that is not installed, missing input files, a base tokenizer larger than the base model's embeddings, a ready-made
-tokenizer that does not extend the base tokenizer, an unknown template: each is a one-line
-:class:`ZhllamaError` naming the recipe field.
+A stage's package that is not installed, missing input files, a base tokenizer larger than the
+base model's embeddings, a ready-made tokenizer that does not extend the base tokenizer, an unknown
+template: each is a one-line :class:`ZhllamaError` naming the recipe field.
 """
 
 from __future__ import annotations

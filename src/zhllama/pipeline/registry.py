@@ -46,8 +46,8 @@ class StageSpec:
     resumable: bool = False
 
 
-BASE_MODEL = ("base", "base_model")
-TRL = (("trl", "trl>=1.0"),)  # the preference stages run on TRL's trainers  # a stage that needs a model: the base stage builds one, or the recipe names one
+BASE_MODEL = ("base", "base_model")  # a stage that needs a model: the base stage builds one, or the recipe names one
+TRL = (("trl", "trl>=1.0"),)  # the preference stages run on TRL's trainers
 
 STAGES: dict[str, StageSpec] = {
     "base": StageSpec(BaseSection, run_base, Planner.plan_base, resumable=True),

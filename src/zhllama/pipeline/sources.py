@@ -76,11 +76,7 @@ def task_pairs(split: str = "train", per_task: str = "400", dev: str = DEV, test
     from ..data.preference import pairs_from_tasks
 
     records = json.loads(task_records(split, per_task, dev, test, tasks, seed))
-    pairs = pairs_from_tasks(records, seed=_int(seed))
-    for pair, r in zip(pairs, records):  # dev and test pairs say where they are from, as their records do
-        if "split" in r:
-            pair["split"] = r["split"]
-    return json.dumps(pairs, ensure_ascii=False, indent=1) + "\n"
+    return json.dumps(pairs_from_tasks(records, seed=_int(seed)), ensure_ascii=False, indent=1) + "\n"
 
 
 task_records = tasks  # (task_pairs' own option is named tasks)
