@@ -3,12 +3,16 @@ scaled to the same number of characters."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import parse_recipe
 from zhllama.pipeline.ablation import matched_settings
 from zhllama.pipeline.stages import plan
+from zhllama.pipeline.training import TrainPlan
+from zhllama.train.config import TrainConfig
 
 PT = {"train_files": ["zh.txt"], "max_steps": 100, "batch_size": 4, "learning_rate": 0.002, "logging_steps": 10,
       "save_steps": 50, "eval_steps": 50}
@@ -20,11 +24,19 @@ def test_ablation_reads_the_base_model_and_the_pt_stage_text_and_settings(tmp_pa
     stages = {s.name: s for s in plan(r)}
     ab, pt = stages["ablation"], stages["pt"]
     assert ab.inputs == {"model": str(tmp_path / "base"), "extended_tokenizer": str(tmp_path / "run" / "resize" / "out"),
-                         "train_files[0]": str(tmp_path / "zh.txt")}
-    assert ab.settings == {**pt.settings, "logging_steps": 5}
-    assert stages["eval"].inputs["model:pre-trained"] == str(tmp_path / "run" / "pt" / "out" / "model")
-    assert stages["eval"].settings["arms"] == {"pt": str(tmp_path / "run" / "pt" / "out" / "model"),
-                                               "ablation": str(tmp_path / "run" / "ablation" / "out" / "model")}
+                         "train_files": [str(tmp_path / "zh.txt")]}
+    assert ab.settings == TrainPlan(replace(pt.settings.train, logging_steps=5))
+    assert pt.settings.train.learning_rate == 0.002 and pt.settings.train.train_files == []  # files are inputs
+    assert stages["eval"].inputs["models"]["pre-trained"] == str(tmp_path / "run" / "pt" / "out" / "model")
+    assert stages["eval"].settings.arms == {"pt": str(tmp_path / "run" / "pt" / "out" / "model"),
+                                            "ablation": str(tmp_path / "run" / "ablation" / "out" / "model")}
+
+
+def test_an_ablation_key_overrides_pt_even_when_it_gives_the_default(tmp_path):
+    r = parse_recipe({"base_model": "base", "run_dir": str(tmp_path / "run"), "tokenizer": {"path": "tok"}, "pt": PT,
+                      "ablation": {"learning_rate": 2e-4}}, root=tmp_path)
+    ab = {s.name: s for s in plan(r)}["ablation"]
+    assert TrainConfig().learning_rate == 2e-4 and ab.settings.train.learning_rate == 2e-4  # not pt's 0.002
 
 
 def test_ablation_without_a_vocabulary_extension_is_refused(tmp_path):
@@ -34,10 +46,9 @@ def test_ablation_without_a_vocabulary_extension_is_refused(tmp_path):
 
 
 def test_ablation_steps_are_set_by_the_pipeline(tmp_path):
-    r = parse_recipe({"base_model": "base", "run_dir": str(tmp_path / "run"), "tokenizer": {"path": "tok"}, "pt": PT,
+    with pytest.raises(ZhllamaError, match="ablation: 'max_steps' is set by the pipeline"):  # when the recipe is read
+        parse_recipe({"base_model": "base", "run_dir": str(tmp_path / "run"), "tokenizer": {"path": "tok"}, "pt": PT,
                       "ablation": {"max_steps": 10}}, root=tmp_path)
-    with pytest.raises(ZhllamaError, match="'max_steps' is set by the pipeline"):
-        plan(r)
 
 
 def test_ablation_needs_a_pt_stage(tmp_path):
@@ -46,9 +57,10 @@ def test_ablation_needs_a_pt_stage(tmp_path):
 
 
 def test_matched_settings_scale_every_step_count_by_the_token_ratio():
-    out = matched_settings({"max_steps": 100, "logging_steps": 10, "save_steps": 50, "eval_steps": None,
-                            "learning_rate": 0.002}, 3.16)
-    assert out == {"max_steps": 316, "logging_steps": 32, "save_steps": 158, "eval_steps": None, "learning_rate": 0.002}
+    pt = TrainConfig(max_steps=100, logging_steps=10, save_steps=50, eval_steps=None, learning_rate=0.002)
+    out = matched_settings(pt, 3.16)
+    assert out == replace(pt, max_steps=316, logging_steps=32, save_steps=158)
+    assert out.eval_steps is None and out.learning_rate == 0.002
 
 
 def test_generation_speed_counts_chinese_characters_only():

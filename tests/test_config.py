@@ -162,3 +162,26 @@ def test_sampling_defaults_live_in_one_place():
         defaults.temperature, defaults.top_p, defaults.top_k, defaults.repetition_penalty)
     serve = build(ServeConfig, build_parser().parse_args(["serve", "--model", "m"]))
     assert serve.max_tokens == defaults.max_new_tokens
+
+
+def test_section_of_and_build_make_a_stage_config_from_a_recipe_section_in_one_step():
+    from dataclasses import dataclass
+
+    from zhllama.config import INHERIT, build, from_dict, option, section_of
+
+    @dataclass
+    class Stage:
+        model: str | None = option("where", None)
+        lr: float = option("rate", 0.1, positive=True)
+        steps: int = option("steps", 10)
+
+    Section = section_of(Stage, "Section", set_by_pipeline=("model",))
+    Over = section_of(Stage, "Over", set_by_pipeline=("model",), inherit=True)
+    section = from_dict(Section, {"lr": 0.5}, "r.yaml.stage")
+    assert build(Stage, section, model="m") == Stage(model="m", lr=0.5, steps=10)
+    over = from_dict(Over, {"steps": 10}, "r.yaml.stage.then")
+    assert over.lr is INHERIT and build(Stage, Stage(lr=0.5, steps=3), over) == Stage(lr=0.5, steps=10)
+    with pytest.raises(ZhllamaError, match=r"r.yaml.stage: 'model' is set by the pipeline"):
+        from_dict(Section, {"model": "x"}, "r.yaml.stage")
+    with pytest.raises(ZhllamaError, match=r"r.yaml.stage.lr 0.0 is out of range"):
+        from_dict(Section, {"lr": 0}, "r.yaml.stage")

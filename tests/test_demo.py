@@ -118,7 +118,8 @@ def test_ablation_arm_trains_the_base_with_its_own_tokenizer_on_the_same_charact
     pt_manifest = json.loads((run_dir / "pt" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["inputs"]["model"]["path"] == str(run_dir / "base" / "out")
     assert manifest["inputs"]["extended_tokenizer"]["path"] == str(run_dir / "resize" / "out")
-    assert manifest["inputs"]["train_files[0]"] == pt_manifest["inputs"]["train_files[0]"]
+    (text,) = manifest["inputs"]["train_files"]  # the pt stage's text, each file with its checksum
+    assert manifest["inputs"]["train_files"] == pt_manifest["inputs"]["train_files"] and len(text["sha256"]) == 64
     arms = result.metrics("ablation")["arms"]
     pt, ab = arms["pt"], arms["ablation"]
     assert pt["chars_per_token"] > 2 * ab["chars_per_token"]  # bytes: about 3x the tokens

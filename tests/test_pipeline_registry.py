@@ -4,12 +4,15 @@ checks, the plan and what runs."""
 from __future__ import annotations
 
 import typing
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
 from zhllama.align.config import AlignConfig
+from zhllama.config import to_dict
 from zhllama.errors import ZhllamaError
+from zhllama.export.config import GgufSettings
+from zhllama.model.resize import ResizeSettings
 from zhllama.pipeline import STAGES, Recipe, parse_recipe
 from zhllama.pipeline.runner import run_stages
 from zhllama.pipeline.stages import plan
@@ -22,19 +25,20 @@ def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
-        if name in ("pt", "ablation", "sft"):  # mappings, checked against the training stage's config
-            assert spec.section is TrainConfig
+        assert section_type is spec.section, name
+        own = {f.name for f in fields(section_type)}
+        if name in ("pt", "ablation", "sft"):  # the training stage's settings, less what the pipeline sets
+            assert own - {"then"} < {f.name for f in fields(TrainConfig)} and "model" not in own, name
         elif name in ("rm", "dpo", "ppo"):
-            assert spec.section is AlignConfig
-        else:
-            assert section_type is spec.section, name
+            assert own < {f.name for f in fields(AlignConfig)} and {"beta", "train_files"} <= own, name
 
 
 def test_a_stage_listed_without_a_section_runs_with_its_schema_defaults(tmp_path):
     r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "tokenizer": {"path": "tok"},
                       "stages": ["tokenizer", "resize"]}, root=tmp_path)
     resize = plan(r)[1]
-    assert resize.name == "resize" and resize.settings == {"init": "subword-mean", "pad_to_multiple_of": None}
+    assert resize.name == "resize" and resize.settings == ResizeSettings()
+    assert to_dict(resize.settings) == {"init": "subword-mean", "pad_to_multiple_of": None}
 
 
 def test_what_a_stage_needs_comes_from_its_registry_entry(tmp_path, monkeypatch):
@@ -50,7 +54,7 @@ def test_the_registered_run_function_is_what_runs(tmp_path, monkeypatch):
     seen = {}
 
     def fake_export(ctx):
-        seen.update(ctx.settings)
+        seen.update(to_dict(ctx.settings))
         ctx.out.mkdir(parents=True)
         (ctx.out / "model.gguf").write_bytes(b"GGUF")
         return {"gguf_bytes": 4}
@@ -70,7 +74,7 @@ def test_a_stage_without_a_plan_function_reads_the_current_model_with_its_sectio
     r = parse_recipe({"base_model": str(tmp_path), "run_dir": str(tmp_path / "run"), "export": {"outtype": "q8_0"}},
                      root=tmp_path)
     (export,) = plan(r)
-    assert export.inputs == {"model": str(tmp_path)} and export.settings == {"outtype": "q8_0"}
+    assert export.inputs == {"model": str(tmp_path)} and export.settings == GgufSettings(outtype="q8_0")
 
 
 def test_export_after_an_unmerged_lora_sft_is_refused_before_anything_runs(tmp_path):

@@ -39,3 +39,45 @@ def test_base_section_is_model_init_shape():
     r = parse_recipe({"base": {"corpus": ["a.txt"], "hidden_size": 64, "rope_theta": 500000.0}})
     assert r.base.hidden_size == 64 and r.base.rope_theta == 500000.0
     assert {f.name for f in fields(ModelShape)} <= {f.name for f in fields(r.base)}
+
+
+def test_training_sections_are_typed_and_name_the_recipe_file(tmp_path):
+    from zhllama.pipeline import load_recipe
+
+    r = parse_recipe({"base_model": "x/y", "sft": {"train_files": ["a.json"], "full": True, "group_by_length": True,
+                                                   "then": {"train_files": ["b.json"], "group_by_length": False}},
+                      "dpo": {"train_files": ["p.json"], "beta": 0.5}})
+    assert r.sft.lora_rank == 8 and r.sft.then.group_by_length is False and r.dpo.beta == 0.5
+    path = tmp_path / "mine.yaml"
+    path.write_text("base_model: x/y\nsft:\n  train_files: [a.json]\n  learning_rat: 0.1\n", encoding="utf-8")
+    with pytest.raises(ZhllamaError, match=r"mine\.yaml\.sft: unknown key 'learning_rat'.*did you mean 'learning_rate'"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("section,key", [("pt", "output_dir"), ("sft", "model"), ("dpo", "resume"), ("ppo", "reward_model")])
+def test_a_key_the_pipeline_sets_is_refused_when_the_recipe_is_read(section, key):
+    data = {"base_model": "x/y", "rm": {"train_files": ["p.json"]}, section: {"train_files": ["a.json"], key: "x"}}
+    with pytest.raises(ZhllamaError, match=rf"recipe.{section}: '{key}' is set by the pipeline"):
+        parse_recipe(data)
+
+
+def test_base_train_is_training_settings_without_its_data_or_full():
+    r = parse_recipe({"base": {"corpus": ["a.txt"], "train": {"max_steps": 7}}})
+    assert r.base.train.max_steps == 7
+    for key in ("train_files", "full"):
+        with pytest.raises(ZhllamaError, match=rf"base.train: '{key}' is set by the pipeline"):
+            parse_recipe({"base": {"corpus": ["a.txt"], "train": {key: True}}})
+
+
+def test_sft_then_keys_override_the_first_phase_even_with_the_default_value(tmp_path):
+    from zhllama.pipeline.stages import plan
+
+    r = parse_recipe({"base_model": "x/y", "run_dir": str(tmp_path / "run"),
+                      "sft": {"train_files": ["a.json"], "full": True, "group_by_length": True, "learning_rate": 1e-3,
+                              "then": {"train_files": ["b.json"], "group_by_length": False, "max_steps": 5}}},
+                     root=tmp_path)
+    (sft,) = plan(r)
+    first, then = sft.settings.train, sft.settings.then
+    assert first.group_by_length is True and then.group_by_length is False  # False is TrainConfig's default
+    assert then.learning_rate == 1e-3 and then.max_steps == 5 and then.full  # inherited, given, inherited
+    assert sft.inputs["then_train_files"] == [str(tmp_path / "b.json")]

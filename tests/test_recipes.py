@@ -95,8 +95,8 @@ def test_chinese_llama2_recipe_is_lora_pretraining_with_trained_embeddings():
     r = load_recipe(next(p for p in RECIPES if p.name == "chinese-llama2-7b.yaml"))
     assert r.enabled() == ["tokenizer", "resize", "pt", "eval"]
     assert r.base_model == "meta-llama/Llama-2-7b-hf"
-    assert r.pt.get("full", False) is False and r.pt["lora_rank"] == 64
-    assert sorted(r.pt["modules_to_save"]) == ["embed_tokens", "lm_head"]
+    assert r.pt.full is False and r.pt.lora_rank == 64
+    assert sorted(r.pt.modules_to_save) == ["embed_tokens", "lm_head"]
 
 
 def test_chinese_alpaca2_recipe_uses_the_llama2_zh_template_and_merges():
@@ -107,7 +107,7 @@ def test_chinese_alpaca2_recipe_uses_the_llama2_zh_template_and_merges():
 def test_chatllama_recipe_is_full_parameter_zero3():
     r = load_recipe(next(p for p in RECIPES if p.name == "chatllama-7b.yaml"))
     for section in (r.pt, r.sft):
-        assert section["full"] is True and section["deepspeed"] == "zero3"
+        assert section.full is True and section.deepspeed == "zero3"
 
 
 def test_seed_recipe_without_its_data_fails_the_check_naming_the_file(tmp_path):

@@ -10,7 +10,8 @@ line); this module holds the shared machinery:
 * :func:`add_dataclass_args` generates a stage's argparse options from its dataclass and
   :func:`from_args` builds the dataclass back from the parsed namespace; with ``overrides=True``
   every field is an optional ``--flag`` whose value replaces a recipe's (:func:`apply_cli_overrides`);
-* :func:`subset` is a schema minus the fields the pipeline fills in (a recipe section's type).
+* :func:`section_of` is a stage's schema as a pipeline recipe section (minus the fields the pipeline
+  fills in), and :func:`build` makes the stage's config from a section in one step.
 
 The schemas, by command (a pipeline recipe section reuses the settings part of its stage's)::
 
@@ -37,6 +38,7 @@ import argparse
 import dataclasses
 import difflib
 import math
+import sys
 import types
 import typing
 from pathlib import Path
@@ -77,7 +79,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ZhllamaError(f"{where}: must not be empty", "give a value or remove the key")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ZhllamaError(f"{where}: expected a mapping", f"write it as '{where.split('.')[-1]}:' with nested keys")
+            what = f" of {tp.__what__}" if hasattr(tp, "__what__") else ""
+            raise ZhllamaError(f"{where}: expected a mapping{what}", f"write it as '{where.split('.')[-1]}:' with nested keys")
         return from_dict(tp, value, where)
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
@@ -130,6 +133,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     kwargs = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
+        if name in getattr(cls, "__set_by_pipeline__", ()):
+            raise ZhllamaError(f"{where}: '{key}' is set by the pipeline", "remove it from the recipe")
         if name not in fields:
             raise unknown_key_error(str(key), list(fields), where)
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
@@ -202,14 +207,61 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def subset(cls: type, name: str, exclude: tuple[str, ...]) -> type:
-    """A dataclass with the fields of ``cls`` (types, defaults, help) except ``exclude``: the part of a
-    stage's schema that a recipe section sets, when the pipeline fills in the rest."""
+class _Inherit:
+    """The value of a recipe section's key that is not given (:func:`section_of`'s ``inherit``)."""
+
+    def __repr__(self) -> str:
+        return "INHERIT"
+
+
+INHERIT: Any = _Inherit()
+
+
+def section_of(cls: type, name: str, *, exclude: tuple[str, ...] = (), set_by_pipeline: tuple[str, ...] = (),
+               inherit: tuple[str, ...] | bool = (), extra: tuple[tuple[str, Any, Any], ...] = (),
+               what: str = "settings") -> type:
+    """A pipeline recipe section's schema: the fields of stage schema ``cls`` (types, defaults, help, bounds).
+
+    ``exclude``: fields the section does not have (an unknown key); ``set_by_pipeline``: fields the
+    pipeline fills in (a key naming one is refused as such by :func:`from_dict`); ``inherit`` (names, or
+    True for every field): fields that default to :data:`INHERIT`, "not given", so the value comes
+    from what the section is laid over (:func:`build`: the recipe's template, the first phase's
+    settings); ``extra``: more ``(name, type, default)`` fields of the section alone; ``what``: the
+    section's contents, as an error says them ("expected a mapping of training settings").
+    """
     hints = typing.get_type_hints(cls)
-    fields = [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
-                                                        metadata=f.metadata))
-              for f in dataclasses.fields(cls) if f.init and f.name not in exclude]
-    return dataclasses.make_dataclass(name, fields, kw_only=True)
+    skip = set(exclude) | set(set_by_pipeline)
+    fields = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in skip:
+            continue
+        if inherit is True or f.name in inherit:
+            spec = dataclasses.field(default=INHERIT, metadata=f.metadata)
+        else:
+            spec = dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
+        fields.append((f.name, hints[f.name], spec))
+    fields += [(n, tp, dataclasses.field(default=d)) for n, tp, d in extra]
+    section = dataclasses.make_dataclass(name, fields, kw_only=True)
+    section.__module__ = sys._getframe(1).f_globals["__name__"]  # the module that defines it (as Python 3.12 does)
+    section.__set_by_pipeline__ = tuple(set_by_pipeline)
+    section.__what__ = what
+    return section
+
+
+def given(section: Any) -> dict[str, Any]:
+    """The fields of a dataclass that are set (not :data:`INHERIT`)."""
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section) if getattr(section, f.name) is not INHERIT}
+
+
+def build(cls: type[T], *layers: Any, **filled: Any) -> T:
+    """Stage schema ``cls`` from recipe sections (or other configs) laid over its defaults in order,
+    then ``filled`` (what the pipeline sets): the one step from a recipe section to a stage's config.
+    A layer's fields that ``cls`` does not have (a section's own, like ``sft.then``) are left out."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    values: dict[str, Any] = {}
+    for layer in layers:
+        values.update({k: v for k, v in given(layer).items() if k in names})
+    return cls(**{**values, **filled})
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

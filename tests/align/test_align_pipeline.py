@@ -27,9 +27,11 @@ def test_stages_hand_on_the_sft_model_the_reward_model_and_the_tuned_model(tmp_p
     assert by["rm"].inputs["model"] == by["dpo"].inputs["model"] == str(run / "sft" / "out" / "model")
     assert by["ppo"].inputs["model"] == str(run / "dpo" / "out" / "model")
     assert by["ppo"].inputs["reward_model"] == str(run / "rm" / "out" / "model")
-    assert by["dpo"].settings["beta"] == 0.2 and by["dpo"].settings["template"] == "alpaca"
-    assert by["eval"].settings["final"] == str(run / "ppo" / "out" / "model")
-    assert by["rm"].inputs["train_files[0]"].endswith(".json")
+    assert by["dpo"].settings.beta == 0.2 and by["dpo"].settings.template == "alpaca"
+    assert by["dpo"].settings.model is None and by["dpo"].settings.train_files == []  # paths are inputs
+    assert by["eval"].settings.final == str(run / "ppo" / "out" / "model")
+    (pairs,) = by["rm"].inputs["train_files"]
+    assert pairs.endswith(".json")
 
 
 @pytest.mark.parametrize("sections,message", [

@@ -13,32 +13,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
 
+from ..config import build
 from ..errors import ZhllamaError
-from .runner import StageRun, stage_out
+from ..train.config import TrainConfig
+from .recipe import AblationSection
+from .runner import Inputs, StageRun, stage_out
+from .training import TrainPlan, run_train
 
 ABLATION_LABEL = "no extension (ablation)"
 SCALED_STEPS = ("logging_steps", "save_steps", "eval_steps")
 
 
-def plan_ablation(planner, section: dict) -> tuple[dict[str, str], dict[str, Any]]:
-    """Inputs: the base model and tokenizer, the pt stage's text and the tokenizer pt trained with."""
+def plan_ablation(planner, section: AblationSection) -> tuple[Inputs, TrainPlan]:
+    """Inputs: the base model and tokenizer, the pt stage's text and the tokenizer pt trained with;
+    settings: the pt stage's, with the keys the section gives."""
     if planner.pt_plan is None:
         raise ZhllamaError("ablation: there is no pt stage to compare with", "add a pt: section before ablation")
     pt_inputs, pt_settings = planner.pt_plan
     if planner.pt_tokenizer == planner.base_tokenizer:
         raise ZhllamaError("ablation: the pt stage already trains with the base tokenizer (no tokenizer stage)",
                            "the ablation compares an extended vocabulary with the original one; add a tokenizer stage")
-    for key in ("max_steps", "train_files"):
-        if key in section:
-            raise ZhllamaError(f"ablation: '{key}' is set by the pipeline (the pt stage's, for the same characters)",
-                               "remove it from the ablation: section")
-    overrides, _ = planner.train_settings({**section, "train_files": ["-"]}, "ablation", None)
-    defaults, _ = planner.train_settings({"train_files": ["-"]}, "ablation", None)
-    settings = {**pt_settings, **{k: v for k, v in overrides.items() if v != defaults[k]}}
-    inputs = {"model": planner.base_model, "extended_tokenizer": planner.pt_tokenizer,
-              **{k: v for k, v in pt_inputs.items() if k.startswith("train_files")}}
+    settings = TrainPlan(build(TrainConfig, pt_settings.train, section))
+    inputs: Inputs = {"model": planner.base_model, "extended_tokenizer": planner.pt_tokenizer,
+                      "train_files": pt_inputs["train_files"]}
     if planner.base_tokenizer != planner.base_model:
         inputs["tokenizer"] = planner.base_tokenizer
     planner.evaluated[ABLATION_LABEL] = str(stage_out(planner.r, "ablation") / "model")
@@ -59,28 +57,24 @@ def token_counts(tokenizer_dirs: dict[str, str], files: list[str]) -> tuple[int,
     return sum(len(d) for d in docs), counts
 
 
-def matched_settings(settings: dict, ratio: float) -> dict:
+def matched_settings(cfg: TrainConfig, ratio: float) -> TrainConfig:
     """pt's settings with every step count scaled by ``ratio`` (same characters, same evaluation points)."""
-    out = dict(settings, max_steps=max(1, math.ceil(settings["max_steps"] * ratio)))
-    for key in SCALED_STEPS:
-        if out.get(key):
-            out[key] = max(1, round(out[key] * ratio))
-    return out
+    steps = {key: max(1, round(getattr(cfg, key) * ratio)) for key in SCALED_STEPS if getattr(cfg, key)}
+    return replace(cfg, max_steps=max(1, math.ceil(cfg.max_steps * ratio)), **steps)
 
 
 def run_ablation(ctx: StageRun) -> dict:
-    from .stages import run_train
-
-    if ctx.settings.get("max_steps", -1) <= 0:
+    pt: TrainConfig = ctx.settings.train
+    if pt.max_steps <= 0:
         raise ZhllamaError("ablation: the pt stage gives no max_steps to match", "set pt.max_steps")
-    files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
+    files = ctx.inputs["train_files"]
     base_tok = ctx.inputs.get("tokenizer", ctx.inputs["model"])
     chars, tokens = token_counts({"pt": ctx.inputs["extended_tokenizer"], "ablation": base_tok}, files)
-    settings = matched_settings(ctx.settings, tokens["ablation"] / tokens["pt"])
-    metrics = run_train(replace(ctx, settings=settings), stage="pt")
-    per_step = settings["batch_size"] * settings["gradient_accumulation_steps"] * settings["block_size"]
+    cfg = matched_settings(pt, tokens["ablation"] / tokens["pt"])
+    metrics = run_train(replace(ctx, settings=TrainPlan(cfg)), stage="pt")
+    per_step = cfg.batch_size * cfg.gradient_accumulation_steps * cfg.block_size
     arms = {}
-    for arm, steps in (("pt", ctx.settings["max_steps"]), ("ablation", settings["max_steps"])):
+    for arm, steps in (("pt", pt.max_steps), ("ablation", cfg.max_steps)):
         cpt = chars / tokens[arm]
         arms[arm] = {"steps": steps, "tokens_per_step": per_step, "chars_per_token": round(cpt, 4),
                      "characters_seen": round(steps * per_step * cpt)}

@@ -1,6 +1,6 @@
 """The preference stages of the pipeline: ``rm``, ``dpo`` and ``ppo`` (:mod:`zhllama.align`).
 
-Each section is an :class:`~zhllama.align.config.AlignConfig` mapping (``train_files`` are
+Each section is :class:`~zhllama.align.config.AlignConfig`'s settings (``train_files`` are
 preference files, e.g. ``builtin:task_pairs?split=train&tasks=sentiment``); the pipeline sets the
 model, the output folder and, for ppo, the reward model.  Hand-offs checked at plan time: the
 stage reads the instruction-tuned model (a merged or full SFT model, which carries the SFT
@@ -14,52 +14,51 @@ later stages read) and, for LoRA, the ``adapter/`` it was merged from.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from ..align.config import AlignConfig
+from ..config import build
 from ..errors import ZhllamaError
+from ..meta import read_meta
+from ..train import merge_adapters
+from .recipe import AlignSection
 from .runner import StageRun, stage_out
+from .training import move_into, resumes, training_metrics
 
-ALIGN_RESERVED_KEYS = ("reward_model",)
 TUNED_LABEL = {"dpo": "preference-tuned (DPO)", "ppo": "preference-tuned (PPO)"}
 
 
-def align_settings(planner, section: dict, stage: str) -> tuple[dict, list[str]]:
-    """The section checked against ``AlignConfig`` (template: the recipe's); ``(settings, files)``."""
-    from ..align.config import AlignConfig
-
-    for key in section:
-        if key in ALIGN_RESERVED_KEYS:
-            raise ZhllamaError(f"{stage}: '{key}' is set by the pipeline", "remove it from the recipe")
+def align_config(planner, section: AlignSection, stage: str) -> AlignConfig:
+    """The stage's ``AlignConfig`` from its section (template: the recipe's), without paths (inputs)."""
     if planner.model is None:
         raise ZhllamaError(f"{stage}: the sft stage's LoRA adapter is not merged",
                            f"add a merge stage before {stage} (it trains on the instruction-tuned model)")
     check_model_template(planner.model, planner.r.template, stage)
-    settings, files = planner.train_settings(section, stage, planner.r.template, schema=AlignConfig)
-    del settings["reward_model"]  # an input (checksummed), not a setting
-    return settings, files
+    template = planner.recipe_template(section, stage)
+    planner.train_files(section, stage)
+    return build(AlignConfig, section, template=template, train_files=[])
 
 
 def check_model_template(model: str, template: str, stage: str) -> None:
     """A model that exists already (the recipe's base_model) must have been instruction-tuned with ``template``."""
-    from ..meta import read_meta
-
     trained = read_meta(model).template if Path(model).is_dir() else None
     if trained and trained != template:
         raise ZhllamaError(f"{stage}: {model} was instruction-tuned with the '{trained}' template but the recipe's "
                            f"template is '{template}'", f"set template: {trained} in the recipe")
 
 
-def plan_rm(planner, section: dict):
-    settings, files = align_settings(planner, section, "rm")
-    inputs = {"model": planner.model, **planner.files(files, "train_files")}
+def plan_rm(planner, section: AlignSection):
+    settings = align_config(planner, section, "rm")
+    inputs = {"model": planner.model, "train_files": planner.train_files(section, "rm")}
     planner.reward_model = str(stage_out(planner.r, "rm") / "model")
     return inputs, settings
 
 
-def plan_policy(planner, section: dict, stage: str):
+def plan_policy(planner, section: AlignSection, stage: str):
     """dpo / ppo: the model they train becomes the model later stages read."""
-    settings, files = align_settings(planner, section, stage)
-    inputs = {"model": planner.model, **planner.files(files, "train_files")}
+    settings = align_config(planner, section, stage)
+    inputs = {"model": planner.model, "train_files": planner.train_files(section, stage)}
     if stage == "ppo":
         inputs["reward_model"] = planner.reward_model
     planner.model = str(stage_out(planner.r, stage) / "model")
@@ -67,11 +66,11 @@ def plan_policy(planner, section: dict, stage: str):
     return inputs, settings
 
 
-def plan_dpo(planner, section: dict):
+def plan_dpo(planner, section: AlignSection):
     return plan_policy(planner, section, "dpo")
 
 
-def plan_ppo(planner, section: dict):
+def plan_ppo(planner, section: AlignSection):
     if planner.reward_model is None:
         raise ZhllamaError("ppo: there is no reward model", "add an rm stage before ppo")
     return plan_policy(planner, section, "ppo")
@@ -79,37 +78,31 @@ def plan_ppo(planner, section: dict):
 
 def align_step(ctx: StageRun, stage: str) -> dict:
     """Train ``stage`` into ``ctx.work/train`` (resuming from its checkpoints when asked)."""
-    from ..align import AlignConfig, train_align
-    from ..train.checkpoints import last_complete_checkpoint
+    from ..align import train_align
 
     out = ctx.work / "train"
-    resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))
-    files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
-    cfg = AlignConfig(**ctx.settings, model=ctx.inputs["model"], train_files=files, output_dir=str(out),
-                      reward_model=ctx.inputs.get("reward_model"), resume=resume, overwrite=not resume)
+    resume = resumes(ctx, out)
+    cfg = replace(ctx.settings, model=ctx.inputs["model"], train_files=list(ctx.inputs["train_files"]), output_dir=str(out),
+                  reward_model=ctx.inputs.get("reward_model"), resume=resume, overwrite=not resume)
     return train_align(cfg, stage)
 
 
 def run_rm(ctx: StageRun) -> dict:
-    from .stages import move_into
-
     result = align_step(ctx, "rm")
     move_into(Path(result["model_dir"]), ctx.out / "model")
     return align_metrics(ctx, result["metrics"])
 
 
 def run_policy(ctx: StageRun, stage: str) -> dict:
-    from ..train import merge_adapters
-    from .stages import move_into
-
+    s: AlignConfig = ctx.settings
     result = align_step(ctx, stage)
     final = Path(result["model_dir"])
-    if ctx.settings["full"]:
+    if s.full:
         move_into(final, ctx.out / "model")
     else:
         move_into(final, ctx.out / "adapter")
         merge_adapters(ctx.inputs["model"], [str(ctx.out / "adapter")], str(ctx.out / "model"), overwrite=True,
-                       template=ctx.settings["template"])
+                       template=s.template)
     return align_metrics(ctx, result["metrics"])
 
 
@@ -126,6 +119,4 @@ ALIGN_METRICS = ("eval_accuracy", "eval_margin", "eval_rewards/margins", "eval_r
 
 
 def align_metrics(ctx: StageRun, metrics: dict) -> dict:
-    from .stages import training_metrics
-
     return {**training_metrics(ctx.work / "train"), **{k: metrics[k] for k in ALIGN_METRICS if k in metrics}}

@@ -14,7 +14,7 @@ from ..errors import ZhllamaError
 from ..io import read_json
 from .recipe import Recipe
 from .registry import STAGES
-from .runner import Stage
+from .runner import Stage, input_items
 
 
 def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
@@ -37,7 +37,7 @@ def check_stage_packages(stages: list[Stage], where: str) -> None:
 def check_inputs_exist(recipe: Recipe, stages: list[Stage], where: str) -> None:
     run = str(recipe.run_path)
     for st in stages:
-        for role, value in st.inputs.items():
+        for role, value in input_items(st.inputs):
             if value.startswith(run) or Path(value).exists():
                 continue
             if not Path(value).is_absolute():  # a hub id, passed through by Recipe.resolve

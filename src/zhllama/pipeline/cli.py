@@ -70,6 +70,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     from ..errors import ZhllamaError
     from ..logs import claim_output_folder
     from . import load_recipe, prepare, run_pipeline
+    from .runner import input_items
 
     if args.list_recipes:
         return _list_recipes()
@@ -83,7 +84,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         stages = prepare(recipe, where=args.recipe)
         print(f"{args.recipe}: OK, {len(stages)} stages into {recipe.run_path}")
         for st in stages:
-            print(f"  {st.name:9s} <- " + ", ".join(f"{k}={v}" for k, v in st.inputs.items()))
+            print(f"  {st.name:9s} <- " + ", ".join(f"{k}={v}" for k, v in input_items(st.inputs)))
         return 0
     result = run_pipeline(recipe, only=args.only, start=args.start, where=args.recipe)
     if not result.ran:

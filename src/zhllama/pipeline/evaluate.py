@@ -7,10 +7,29 @@ model's answers."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from ..errors import ZhllamaError
-from ..io import read_json
+from ..io import read_json, write_json_atomic
+from ..meta import read_meta
 from .runner import StageRun
+
+
+@dataclass
+class EvalPlan:
+    """The eval stage's settings: ``eval:``'s (its files are inputs) and what the plan knows of the models."""
+
+    max_chars: int
+    max_examples: int
+    question: str | None
+    template: str  # the recipe's once a model is instruction-tuned, else none
+    final: str  # the model the pipeline ends with (it answers the showcase questions)
+    before_sft: str | None
+    scored: dict[str, str]  # before_sft / after_sft / after_dpo ... -> model whose task accuracy is measured
+    showcase: int = 0
+    prompt: str | None = None
+    speed_chars: int = 100
+    arms: dict[str, str] | None = None  # pt / ablation -> model, timed side by side
 
 
 def load_records(path: str, where: str) -> list[dict]:
@@ -54,16 +73,16 @@ def evaluate_models(ctx: StageRun) -> dict:
     from ..model.load import load_model
     from .metrics import bits_per_char, read_texts
 
-    s = ctx.settings
-    text_files = [v for k, v in ctx.inputs.items() if k.startswith("text[")]
-    texts = read_texts(text_files, s["max_chars"])
+    s: EvalPlan = ctx.settings
+    text_files = ctx.inputs.get("text", [])
+    texts = read_texts(text_files, s.max_chars)
     records = load_records(ctx.inputs["tasks"], "eval.tasks") if "tasks" in ctx.inputs else []
-    held = checkable(records, s["max_examples"])
-    first = checkable(records, s.get("showcase", 0))[: s.get("showcase", 0)]  # the file's first N questions, as they come
+    held = checkable(records, s.max_examples)
+    first = checkable(records, s.showcase)[: s.showcase]  # the file's first N questions, as they come
     if "tasks" in ctx.inputs and not held:
         raise ZhllamaError(f"eval.tasks: no records with 'task', 'choices' and an 'output' among the choices in {ctx.inputs['tasks']}",
                            "use builtin:tasks?split=test or records in that form")
-    models = {k.split(":", 1)[1]: v for k, v in ctx.inputs.items() if k.startswith("model:")}
+    models = ctx.inputs["models"]
     template = final_template(s)
     pairs = load_pairs([ctx.inputs["pairs"]])[0] if "pairs" in ctx.inputs else []
     report: dict = {"bits_per_char": {}, "accuracy": {}, "examples": len(held)}
@@ -77,22 +96,20 @@ def evaluate_models(ctx: StageRun) -> dict:
         context = min(512, getattr(model.config, "max_position_embeddings", 512))
         if texts:
             report["bits_per_char"][label] = round(bits_per_char(model, tok, texts, context), 4)
-        for key in [k for k, p in s["scored"].items() if p == path]:
+        for key in [k for k, p in s.scored.items() if p == path]:
             if held:
                 report["accuracy"][key] = task_accuracy(model, tok, template, held)
             if pairs and key != "before_sft":
                 report.setdefault("pair_margin", {})[key] = pair_margins(model, tok, template, pairs)
-        if path == s["final"]:
+        if path == s.final:
             report.update(final_model_texts(model, tok, template, s, first))
         generated_texts(report, label, path, model, tok, s, texts)
         del model
-    add_context_chars(report, s.get("arms") or {}, text_files)
+    add_context_chars(report, s.arms or {}, text_files)
     if held:
-        train = [r for k, v in ctx.inputs.items() if k.startswith("sft_train[") for r in load_records(v, "sft.train_files")]
+        train = [r for path in ctx.inputs.get("sft_train", []) for r in load_records(path, "sft.train_files")]
         report["accuracy"]["majority"] = {t: majority_baseline(train, held, t) for t in sorted({r["task"] for r in held})}
     ctx.out.mkdir(parents=True, exist_ok=True)
-    from ..io import write_json_atomic
-
     write_json_atomic(ctx.out / "eval.json", report)
     return report
 
@@ -100,30 +117,30 @@ def evaluate_models(ctx: StageRun) -> dict:
 CONTINUED = ("English base", "pre-trained")  # the free-form continuation, side by side
 
 
-def final_model_texts(model, tok, template: str, s: dict, first: list[dict]) -> dict:
+def final_model_texts(model, tok, template: str, s: EvalPlan, first: list[dict]) -> dict:
     """The final model's answers: the first scored questions (``showcase``), and ``question``."""
     from .showcase import answer, showcase
 
     out: dict = {}
     if first:
         out["showcase"] = showcase(model, tok, template, first)
-    if s["question"]:
-        out["answer"] = {"question": s["question"],
-                         "text": answer(model, tok, template, [{"role": "user", "content": s["question"]}])}
+    if s.question:
+        out["answer"] = {"question": s.question,
+                         "text": answer(model, tok, template, [{"role": "user", "content": s.question}])}
     return out
 
 
-def generated_texts(report: dict, label: str, path: str, model, tok, s: dict, texts: list[str]) -> None:
+def generated_texts(report: dict, label: str, path: str, model, tok, s: EvalPlan, texts: list[str]) -> None:
     """The free-form continuation (English base, pre-trained) and the arms' generation speed."""
     from .showcase import chars_per_second, continuation, prompts_from
 
-    if s.get("prompt") and label in CONTINUED:
-        report.setdefault("continuation", {"prompt": s["prompt"], "text": {}})["text"][label] = continuation(model, tok, s["prompt"])
+    if s.prompt and label in CONTINUED:
+        report.setdefault("continuation", {"prompt": s.prompt, "text": {}})["text"][label] = continuation(model, tok, s.prompt)
     prompts = prompts_from(texts)
-    for arm, arm_path in (s.get("arms") or {}).items():
+    for arm, arm_path in (s.arms or {}).items():
         if path == arm_path and prompts:
             report.setdefault("arms", {})[arm] = {"context": model.config.max_position_embeddings,
-                                                  **chars_per_second(model, tok, prompts, s.get("speed_chars", 100))}
+                                                  **chars_per_second(model, tok, prompts, s.speed_chars)}
 
 
 def add_context_chars(report: dict, arms: dict, text_files: list[str]) -> None:
@@ -136,11 +153,9 @@ def add_context_chars(report: dict, arms: dict, text_files: list[str]) -> None:
             report["arms"][arm].update(chinese_chars_per_token=cpt, context_chars=round(cpt * report["arms"][arm]["context"]))
 
 
-def final_template(settings: dict) -> str:
+def final_template(s: EvalPlan) -> str:
     """The template the final model records in its zhllama.json (the one it was tuned with), else the
     pipeline's; the model before instruction tuning is asked in the same format, for a fair comparison."""
-    from ..meta import read_meta
-
-    if settings.get("before_sft") is None:
-        return settings["template"]
-    return read_meta(settings["final"]).template or settings["template"]
+    if s.before_sft is None:
+        return s.template
+    return read_meta(s.final).template or s.template

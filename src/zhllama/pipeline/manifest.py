@@ -68,8 +68,13 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
-def describe_input(value: str, hashes: HashCache, produced: dict[str, str]) -> dict:
-    """What an input is, for the key: a stage output (its checksum), a file, a folder or a hub id."""
+def describe_input(value: str | list | dict, hashes: HashCache, produced: dict[str, str]) -> dict | list:
+    """What an input is, for the key: a stage output (its checksum), a file, a folder or a hub id; a
+    list or mapping of inputs, each one described."""
+    if isinstance(value, list):
+        return [describe_input(v, hashes, produced) for v in value]
+    if isinstance(value, dict):
+        return {k: describe_input(v, hashes, produced) for k, v in value.items()}
     if value in produced:
         return {"path": value, "sha256": produced[value]}
     p = Path(value)

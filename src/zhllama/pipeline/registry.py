@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from ..align.config import AlignConfig
-from ..train.config import TrainConfig
 from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
-from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
+from .recipe import (AblationSection, AlignSection, BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection,
+                     SftSection, TokenizerSection, TrainSection)
 from .ablation import plan_ablation, run_ablation
-from .runner import StageRun
-from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer, run_train
+from .runner import Inputs, StageRun
+from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer
+from .training import run_train
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class StageSpec:
     """One stage of the pipeline.
 
     ``section``: the schema its recipe section is checked against; ``run(StageRun) -> metrics``;
-    ``plan(planner, section) -> (inputs, settings)`` (default :meth:`Planner.plan_model_reader`);
+    ``plan(planner, section) -> (inputs, settings)``, the settings typed (default
+    :meth:`Planner.plan_model_reader`: the section itself);
     ``needs``: what must come before it, as (stage, recipe key) pairs where either one supplies the
     same thing (key ``None``: only the stage will do); ``requires``: (module, pip requirement) pairs
     of the third-party packages its run imports lazily, checked before any stage runs, so a broken
@@ -39,7 +40,7 @@ class StageSpec:
 
     section: type
     run: Callable[[StageRun], dict]
-    plan: Callable[[Planner, Any], tuple[dict[str, str], dict[str, Any]]] = Planner.plan_model_reader
+    plan: Callable[[Planner, Any], tuple[Inputs, Any]] = Planner.plan_model_reader
     needs: tuple[tuple[str, str | None], ...] = ()
     requires: tuple[tuple[str, str], ...] = ()
     default_section: bool = False
@@ -54,14 +55,14 @@ STAGES: dict[str, StageSpec] = {
     "tokenizer": StageSpec(TokenizerSection, run_tokenizer, Planner.plan_tokenizer, needs=(BASE_MODEL,)),
     "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
                         default_section=True),
-    "pt": StageSpec(TrainConfig, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
-    "ablation": StageSpec(TrainConfig, run_ablation, plan_ablation, needs=(("pt", None),)),
-    "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
+    "pt": StageSpec(TrainSection, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
+    "ablation": StageSpec(AblationSection, run_ablation, plan_ablation, needs=(("pt", None),)),
+    "sft": StageSpec(SftSection, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
-    "rm": StageSpec(AlignConfig, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "dpo": StageSpec(AlignConfig, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "ppo": StageSpec(AlignConfig, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
+    "rm": StageSpec(AlignSection, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "dpo": StageSpec(AlignSection, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "ppo": StageSpec(AlignSection, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }

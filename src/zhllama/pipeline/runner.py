@@ -6,22 +6,41 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
+from ..config import to_dict
 from ..errors import ZhllamaError
 from .manifest import HashCache, describe_input, digest, package_versions, read_manifest, write_manifest
 from .recipe import Recipe
 
+# a stage's inputs by role: a path, a list of paths (train_files) or labelled paths (the models eval
+# scores); each one is checksummed into the stage's key and recorded in its manifest
+Inputs = dict[str, Union[str, list[str], dict[str, str]]]
+
+
+def input_items(inputs: Inputs) -> list[tuple[str, str]]:
+    """Every input path with its name, as the plan and errors show it: role, role[i] or role[label]."""
+    out = []
+    for role, value in inputs.items():
+        if isinstance(value, list):
+            out += [(f"{role}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            out += [(f"{role}[{k}]", v) for k, v in value.items()]
+        else:
+            out.append((role, value))
+    return out
+
 
 @dataclass
 class StageRun:
-    """What a stage runner gets: its folder, its resolved inputs and settings, whether to resume."""
+    """What a stage runner gets: its folder, its resolved inputs, its typed settings (a dataclass the
+    stage's plan made: a ``TrainPlan``, ``AlignConfig``, ``ResizeSettings``...), whether to resume."""
 
     recipe: Recipe
     name: str
     dir: Path
-    inputs: dict[str, str]
-    settings: dict[str, Any]
+    inputs: Inputs
+    settings: Any
     resume: bool = False
 
     @property
@@ -35,11 +54,12 @@ class StageRun:
 
 @dataclass
 class Stage:
-    """One step of the plan. ``run`` returns the stage's metrics (JSON-able)."""
+    """One step of the plan. ``run`` returns the stage's metrics (JSON-able); ``settings`` are typed
+    (what :func:`zhllama.config.to_dict` writes to the manifest and hashes into the key)."""
 
     name: str
-    inputs: dict[str, str]
-    settings: dict[str, Any]
+    inputs: Inputs
+    settings: Any
     run: Callable[[StageRun], dict]
     resumable: bool = False
 
@@ -109,8 +129,8 @@ def run_stages(recipe: Recipe, stages: list[Stage], only: str | None = None, sta
 
 
 def stage_key(st: Stage, hashes: HashCache, produced: dict[str, str]) -> tuple[str, dict]:
-    described = {role: describe_input(path, hashes, produced) for role, path in st.inputs.items()}
-    return digest({"stage": st.name, "settings": st.settings, "inputs": described}), described
+    described = {role: describe_input(value, hashes, produced) for role, value in st.inputs.items()}
+    return digest({"stage": st.name, "settings": to_dict(st.settings), "inputs": described}), described
 
 
 def is_up_to_date(manifest: dict | None, key: str, out: Path) -> bool:
@@ -125,10 +145,11 @@ def execute(recipe: Recipe, st: Stage, key: str, described: dict, manifest: dict
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     echo(f"[{i + 1}/{n}] {st.name}: {'resuming' if resume else 'running'}")
-    common = {"stage": st.name, "key": key, "settings": st.settings, "inputs": described, "versions": package_versions()}
+    common = {"stage": st.name, "key": key, "settings": to_dict(st.settings), "inputs": described,
+              "versions": package_versions()}
     write_manifest(d, status="running", **common)
     t0, c0 = time.perf_counter(), time.process_time()
-    metrics = st.run(StageRun(recipe, st.name, d, dict(st.inputs), dict(st.settings), resume)) or {}
+    metrics = st.run(StageRun(recipe, st.name, d, st.inputs, st.settings, resume)) or {}
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = d / "out"
     if not out.exists():

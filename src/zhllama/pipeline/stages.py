@@ -8,19 +8,41 @@ that decide a stage's output go into its settings; files and folders it reads go
 from __future__ import annotations
 
 import math
-import shutil
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..config import INHERIT, build
 from ..errors import ZhllamaError
-from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, Recipe, ResizeSection, TokenizerSection
+from ..model.init import InitConfig, ModelShape
+from ..model.resize import ResizeConfig
+from ..train.config import MergeSettings, TrainConfig
 from .align_stages import TUNED_LABEL
-from .runner import Stage, StageRun, stage_out
+from .evaluate import EvalPlan, evaluate_models
+from .recipe import (BaseSection, EvalSection, MergeSection, Recipe, ResizeSection, SftSection, TokenizerSection,
+                     TrainOverrides, TrainSection)
+from .runner import Inputs, Stage, StageRun, stage_out
+from .training import TrainPlan, move_into, train_step, training_metrics
 from . import sources
 
-RESERVED_TRAIN_KEYS = ("model", "output_dir", "tokenizer", "resume", "overwrite")
-Plan = tuple[dict[str, str], dict[str, Any]]  # a stage's inputs (paths, checksummed) and settings
+Plan = tuple[Inputs, Any]  # a stage's inputs (paths, checksummed) and its typed settings
+
+
+@dataclass
+class BasePlan:
+    """The base stage's settings: the tokenizer's size, the model's shape and seed, its pre-training."""
+
+    vocab_size: int
+    shape: ModelShape
+    seed: int
+    train: TrainConfig
+
+
+@dataclass(kw_only=True)
+class MergePlan(MergeSettings):
+    """The merge stage's settings: ``merge:`` and the recipe's template (recorded in the merged model)."""
+
+    template: str
 
 
 class Planner:
@@ -36,7 +58,7 @@ class Planner:
         self.sft_adapter: str | None = None
         self.reward_model: str | None = None  # the rm stage's output, for ppo
         self.base_model = self.model  # the model before any Chinese training (the ablation starts here too)
-        self.pt_plan: Plan | None = None
+        self.pt_plan: tuple[Inputs, TrainPlan] | None = None
         self.pt_tokenizer: str | None = None  # the tokenizer the pt stage trains with
         self.ablation_model: str | None = None
 
@@ -46,27 +68,21 @@ class Planner:
             return str(sources.materialize(value, self.r.run_path / "data"))
         return self.r.resolve(value)
 
-    def files(self, values: list[str], role: str) -> dict[str, str]:
-        return {f"{role}[{i}]": self.path(v) for i, v in enumerate(values)}
+    def paths(self, values: list[str]) -> list[str]:
+        return [self.path(v) for v in values]
 
-    def train_settings(self, section: dict, where: str, template: str | None, schema=None) -> tuple[dict, list[str]]:
-        """Validate a pt/sft section against ``TrainConfig`` (or ``schema``); return (settings, train files)."""
-        from ..config import from_dict
-        from ..train.config import TrainConfig
-
-        for key in section:
-            if key in RESERVED_TRAIN_KEYS:
-                raise ZhllamaError(f"{where}: '{key}' is set by the pipeline", "remove it from the recipe")
-        if template and section.get("template", template) != template:
-            raise ZhllamaError(f"{where}.template is '{section['template']}' but the recipe's template is '{template}'",
+    def recipe_template(self, section: Any, where: str) -> str:
+        """The recipe's template, which a training section may repeat but not change."""
+        if section.template is not INHERIT and section.template != self.r.template:
+            raise ZhllamaError(f"{where}.template is '{section.template}' but the recipe's template is '{self.r.template}'",
                                "the model is served and evaluated with the recipe's top-level template; set it there only")
-        cfg = from_dict(schema or TrainConfig, dict(section), where)
-        if not cfg.train_files:
+        return self.r.template
+
+    def train_files(self, section: Any, where: str) -> list[str]:
+        """A training section's data files, resolved (an input of the stage)."""
+        if section.train_files is INHERIT or not section.train_files:
             raise ZhllamaError(f"{where}: no 'train_files'", "list the training data files")
-        settings = {k: v for k, v in asdict(cfg).items() if k not in RESERVED_TRAIN_KEYS and k != "train_files"}
-        if template:
-            settings["template"] = template
-        return settings, list(cfg.train_files)
+        return self.paths(section.train_files)
 
     def stage(self, name: str) -> Stage:
         """The stage ``name`` as planned at this point of the pipeline (its section, or the schema's defaults)."""
@@ -79,70 +95,66 @@ class Planner:
 
     # --- one plan function per stage (registered in .registry): (inputs, settings) ----------
     def plan_base(self, b: BaseSection) -> Plan:
-        settings, _ = self.train_settings({**b.train, "train_files": ["-"], "full": True}, "base.train", None)
-        shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train")}
+        settings = BasePlan(vocab_size=b.vocab_size, shape=build(ModelShape, b), seed=self.r.seed,
+                            train=build(TrainConfig, b.train, full=True))
         self.model = self.base_tokenizer = self.base_model = str(stage_out(self.r, "base"))
         self.evaluated["English base"] = self.model
-        return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
+        return {"corpus": self.paths(b.corpus)}, settings
 
     def plan_tokenizer(self, t: TokenizerSection) -> Plan:
-        inputs = {"base_tokenizer": self.base_tokenizer}
+        inputs: Inputs = {"base_tokenizer": self.base_tokenizer}
         if t.path:
             inputs["tokenizer"] = self.path(t.path)
+        elif t.corpus:
+            inputs["corpus"] = self.paths(t.corpus)
         else:
-            inputs.update(self.files(t.corpus, "corpus"))
-            if not t.corpus:
-                raise ZhllamaError("tokenizer: give 'corpus' (Chinese text to train on) or 'path' (a ready tokenizer)",
-                                   "add one of them to the tokenizer: section")
-        inputs.update(self.files(self.eval_text(), "measure_text"))
+            raise ZhllamaError("tokenizer: give 'corpus' (Chinese text to train on) or 'path' (a ready tokenizer)",
+                               "add one of them to the tokenizer: section")
+        if self.eval_text():
+            inputs["measure_text"] = self.paths(self.eval_text())
         self.tokenizer = str(stage_out(self.r, "tokenizer"))
-        settings = {k: v for k, v in asdict(t).items() if k not in ("corpus", "path")}
-        return inputs, settings
+        return inputs, replace(t, corpus=[], path=None)  # the files are inputs
 
     def plan_resize(self, section: ResizeSection) -> Plan:
         inputs = {"model": self.model, "base_tokenizer": self.base_tokenizer, "tokenizer": self.tokenizer}
         self.model, self.tokenizer = str(stage_out(self.r, "resize")), None
         self.evaluated["resized"] = self.model
-        return inputs, asdict(section)
+        return inputs, section
 
-    def plan_pt(self, section: dict) -> Plan:
-        settings, files = self.train_settings(section, "pt", None)
-        self.pt_tokenizer = self.tokenizer or self.model
-        inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
+    def plan_pt(self, section: TrainSection) -> Plan:
+        inputs = {"model": self.model, "train_files": self.train_files(section, "pt"), **self.take_tokenizer()}
+        settings = TrainPlan(build(TrainConfig, section, train_files=[]))
+        self.pt_tokenizer = inputs.get("tokenizer") or self.model
         self.pt_plan = (inputs, settings)
         self.model = str(stage_out(self.r, "pt") / "model")
         self.evaluated["pre-trained"] = self.model
         return inputs, settings
 
-    def plan_sft(self, section: dict) -> Plan:
-        section = dict(section)
-        then = section.pop("then", None)
-        settings, files = self.train_settings(section, "sft", self.r.template)
-        inputs = {"model": self.model, **self.files(files, "train_files"), **self.take_tokenizer()}
-        if then is not None:
-            settings["then"], then_files = self.second_phase(section, settings, then)
-            inputs.update(self.files(then_files, "then_train_files"))
+    def plan_sft(self, section: SftSection) -> Plan:
+        inputs = {"model": self.model, "train_files": self.train_files(section, "sft"), **self.take_tokenizer()}
+        first = build(TrainConfig, section, template=self.recipe_template(section, "sft"), train_files=[])
+        then = None
+        if section.then is not None:
+            then = self.second_phase(first, section.then)
+            inputs["then_train_files"] = self.train_files(section.then, "sft.then")
         self.sft_base = self.model
         out = stage_out(self.r, "sft")
-        self.sft_adapter = None if settings["full"] else str(out / "adapter")
-        self.model = str(out / "model") if settings["full"] else None
+        self.sft_adapter = None if first.full else str(out / "adapter")
+        self.model = str(out / "model") if first.full else None
         if self.model:
             self.evaluated["instruction-tuned"] = self.model
-        return inputs, settings
+        return inputs, TrainPlan(first, then)
 
-    def second_phase(self, section: dict, first: dict, then) -> tuple[dict, list[str]]:
+    def second_phase(self, first: TrainConfig, then: TrainOverrides) -> TrainConfig:
         """``sft.then``: a second phase of training from the first phase's model, with the first
-        phase's ``section`` except for the keys it gives (``train_files`` it must give)."""
+        phase's settings except for the keys it gives (``train_files`` it must give)."""
         where = "sft.then"
-        if not isinstance(then, dict):
-            raise ZhllamaError(f"{where}: expected a mapping of training settings",
-                               "e.g. then: {train_files: [more.json], max_steps: 80, learning_rate: 5.0e-4}")
-        if not first["full"] or not then.get("full", True):
+        if not first.full or then.full is False:
             raise ZhllamaError(f"{where}: a second phase needs full-parameter training (full: true in sft)",
                                "with LoRA, merge the adapter and start another pipeline from the merged model")
-        if "train_files" not in then:
-            raise ZhllamaError(f"{where}: no 'train_files'", "list the second phase's training data files")
-        return self.train_settings({**section, **then}, where, self.r.template)
+        self.train_files(then, where)
+        self.recipe_template(then, where)
+        return build(TrainConfig, first, then, train_files=[])
 
     def plan_merge(self, section: MergeSection) -> Plan:
         if not self.sft_adapter:
@@ -150,28 +162,30 @@ class Planner:
         inputs = {"model": self.sft_base, "lora": self.sft_adapter}
         self.model = str(stage_out(self.r, "merge"))
         self.evaluated["instruction-tuned"] = self.model
-        return inputs, {**asdict(section), "template": self.r.template}
+        return inputs, build(MergePlan, section, template=self.r.template)
 
     def plan_eval(self, e: EvalSection) -> Plan:
         if self.model is None:
             raise ZhllamaError("eval: the sft stage's LoRA adapter is not merged", "add a merge stage before eval")
-        inputs = {f"model:{label}": path for label, path in self.evaluated.items()}
-        if self.model not in self.evaluated.values():
-            inputs["model:final"] = self.model
-        inputs.update(self.files(e.text, "text"))
+        models = dict(self.evaluated)
+        if self.model not in models.values():
+            models["final"] = self.model
+        inputs: Inputs = {"models": models}
+        if e.text:
+            inputs["text"] = self.paths(e.text)
         if e.tasks:
             inputs["tasks"] = self.path(e.tasks)
         tuned = self.sft_base is not None
         if tuned:
-            inputs.update(self.files(self.r.sft["train_files"], "sft_train"))
+            inputs["sft_train"] = self.paths(self.r.sft.train_files)
         if e.pairs:
             inputs["pairs"] = self.path(e.pairs)
-        settings = {"max_chars": e.max_chars, "max_examples": e.max_examples, "question": e.question,
-                    "template": self.r.template if tuned else "none", "final": self.model,
-                    "before_sft": self.sft_base, "scored": self.scored_models() if tuned else {"after_sft": self.model},
-                    "showcase": e.showcase, "prompt": e.prompt, "speed_chars": e.speed_chars}
+        settings = EvalPlan(max_chars=e.max_chars, max_examples=e.max_examples, question=e.question,
+                            template=self.r.template if tuned else "none", final=self.model, before_sft=self.sft_base,
+                            scored=self.scored_models() if tuned else {"after_sft": self.model}, showcase=e.showcase,
+                            prompt=e.prompt, speed_chars=e.speed_chars)
         if self.ablation_model:  # the two pre-training arms, timed side by side
-            settings["arms"] = {"pt": self.evaluated["pre-trained"], "ablation": self.ablation_model}
+            settings.arms = {"pt": self.evaluated["pre-trained"], "ablation": self.ablation_model}
         return inputs, settings
 
     def scored_models(self) -> dict[str, str]:
@@ -185,7 +199,7 @@ class Planner:
         if self.model is None:
             raise ZhllamaError("there is no model to read: the sft stage's LoRA adapter is not merged",
                                "add a merge stage after sft")
-        return {"model": self.model}, asdict(section)
+        return {"model": self.model}, section
 
     def take_tokenizer(self) -> dict[str, str]:
         """The extended tokenizer as a training input when the model does not carry it (training resizes)."""
@@ -204,20 +218,18 @@ def plan(recipe: Recipe) -> list[Stage]:
 # --- runners: each one calls the owning stage's Python API ---------------------------------
 def run_base(ctx: StageRun) -> dict:
     """English tokenizer -> random LLaMA -> full pre-training on English text."""
-    from dataclasses import fields
-
-    from ..model.init import InitConfig, ModelShape, init_model
+    from ..model.init import init_model
     from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
-    shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
+    s: BasePlan = ctx.settings
+    corpus = ctx.inputs["corpus"]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
     if not (tok_dir / "tokenizer.json").is_file():
-        train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=shape["vocab_size"], model_type="bpe",
+        train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=s.vocab_size, model_type="bpe",
                                  character_coverage=1.0, overwrite=True), progress=False)
     if not (init_dir / "config.json").is_file():
-        init_model(InitConfig(tokenizer=str(tok_dir), out=str(init_dir), seed=ctx.settings["seed"], overwrite=True,
-                              **{f.name: shape[f.name] for f in fields(ModelShape)}))
-    result = train_step(ctx, "pt", str(init_dir), corpus, ctx.settings["train"], None)
+        init_model(build(InitConfig, s.shape, tokenizer=str(tok_dir), out=str(init_dir), seed=s.seed, overwrite=True))
+    result = train_step(ctx, "pt", s.train, str(init_dir), corpus, None)
     move_into(Path(result["model_dir"]), ctx.out)
     return training_metrics(ctx.work / "train")
 
@@ -227,19 +239,18 @@ def run_tokenizer(ctx: StageRun) -> dict:
     from ..tokenizer.merge import merge_tokenizers
     from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
-    s, base = ctx.settings, ctx.inputs["base_tokenizer"]
+    s: TokenizerSection = ctx.settings
+    base = ctx.inputs["base_tokenizer"]
     if "tokenizer" in ctx.inputs:
         with atomic_dir(ctx.out, overwrite=True) as tmp:
             write_tokenizer_folder(ctx.inputs["tokenizer"], tmp)
     else:
-        corpus = [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
         sp_dir = ctx.work / "chinese_sp"
-        train_tokenizer(SpConfig(corpus=corpus, out=str(sp_dir), vocab_size=s["vocab_size"], model_type=s["model_type"],
-                                 overwrite=True, **s["options"]), progress=False)
-        merge_tokenizers(base, [sp_dir / "tokenizer.model"], ctx.out, mode=s["mode"], pad_token=s["pad_token"],
-                         overwrite=True)
+        train_tokenizer(build(SpConfig, s.options, corpus=ctx.inputs["corpus"], out=str(sp_dir), vocab_size=s.vocab_size,
+                              model_type=s.model_type, overwrite=True), progress=False)
+        merge_tokenizers(base, [sp_dir / "tokenizer.model"], ctx.out, mode=s.mode, pad_token=s.pad_token, overwrite=True)
     metrics = {"vocab_before": vocab_size(base), "vocab_after": vocab_size(ctx.out)}
-    text = [v for k, v in ctx.inputs.items() if k.startswith("measure_text")]
+    text = ctx.inputs.get("measure_text", [])
     if text:
         cpt = chinese_cpt({"before": base, "after": str(ctx.out)}, text)
         metrics.update(chars_per_token_before=cpt["before"], chars_per_token_after=cpt["after"])
@@ -260,95 +271,36 @@ def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
 
 
 def run_resize(ctx: StageRun) -> dict:
-    from ..model.resize import ResizeConfig, resize_model
+    from ..model.resize import resize_model
 
-    return resize_model(ResizeConfig(model=ctx.inputs["model"], tokenizer=ctx.inputs["tokenizer"],
-                                     base_tokenizer=ctx.inputs["base_tokenizer"], out=str(ctx.out), overwrite=True,
-                                     init=ctx.settings["init"], pad_to_multiple_of=ctx.settings["pad_to_multiple_of"]))
-
-
-def run_train(ctx: StageRun, stage: str) -> dict:
-    """pt or sft; a LoRA run also writes the merged model that the next stage starts from."""
-    from ..train import merge_adapters
-
-    files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
-    settings = dict(ctx.settings)
-    then = settings.pop("then", None)
-    result = train_step(ctx, stage, ctx.inputs["model"], files, settings, ctx.inputs.get("tokenizer"))
-    if then:  # the second phase starts from the first one's final model (full-parameter only)
-        then_files = [v for k, v in ctx.inputs.items() if k.startswith("then_train_files")]
-        result = train_step(ctx, stage, result["model_dir"], then_files, then, None, folder="then")
-    final = Path(result["model_dir"])
-    if ctx.settings["full"]:
-        move_into(final, ctx.out / "model")
-    else:
-        move_into(final, ctx.out / "adapter")
-        if stage == "pt":
-            merge_adapters(ctx.inputs["model"], [str(ctx.out / "adapter")], str(ctx.out / "model"), overwrite=True)
-    metrics = training_metrics(ctx.work / "train")
-    if then:
-        metrics["then"] = training_metrics(ctx.work / "then")
-    return metrics
-
-
-def train_step(ctx: StageRun, stage: str, model: str, files: list[str], settings: dict, tokenizer: str | None,
-               folder: str = "train") -> dict:
-    from ..train import TrainConfig, train
-
-    from ..train.checkpoints import last_complete_checkpoint
-
-    out = ctx.work / folder
-    resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))  # else start over
-    fields = {k: v for k, v in settings.items() if k != "train_files"}
-    cfg = TrainConfig(**fields, model=model, tokenizer=tokenizer, train_files=files, output_dir=str(out),
-                      resume=resume, overwrite=not resume)
-    return train(cfg, stage)
+    return resize_model(build(ResizeConfig, ctx.settings, model=ctx.inputs["model"], tokenizer=ctx.inputs["tokenizer"],
+                              base_tokenizer=ctx.inputs["base_tokenizer"], out=str(ctx.out), overwrite=True))
 
 
 def run_merge(ctx: StageRun) -> dict:
     from ..train import merge_adapters
 
-    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=ctx.settings["dtype"],
-                   max_shard_size=ctx.settings["max_shard_size"], overwrite=True, template=ctx.settings["template"])
+    s: MergePlan = ctx.settings
+    merge_adapters(ctx.inputs["model"], [ctx.inputs["lora"]], str(ctx.out), dtype=s.dtype, max_shard_size=s.max_shard_size,
+                   overwrite=True, template=s.template)
     return {"parameters": parameter_count(ctx.out)}
 
 
 def run_eval(ctx: StageRun) -> dict:
-    from .evaluate import evaluate_models
-
     return evaluate_models(ctx)
 
 
 def run_export(ctx: StageRun) -> dict:
     from ..export.gguf import export_gguf
 
+    outtype = ctx.settings.outtype
     ctx.out.mkdir(parents=True, exist_ok=True)
-    path = export_gguf(ctx.inputs["model"], ctx.out / f"model-{ctx.settings['outtype']}.gguf",
-                       outtype=ctx.settings["outtype"], overwrite=True, progress=False)
+    path = export_gguf(ctx.inputs["model"], ctx.out / f"model-{outtype}.gguf", outtype=outtype, overwrite=True,
+                       progress=False)
     return {"gguf": path.name, "gguf_bytes": path.stat().st_size}
 
 
 # --- helpers -------------------------------------------------------------------------------
-def move_into(src: Path, dst: Path) -> None:
-    """Move a finished folder into place (replacing an older one)."""
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(src), str(dst))
-
-
-def training_metrics(train_dir: Path) -> dict:
-    """The numbers the summary shows, from the training stage's report."""
-    from ..train.report import read_run_outputs
-
-    data = read_run_outputs(train_dir)
-    if data is None:
-        return {}
-    m, curve = data.get("metrics", {}), data.get("loss_curve", {})
-    keep = ("train_loss", "eval_loss", "train_runtime", "tokens_seen", "train_tokens_per_second")
-    return {**{k: m[k] for k in keep if k in m}, "parameters": data.get("parameters"), "loss_curve": curve}
-
-
 def vocab_size(tokenizer_dir: str | Path) -> int:
     from ..tokenizer.load import load_tokenizer
 
