@@ -10,7 +10,7 @@ import pytest
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import parse_recipe
 from zhllama.pipeline.ablation import matched_settings
-from zhllama.pipeline.stages import plan
+from zhllama.pipeline import plan
 from zhllama.pipeline.training import TrainPlan
 from zhllama.train.config import TrainConfig
 

@@ -1,5 +1,6 @@
 """The package's floors (docs/CONTRIBUTING.md, "Layers"): no module imports from a higher floor, and no
-two sub-packages (or foundation modules) import each other, not even through imports inside functions.
+two sub-packages (or foundation modules) import each other, nor two modules of one sub-package, not
+even through imports inside functions.
 
 Every ``import`` and ``from ... import`` of every module under ``src/zhllama`` counts, wherever it sits
 (module level, inside functions, under ``if TYPE_CHECKING``); relative imports are resolved.
@@ -126,7 +127,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def layer_violations(src: Path) -> list[str]:
     """Upward imports, cycles between sub-packages/foundation modules (any import), and cycles between
-    modules through module-level imports; one line each, naming file:line and the imported module."""
+    the modules of one sub-package (through module-level imports, or any import); one line each,
+    naming file:line and the imported module."""
     modules, imports = collect_imports(src)
     problems = [f"{i.where}: {i.importer} (floor {floor(i.importer)}) imports {i.imported} (floor {floor(i.imported)})"
                 f"{' inside a function' if i.in_function else ''}: a lower floor must not import a higher one"
@@ -139,14 +141,22 @@ def layer_violations(src: Path) -> list[str]:
         sites = [f"{i.where}: {i.importer} imports {i.imported}" for i in imports
                  if unit(i.importer) in cycle and unit(i.imported) in cycle and unit(i.importer) != unit(i.imported)]
         problems.append(f"import cycle between {', '.join(cycle)}: " + "; ".join(sites))
-    top = {}
+    top, inside = {}, {}
     for i in imports:
         if not i.in_function:
             top.setdefault(i.importer, set()).add(i.imported)
-    for cycle in _cycles(top):
+        if unit(i.importer) == unit(i.imported):
+            inside.setdefault(i.importer, set()).add(i.imported)
+    module_level = _cycles(top)
+    for cycle in module_level:
         sites = [f"{i.where}: {i.importer} imports {i.imported}" for i in imports
                  if not i.in_function and i.importer in cycle and i.imported in cycle]
         problems.append(f"module-level import cycle between {', '.join(cycle)}: " + "; ".join(sites))
+    for cycle in _cycles(inside):  # closed by an import inside a function: the layering it hides is not real either
+        if cycle not in module_level:
+            sites = [f"{i.where}: {i.importer} imports {i.imported}{' inside a function' if i.in_function else ''}"
+                     for i in imports if i.importer in cycle and i.imported in cycle]
+            problems.append(f"import cycle inside {unit(cycle[0])} between {', '.join(cycle)}: " + "; ".join(sites))
     return problems
 
 
@@ -244,3 +254,13 @@ def test_a_sub_package_without_a_floor_is_named(tmp_path):
     src = _tree(tmp_path, {**GOOD, "newstage/__init__.py": "", "newstage/run.py": "from ..errors import X\n"})
     with pytest.raises(AssertionError, match="zhllama.newstage.run: the sub-package newstage has no floor"):
         layer_violations(src)
+
+
+def test_a_cycle_inside_a_package_through_an_import_in_a_function_fails(tmp_path):
+    """The pipeline's seven modules once formed such a cycle (recipe -> registry -> stages -> ... -> recipe)."""
+    src = _tree(tmp_path, {**GOOD, "pipeline/__init__.py": "", "pipeline/recipe.py": "def f():\n    from .registry import S\n",
+                           "pipeline/registry.py": "from .recipe import Recipe\n"})
+    assert layer_violations(src) == [
+        "import cycle inside zhllama.pipeline between zhllama.pipeline.recipe, zhllama.pipeline.registry: "
+        "src/zhllama/pipeline/recipe.py:2: zhllama.pipeline.recipe imports zhllama.pipeline.registry inside a function; "
+        "src/zhllama/pipeline/registry.py:1: zhllama.pipeline.registry imports zhllama.pipeline.recipe"]

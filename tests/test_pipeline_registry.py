@@ -15,7 +15,7 @@ from zhllama.export.config import GgufSettings
 from zhllama.model.resize import ResizeSettings
 from zhllama.pipeline import STAGES, Recipe, parse_recipe
 from zhllama.pipeline.runner import run_stages
-from zhllama.pipeline.stages import plan
+from zhllama.pipeline import plan
 from zhllama.train.config import TrainConfig
 
 

@@ -70,7 +70,7 @@ def test_base_train_is_training_settings_without_its_data_or_full():
 
 
 def test_sft_then_keys_override_the_first_phase_even_with_the_default_value(tmp_path):
-    from zhllama.pipeline.stages import plan
+    from zhllama.pipeline import plan
 
     r = parse_recipe({"base_model": "x/y", "run_dir": str(tmp_path / "run"),
                       "sft": {"train_files": ["a.json"], "full": True, "group_by_length": True, "learning_rate": 1e-3,

@@ -11,7 +11,7 @@ import pytest
 from zhllama.errors import ZhllamaError
 from zhllama.pipeline import load_recipe, prepare
 from zhllama.pipeline.shipped import recipe_listing, recipes_folder, training_config_listing
-from zhllama.pipeline.stages import plan
+from zhllama.pipeline import plan
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(Path(str(recipes_folder())).glob("*.yaml"))

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..checks import check_output_path
 from ..io import write_json_atomic, write_text_atomic
 from .checks import check_plan
+from .load import load_recipe, load_shipped_recipe, parse_recipe
 from .manifest import read_manifest
-from .recipe import Recipe, load_recipe, load_shipped_recipe, parse_recipe
-from .registry import STAGES, StageSpec
+from .recipe import Recipe
+from .registry import STAGES, StageSpec, plan
 from .runner import Outcome, run_stages, stage_dir
-from .stages import plan
+from .summary import PLOT_PNG, build_summary, plot_bits_per_char, plot_loss_curves
 
 SUMMARY_MD = "summary.md"
 LOSS_PNG = "loss_curves.png"
@@ -42,8 +44,6 @@ class RunResult:
 
 def prepare(recipe: Recipe, where: str = "recipe"):
     """The plan, after every check that needs no compute."""
-    from ..checks import check_output_path
-
     check_output_path(recipe.run_path, "folder", f"{where}: run_dir")
     stages = plan(recipe)
     check_plan(recipe, stages, where)
@@ -52,8 +52,6 @@ def prepare(recipe: Recipe, where: str = "recipe"):
 
 def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = None, where: str = "recipe",
                  echo: Callable[[str], None] = print) -> RunResult:
-    from .summary import PLOT_PNG, build_summary, plot_bits_per_char, plot_loss_curves
-
     stages = prepare(recipe, where)
     outcomes = run_stages(recipe, stages, only=only, start=start, echo=echo)
     manifests = {s.name: m for s in stages if (m := read_manifest(stage_dir(recipe, s.name))) and m.get("status") == "complete"}
@@ -69,5 +67,5 @@ def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = No
     return RunResult(recipe, outcomes, summary, png if png and png.exists() else None)
 
 
-__all__ = ["STAGES", "StageSpec", "Recipe", "RunResult", "load_recipe", "load_shipped_recipe", "parse_recipe", "prepare",
-           "run_pipeline"]
+__all__ = ["STAGES", "StageSpec", "Recipe", "RunResult", "load_recipe", "load_shipped_recipe", "parse_recipe", "plan",
+           "prepare", "run_pipeline"]

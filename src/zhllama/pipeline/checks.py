@@ -12,14 +12,13 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..io import read_json
+from ..templates import get_template
 from .recipe import Recipe
 from .registry import STAGES
 from .runner import Stage, input_items
 
 
 def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
-    from ..templates import get_template
-
     get_template(recipe.template)
     check_stage_packages(stages, where)
     check_inputs_exist(recipe, stages, where)

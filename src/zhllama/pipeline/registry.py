@@ -1,11 +1,12 @@
 """The pipeline's stages, in pipeline order: one :class:`StageSpec` each.
 
 Adding a stage means: a section schema (a dataclass in :mod:`.recipe`, and the ``Recipe`` field
-of the same name), a run function that calls the owning stage's public Python API, and an entry
+of the same name, marked ``STAGE``, in pipeline order), a run function that calls the owning stage's public Python API, and an entry
 here.  A stage that changes what later stages receive (a new model, a tokenizer) also gives a plan
 function (a :class:`~zhllama.pipeline.stages.Planner` method); without one, the stage reads the
 model the stages before it produced and its settings are its section.  Recipe checks (names,
-order, needs), the plan and the CLI's ``--from``/``--only`` choices all read this table.
+order, needs: :mod:`.load`), the plan (:func:`plan`) and the CLI's ``--from``/``--only`` choices all
+read this table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
 from .recipe import (AblationSection, AlignSection, BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection,
                      SftSection, TokenizerSection, TrainSection)
 from .ablation import plan_ablation, run_ablation
-from .runner import Inputs, StageRun
+from .recipe import Recipe
+from .runner import Inputs, Stage, StageRun
 from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer
 from .training import run_train
 
@@ -66,3 +68,17 @@ STAGES: dict[str, StageSpec] = {
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }
+
+
+def plan(recipe: Recipe) -> list[Stage]:
+    """The recipe's enabled stages, each planned by its entry in the order they run."""
+    planner = Planner(recipe)
+    return [plan_stage(planner, name) for name in recipe.enabled()]
+
+
+def plan_stage(planner: Planner, name: str) -> Stage:
+    """The stage ``name`` as planned at this point of the pipeline (its section, or the schema's defaults)."""
+    spec = STAGES[name]
+    section = getattr(planner.r, name)
+    inputs, settings = spec.plan(planner, section if section is not None else spec.section())
+    return Stage(name, inputs, settings, spec.run, resumable=spec.resumable)

@@ -1,6 +1,6 @@
-"""The plan of a recipe: one :class:`Stage` per enabled stage, built from the stage's entry in
-:data:`zhllama.pipeline.registry.STAGES`: its plan function (a ``Planner.plan_*`` method) and its
-run function (a ``run_*`` function here), a small adapter onto the stage's own Python API
+"""The stages' plan functions (``Planner.plan_*`` methods, registered with their run functions in
+:data:`zhllama.pipeline.registry.STAGES`, which makes the plan of a recipe) and run functions
+(``run_*``), each a small adapter onto the stage's own Python API
 (tokenizer.train/merge, model.resize, train.train/merge_adapters, eval, infer.engine).  Settings
 that decide a stage's output go into its settings; files and folders it reads go into its inputs
 (checksummed by the runner)."""
@@ -21,7 +21,7 @@ from .align_stages import TUNED_LABEL
 from .evaluate import EvalPlan, evaluate_models
 from .recipe import (BaseSection, EvalSection, MergeSection, Recipe, ResizeSection, SftSection, TokenizerSection,
                      TrainOverrides, TrainSection)
-from .runner import Inputs, Stage, StageRun, stage_out
+from .runner import Inputs, StageRun, stage_out
 from .training import TrainPlan, move_into, train_step, training_metrics
 from . import sources
 
@@ -83,15 +83,6 @@ class Planner:
         if section.train_files is INHERIT or not section.train_files:
             raise ZhllamaError(f"{where}: no 'train_files'", "list the training data files")
         return self.paths(section.train_files)
-
-    def stage(self, name: str) -> Stage:
-        """The stage ``name`` as planned at this point of the pipeline (its section, or the schema's defaults)."""
-        from .registry import STAGES
-
-        spec = STAGES[name]
-        section = getattr(self.r, name)
-        inputs, settings = spec.plan(self, section if section is not None else spec.section())
-        return Stage(name, inputs, settings, spec.run, resumable=spec.resumable)
 
     # --- one plan function per stage (registered in .registry): (inputs, settings) ----------
     def plan_base(self, b: BaseSection) -> Plan:
@@ -208,11 +199,6 @@ class Planner:
 
     def eval_text(self) -> list[str]:
         return self.r.eval.text if self.r.eval and self.r.eval.text else []
-
-
-def plan(recipe: Recipe) -> list[Stage]:
-    planner = Planner(recipe)
-    return [planner.stage(name) for name in recipe.enabled()]
 
 
 # --- runners: each one calls the owning stage's Python API ---------------------------------

@@ -7,6 +7,7 @@ import math
 import unicodedata
 from pathlib import Path
 
+from .ablation import ABLATION_LABEL
 from .align_stages import TUNED_LABEL  # the preference stages, in pipeline order: dpo, ppo
 
 PLOT_PNG = "bits_per_char.png"
@@ -135,8 +136,6 @@ def arms_section(manifests: dict[str, dict]) -> list[str]:
     ab = manifests.get("ablation", {}).get("metrics", {})
     if not ab.get("arms"):
         return []
-    from .ablation import ABLATION_LABEL
-
     train = ab["arms"]
     ev = manifests.get("eval", {}).get("metrics", {})
     gen, bpc = ev.get("arms", {}), ev.get("bits_per_char", {})
@@ -202,8 +201,6 @@ def plotted(manifests: dict[str, dict]) -> bool:
 
 def arm_curves(manifests: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
     """Training loss of both arms as bits/char against characters seen."""
-    import math
-
     ab = manifests.get("ablation", {}).get("metrics", {})
     out = {}
     for arm, label in (("pt", "extended vocabulary (pt)"), ("ablation", "original tokenizer (ablation)")):
