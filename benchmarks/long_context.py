@@ -43,6 +43,7 @@ from zhllama.infer.sampling import SamplingParams
 from zhllama.model.init import InitConfig, init_model
 from zhllama.model.load import load_model
 from zhllama.model.rope import apply_rope_scaling
+from zhllama.rope_scaling import RopeScaling
 from zhllama.templates import encode_plain_text
 from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
@@ -158,7 +159,7 @@ def train_stage(model: Path, corpus: Path, out: Path, block: int, steps: int, lr
     cfg = TrainConfig(model=str(model), train_files=[str(corpus)], output_dir=str(out), full=True, block_size=block,
                       batch_size=16 if rope is None else 4, learning_rate=lr, lr_scheduler="cosine", warmup_ratio=0.02,
                       max_steps=steps, logging_steps=250, save_steps=100_000, validation_split=0.0, seed=0,
-                      rope_scaling=rope, overwrite=True, cache_dir=str(out.parent / "cache"))
+                      rope_scaling=RopeScaling.from_text(rope) if rope else None, overwrite=True, cache_dir=str(out.parent / "cache"))
     done = Path(train(cfg, "pt")["model_dir"])
     (out / "settings.json").write_text(json.dumps(settings))
     return done
@@ -200,7 +201,7 @@ def ntk_cache_agreement(folder: Path, block: int, trials: int, digits: int) -> t
     from zhllama.eval.passkey import passkey_prompt
 
     model, tok = load_model(folder, device="cpu", dtype="float32")
-    apply_rope_scaling(model, "ntk:4")
+    apply_rope_scaling(model, RopeScaling.from_text("ntk:4"))
     engine = Engine(model, tok, "none", context_length=4 * block + 16)
     rng = random.Random(7)
     n = answer_tokens(tok, digits)
@@ -224,7 +225,7 @@ def evaluate(variants: dict, block: int, trials: int, digits: int) -> dict:
         for n in lengths:
             model, tok = load_model(folder, device="cpu", dtype="float32")
             if kind and n > block:
-                apply_rope_scaling(model, f"{kind}:{n // block}")
+                apply_rope_scaling(model, RopeScaling.from_text(f"{kind}:{n // block}"))
             ids = held_out_ids(tok, 16 * 4 * block)
             row += measure(model, tok, [n], ids, trials, digits)
         results[name] = row

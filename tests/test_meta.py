@@ -48,11 +48,14 @@ def test_writer_rejects_unknown_fields_and_bad_types(tmp_path):
 
 
 def test_pipeline_eval_asks_in_the_template_the_final_model_records(tmp_path):
-    from zhllama.pipeline.evaluate import final_template
+    from dataclasses import replace
+
+    from zhllama.pipeline.evaluate import EvalPlan, final_template
 
     final = tmp_path / "final"
-    settings = {"template": "alpaca", "final": str(final), "before_sft": str(tmp_path / "pt")}
+    settings = EvalPlan(max_chars=100, max_examples=1, question=None, template="alpaca", final=str(final),
+                        before_sft=str(tmp_path / "pt"), scored={})
     assert final_template(settings) == "alpaca"  # nothing recorded: the pipeline's setting
     write_meta(final, template="chatml")
     assert final_template(settings) == "chatml"
-    assert final_template({**settings, "before_sft": None, "template": "none"}) == "none"  # not instruction-tuned
+    assert final_template(replace(settings, before_sft=None, template="none")) == "none"  # not instruction-tuned

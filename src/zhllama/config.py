@@ -71,12 +71,19 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _parsed(tp: Any) -> bool:
+    """A value type parsed from text where it enters (``RopeScaling``): a scalar option, not a section."""
+    return isinstance(tp, type) and hasattr(tp, "from_text")
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     tp, optional = _strip_optional(tp)
     if value is None:
         if optional:
             return None
         raise ZhllamaError(f"{where}: must not be empty", "give a value or remove the key")
+    if _parsed(tp):
+        return value if isinstance(value, tp) else tp.from_text(str(value), where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             what = f" of {tp.__what__}" if hasattr(tp, "__what__") else ""
@@ -186,7 +193,7 @@ def check_ranges(obj: Any, name: Callable[[str], str] = str) -> None:
     """
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name, None)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and not _parsed(type(value)):
             check_ranges(value, name)
             continue
         problem = _out_of_range(value, f.metadata)
@@ -195,7 +202,9 @@ def check_ranges(obj: Any, name: Callable[[str], str] = str) -> None:
 
 
 def to_dict(obj: Any) -> Any:
-    """Dataclass -> plain YAML/JSON-able structures (Paths become strings)."""
+    """Dataclass -> plain YAML/JSON-able structures (Paths and parsed values become their text)."""
+    if _parsed(type(obj)):
+        return str(obj)
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -342,7 +351,7 @@ def _options(cls: type, prefix: str = "", parent: Any = None, flatten: bool = Tr
         if not f.init or not f.metadata.get("cli", True):
             continue
         default = _field_default(f, parent)
-        if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(tp) and not _parsed(tp):
             if flatten:
                 out += _options(tp, prefix, default if default is not dataclasses.MISSING else None, flatten)
         elif typing.get_origin(tp) is not dict:
@@ -444,10 +453,12 @@ def from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
         tp, _ = _strip_optional(hints[f.name])
         if not f.init:
             continue
-        if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(tp) and not _parsed(tp):
             kwargs[f.name] = from_args(tp, args, prefix)
         elif hasattr(args, prefix + f.name):
             value = getattr(args, prefix + f.name)
+            if value is not None and _parsed(tp):
+                value = _coerce(value, tp, (f.metadata.get("flags") or (flag_name(f.name),))[0])
             kwargs[f.name] = tuple(value) if typing.get_origin(tp) is tuple and value is not None else value
     try:
         obj = cls(**kwargs)

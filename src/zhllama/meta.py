@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ZhllamaError
+from .rope_scaling import RopeScaling
 
 META_FILE = "zhllama.json"
 _HINT = "delete the file or fix it (it is rewritten by the stage that wrote the folder)"
@@ -31,11 +32,13 @@ class ModelMeta:
     tokenizer_size: int | None = None  # tokens of the tokenizer saved with it
     vocab_size: int | None = None  # embedding rows (tokenizer_size or more: padding rows included)
     pad_to_multiple_of: int | None = None  # embedding rows were padded to a multiple of this
-    rope_scaling: str | None = None  # an adapter trained with RoPE scaling (linear:4): applied to its base first
+    rope_scaling: RopeScaling | None = None  # an adapter trained with RoPE scaling (linear:4): applied to its base first
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
 
     def to_json(self) -> dict[str, Any]:
         known = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if self.rope_scaling is not None:
+            known["rope_scaling"] = str(self.rope_scaling)
         return {**self.extra, **{k: v for k, v in known.items() if v is not None}}
 
     @classmethod
@@ -46,8 +49,10 @@ class ModelMeta:
         for key, value in data.items():
             if key in known and value is not None:
                 _check_type(key, value, where)
-        return cls(**{k: v for k, v in data.items() if k in known},
-                   extra={k: v for k, v in data.items() if k not in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("rope_scaling") is not None:  # parsed here, once: loading and eval take the value
+            values["rope_scaling"] = RopeScaling.from_text(values["rope_scaling"], f"{where}: rope_scaling")
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
 
 _TYPES = {"lora": bool, "loras": list, "tokenizer_size": int, "vocab_size": int, "pad_to_multiple_of": int}

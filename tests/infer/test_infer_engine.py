@@ -9,6 +9,7 @@ import torch
 
 from zhllama.errors import ZhllamaError
 from zhllama.infer.engine import Engine, SamplingParams
+from zhllama.rope_scaling import RopeScaling
 
 from infer_memorized import QUESTION, RAW_CONTINUATION, RAW_PROMPT, REPLY
 
@@ -165,7 +166,7 @@ def test_embed_is_normalised_and_deterministic(tiny_engine):
 
 @pytest.mark.parametrize("spec,rope_type", [("linear:2", "linear"), ("ntk:2", "dynamic"), ("yarn:2", "yarn")])
 def test_rope_scaling_extends_the_context(tiny_model_dir, tiny_engine, spec, rope_type):
-    engine = Engine.load(tiny_model_dir, rope_scaling=spec)
+    engine = Engine.load(tiny_model_dir, rope_scaling=RopeScaling.from_text(spec))
     assert engine.context_length == 2 * tiny_engine.context_length
     assert engine.model.config.rope_parameters["rope_type"] == rope_type
     inv = engine.model.model.rotary_emb.inv_freq
@@ -177,8 +178,8 @@ def test_rope_scaling_extends_the_context(tiny_model_dir, tiny_engine, spec, rop
     prompt = [1] + [100, 200, 300] * (tiny_engine.context_length // 3)  # longer than the original context
     [c] = engine.generate([prompt], SamplingParams(max_new_tokens=4, temperature=0))
     assert c.completion_tokens == 4
-    with pytest.raises(ZhllamaError, match="unknown kind"):
-        Engine.load(tiny_model_dir, rope_scaling="cubic:2")
+    with pytest.raises(ZhllamaError, match="--rope-scaling 'cubic:2': unknown kind"):  # parsed where it enters
+        RopeScaling.from_text("cubic:2")
 
 
 def test_lora_adapter_unmerged_with_its_template(tiny_model_dir, tiny_engine, tmp_path):

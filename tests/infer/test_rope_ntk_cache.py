@@ -14,11 +14,12 @@ import torch
 from transformers import DynamicCache
 
 from zhllama.infer.engine import Engine
+from zhllama.rope_scaling import RopeScaling
 
 
 @pytest.fixture(scope="module")
 def ntk_engine(tiny_model_dir):
-    return Engine.load(tiny_model_dir, rope_scaling="ntk:2", dtype="float32", device="cpu")
+    return Engine.load(tiny_model_dir, rope_scaling=RopeScaling.from_text("ntk:2"), dtype="float32", device="cpu")
 
 
 def _next_logits_cached_and_recomputed(engine, prompt: list[int]):

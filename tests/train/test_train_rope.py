@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from zhllama.rope_scaling import RopeScaling
 from zhllama.train import train
 
 
@@ -18,7 +20,7 @@ def _rope(folder) -> dict:
 @pytest.fixture(scope="module")
 def yarn_full(tmp_path_factory, tiny_model_dir, pt_corpus, tiny_config):
     out = tmp_path_factory.mktemp("rope-full") / "run"
-    return train(tiny_config(tiny_model_dir, [pt_corpus], out, full=True, max_steps=2, rope_scaling="YaRN:2"), "pt")
+    return train(tiny_config(tiny_model_dir, [pt_corpus], out, full=True, max_steps=2, rope_scaling=RopeScaling.from_text("YaRN:2")), "pt")
 
 
 def test_full_model_saves_yarn_in_config_json(yarn_full):
@@ -57,8 +59,9 @@ def test_lora_adapter_records_scaling_and_merge_carries_it(tmp_path, tiny_model_
     from zhllama.train.merge import merge_adapters
 
     adapter = train(tiny_config(tiny_model_dir, [pt_corpus], tmp_path / "run", max_steps=1,
-                                rope_scaling="linear:2"), "pt")["model_dir"]
-    assert read_meta(adapter).rope_scaling == "linear:2"
+                                rope_scaling=RopeScaling.from_text("linear:2")), "pt")["model_dir"]
+    assert read_meta(adapter).rope_scaling == RopeScaling("linear", 2.0)
+    assert json.loads((Path(adapter) / "zhllama.json").read_text())["rope_scaling"] == "linear:2"  # as text on disk
     merged = merge_adapters(str(tiny_model_dir), [adapter], tmp_path / "merged")
     rope = _rope(merged)
     assert rope["rope_type"] == "linear" and rope["factor"] == 2.0

@@ -39,15 +39,13 @@ def _ppl(args: argparse.Namespace) -> int:
     from ..errors import ZhllamaError
     from ..io import write_json_atomic
     from ..model.load import load_model
-    from ..model.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
+    from ..model.rope import apply_rope_scaling, scaled_context
     from .config import PplConfig
     from .ppl import check_window, perplexity, read_texts
 
-    cfg = from_args(PplConfig, args)
+    cfg = from_args(PplConfig, args)  # --rope-scaling is parsed here, once
     m = cfg.load
     check_window(cfg.context, cfg.stride)
-    if cfg.rope_scaling:
-        parse_rope_scaling(cfg.rope_scaling)
     texts = read_texts(cfg.text, cfg.text_field)
     if str(m.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
         from .llamacpp import gguf_perplexity
@@ -68,7 +66,7 @@ def _ppl(args: argparse.Namespace) -> int:
         scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
     result = {"model": str(m.model), "lora": m.lora, "text": str(cfg.text), **scores}
     if cfg.rope_scaling:
-        result["rope_scaling"] = cfg.rope_scaling
+        result["rope_scaling"] = str(cfg.rope_scaling)
     if cfg.out:
         write_json_atomic(cfg.out, result)
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -7,6 +7,7 @@ from typing import Literal
 
 from ..config import option
 from ..infer.sampling import SamplingParams
+from ..rope_scaling import RopeScaling
 
 
 @dataclass(kw_only=True)
@@ -31,7 +32,7 @@ class PplConfig:
     text_field: str = option("field of a JSONL record holding the text", "text")
     context: int | None = option("window in tokens (default: the model's maximum)", None, low=2)
     stride: int | None = option("window step in tokens (default: context / 2)", None, low=1)
-    rope_scaling: str | None = option("score with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F (the default "
+    rope_scaling: RopeScaling | None = option("score with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F (the default "
                                       "--context grows F times)", None, metavar="KIND:FACTOR")
     out: str | None = option("also write the JSON result to this file", None)
 
@@ -44,7 +45,7 @@ class PasskeyConfig:
                                  factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     trials: int = option("random keys per length and depth", 5, low=1)
     digits: int = option("digits of the key", 5, low=1, high=20)
-    rope_scaling: str | None = option("extend the context with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F",
+    rope_scaling: RopeScaling | None = option("extend the context with RoPE scaling: linear:F, ntk:F (dynamic NTK) or yarn:F",
                                       None, metavar="KIND:FACTOR")
     seed: int = option("seed of the random keys", 0)
     batch_size: int = option("prompts decoded together", 8, low=1)

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 from ..errors import ZhllamaError
+from ..rope_scaling import RopeScaling
 from ..templates import encode_plain_text
 
 INTRO = "记住文中的密码。"
@@ -157,7 +158,7 @@ def passkey_heatmap(result: PasskeyResult, path, title: str) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def context_before_loading(model: str, lora: str | None, spec: str | None) -> int | None:
+def context_before_loading(model: str, lora: str | None, scaling: RopeScaling | None) -> int | None:
     """The context a local model folder will have after RoPE scaling, from config.json alone (None for a hub id)."""
     from pathlib import Path
     from types import SimpleNamespace
@@ -170,7 +171,7 @@ def context_before_loading(model: str, lora: str | None, spec: str | None) -> in
     if not path.is_file():
         return None
     config = SimpleNamespace(**read_json(path, "the model's config.json is malformed"))
-    for extra in [read_meta(lora).rope_scaling if lora else None, spec]:
+    for extra in [read_meta(lora).rope_scaling if lora else None, scaling]:
         if extra:
             config.rope_parameters = rope_parameters(config, extra)
     return scaled_context(config)
@@ -182,13 +183,10 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     from pathlib import Path
 
     from ..infer.engine import Engine
-    from ..model.rope import parse_rope_scaling
     from ..io import write_json_atomic, write_text_atomic
 
     m = cfg.load
     check_depths(cfg.depths)
-    if cfg.rope_scaling:
-        parse_rope_scaling(cfg.rope_scaling)
     context = context_before_loading(m.model, m.lora, cfg.rope_scaling)
     if context:
         check_lengths(cfg.lengths, context, cfg.digits + 1)  # the exact answer length is known after loading
@@ -198,7 +196,8 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     table = passkey_table(result)
     out = Path(cfg.out)
     title = f"passkey: {m.model}" + (f" + {m.lora}" if m.lora else "") + (f", {cfg.rope_scaling}" if cfg.rope_scaling else "")
-    write_json_atomic(out / "passkey.json", {"model": str(m.model), "lora": m.lora, "rope_scaling": cfg.rope_scaling,
+    rope = str(cfg.rope_scaling) if cfg.rope_scaling else None
+    write_json_atomic(out / "passkey.json", {"model": str(m.model), "lora": m.lora, "rope_scaling": rope,
                                              "digits": cfg.digits, "seed": cfg.seed, **result.to_json()})
     write_text_atomic(out / "passkey.md", f"# {title}\n\n{table}")
     passkey_heatmap(result, out / "passkey.png", title)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from ..config import option
+from ..rope_scaling import RopeScaling
 from .backend import BackendConfig
 from .sampling import SamplingParams
 
 
 @dataclass(kw_only=True)
 class EngineConfig:
-    """Which model to load and how: ``Engine.load(**asdict(cfg))``."""
+    """Which model to load and how: ``cfg.load()`` is ``Engine.load`` with these fields."""
 
     model: str = option("model folder (Hugging Face format) or hub id")
     lora: str | None = option("a LoRA adapter folder applied on top of --model (not merged)", None)
@@ -22,7 +23,7 @@ class EngineConfig:
     dtype: str = option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
                                         "RoPE factor)", None, low=2)
-    rope_scaling: str | None = option("extend the context with RoPE scaling: linear:F (position interpolation), ntk:F "
+    rope_scaling: RopeScaling | None = option("extend the context with RoPE scaling: linear:F (position interpolation), ntk:F "
                                       "(dynamic NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K", None,
                                       metavar="KIND:FACTOR")
     draft_model: str | None = option("a small model with the same tokenizer for speculative sampling (used for one "
@@ -36,8 +37,8 @@ class EngineConfig:
     def load(self):
         from .engine import Engine
 
-        fields = asdict(self)
-        return Engine.load(fields.pop("model"), **fields)
+        options = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: rope_scaling stays a value
+        return Engine.load(options.pop("model"), **options)
 
 
 @dataclass(kw_only=True)

@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
 from ..meta import resolve_template_name
+from ..rope_scaling import RopeScaling
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
 from .batch import DecodeBatch, _left_pad, _Request, cache_argument
 from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
@@ -56,21 +57,19 @@ class Engine:
 
     @classmethod
     def load(cls, model_path, lora=None, template: str | None = None, device: str = "auto", dtype: str = "auto",
-             context_length: int | None = None, rope_scaling: str | None = None, draft_model=None,
+             context_length: int | None = None, rope_scaling: RopeScaling | None = None, draft_model=None,
              draft_tokens: int = 4, quantize: str | None = None, attn: str | None = None) -> "Engine":
         """Load a model folder (+ an unmerged LoRA adapter).
 
-        ``rope_scaling`` e.g. ``ntk:2`` (see rope.py); ``draft_model`` a folder for speculative sampling;
+        ``rope_scaling`` e.g. ``RopeScaling.from_text("ntk:2")``; ``draft_model`` a folder for speculative sampling;
         ``quantize`` 8bit/4bit (bitsandbytes) and ``attn`` the attention kernel, for the model and its draft.
         """
         from ..model.load import load_model
-        from ..model.rope import apply_rope_scaling, parse_rope_scaling
+        from ..model.rope import apply_rope_scaling
         from .speculative import check_draft
 
         name = resolve_template_name(model_path, lora, template)
         get_template(name)  # fail on bad options before loading weights
-        if rope_scaling:
-            parse_rope_scaling(rope_scaling)
         model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device, quantize=quantize, attn=attn)
         if rope_scaling:
             context_length = context_length or apply_rope_scaling(model, rope_scaling)

@@ -23,7 +23,10 @@ from pathlib import Path
 
 from ..checks import check_weights_readable, is_local
 from ..errors import ZhllamaError
+from ..meta import read_meta
+from ..rope_scaling import RopeScaling
 from ..tokenizer.load import load_base_tokenizer, load_tokenizer
+from .rope import apply_rope_scaling, config_rope
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +204,6 @@ def adapter_embedding_rows(shapes: dict[str, tuple]) -> int | None:
 
 def fit_vocabulary(model, adapter: Path, shapes: dict[str, tuple]) -> None:
     """Grow the model to the adapter's vocabulary (resized or padded rows), or refuse when they cannot match."""
-    from ..meta import read_meta
-
     rows = embedding_rows(model)
     carried = adapter_embedding_rows(shapes)
     trained_with = read_meta(adapter).vocab_size
@@ -261,18 +262,15 @@ def _expected_shape(module, kind: str, shape: tuple):
 
 def apply_adapter_rope_scaling(model, adapter: Path) -> None:
     """An adapter trained with ``--rope-scaling`` (recorded in its zhllama.json) scales its base's RoPE."""
-    from .rope import apply_rope_scaling, parse_rope_scaling
-    from ..meta import read_meta
-
-    spec = read_meta(adapter).rope_scaling
-    if not spec:
+    scaling = read_meta(adapter).rope_scaling
+    if scaling is None:
         return
-    current = dict(getattr(model.config, "rope_parameters", None) or {})
+    current = config_rope(model.config)
     kind = current.get("rope_type", "default")
     if kind == "default":
-        apply_rope_scaling(model, spec)
-    elif (kind, float(current.get("factor") or 1.0)) != parse_rope_scaling(spec):
-        raise ZhllamaError(f"adapter {adapter} was trained with --rope-scaling {spec} but the model uses {kind} "
+        apply_rope_scaling(model, scaling)
+    elif RopeScaling.of_parameters(current) != scaling:
+        raise ZhllamaError(f"adapter {adapter} was trained with --rope-scaling {scaling} but the model uses {kind} "
                            f"RoPE scaling by {current.get('factor')}", "apply it to the base model it was trained on")
 
 

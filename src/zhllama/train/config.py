@@ -11,6 +11,7 @@ from typing import Literal
 
 from ..config import check_ranges, option
 from ..errors import ZhllamaError
+from ..rope_scaling import RopeScaling
 
 STAGES = ("pt", "sft")
 TRAIN_ROPE_KINDS = ("linear", "yarn")  # dynamic NTK is an inference-time rule, not a trained one
@@ -36,7 +37,7 @@ class TrainConfig:
     # --- model / vocabulary ---
     resize_init: str = option("init of new embedding rows: subword-mean, mean or random", "subword-mean")
     pad_vocab_to_multiple_of: int | None = option("pad embedding rows to a multiple (64/128 for GPU efficiency)", None, low=1)
-    rope_scaling: str | None = option("train for a longer context with RoPE scaling: linear:F (position interpolation) or "
+    rope_scaling: RopeScaling | None = option("train for a longer context with RoPE scaling: linear:F (position interpolation) or "
                                       "yarn:F, with a --block-size up to F times the model's positions; saved in "
                                       "config.json (an adapter's zhllama.json)", None, metavar="KIND:FACTOR")
     # --- LoRA or full ---
@@ -93,9 +94,7 @@ class TrainConfig:
             raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
         check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)
         if self.rope_scaling is not None:
-            from ..model.rope import parse_rope_scaling
-
-            parse_rope_scaling(self.rope_scaling, kinds=TRAIN_ROPE_KINDS)
+            self.rope_scaling.require(TRAIN_ROPE_KINDS)
         self.check_scale()
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")

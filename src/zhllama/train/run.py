@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 
 from ..logs import claim_output_folder, quiet_terminal
+from ..model.rope import apply_rope_scaling
+from ..rope_scaling import RopeScaling
 from .checkpoints import FINAL_DIR, plan_output_dir
 from .config import TrainConfig
 from .data import build_stage_data, expand_files, labelled_logits_supported, with_length_column
@@ -103,8 +105,6 @@ def build_model(cfg: TrainConfig, precision: str):
     if cfg.qlora:
         model = prepare_qlora(model, cfg.gradient_checkpointing)
     if cfg.rope_scaling:
-        from ..model.rope import apply_rope_scaling
-
         apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
         to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
@@ -254,10 +254,6 @@ def publish_final(trainer, out: Path, summary: dict, save_weights, describe) -> 
     return final
 
 
-def _adapter_rope_spec(cfg: TrainConfig) -> str | None:
+def _adapter_rope_spec(cfg: TrainConfig) -> RopeScaling | None:
     """An adapter's config.json is the base's: its RoPE scaling travels in zhllama.json (merge and load apply it)."""
-    if cfg.full or not cfg.rope_scaling:
-        return None
-    from ..model.rope import canonical_spec
-
-    return canonical_spec(cfg.rope_scaling)
+    return None if cfg.full else cfg.rope_scaling
