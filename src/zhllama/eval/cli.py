@@ -38,7 +38,6 @@ def _register_ppl(esub) -> None:
 def _ppl(args: argparse.Namespace) -> int:
     from ..errors import ZhllamaError
     from ..io import write_json_atomic
-    from ..model.load import load_model
     from ..model.rope import apply_rope_scaling, scaled_context
     from .config import PplConfig
     from .ppl import check_window, perplexity, read_texts
@@ -57,8 +56,7 @@ def _ppl(args: argparse.Namespace) -> int:
                                "the model was exported with")
         scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
     else:
-        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device, quantize=m.quantize,
-                                      attn=m.attn)
+        model, tokenizer = m.load_model()
         if cfg.rope_scaling:
             apply_rope_scaling(model, cfg.rope_scaling)
         context = scaled_context(model.config) if cfg.context is None else cfg.context

@@ -6,23 +6,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import option
+from ..model.config import LoadConfig
 from ..infer.sampling import SamplingParams
 from ..rope_scaling import RopeScaling
 
 
 @dataclass(kw_only=True)
-class EvalModel:
-    """The model under evaluation."""
+class EvalModel(LoadConfig):
+    """The model under evaluation: how it is loaded (:class:`~zhllama.model.config.LoadConfig`)."""
 
     model: str = option("model folder (Hugging Face format) or hub id; eval ppl also takes a .gguf file (needs "
                         "llama-cpp-python)")
-    lora: str | None = option("LoRA adapter folder applied on top of --model", None)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
-    dtype: str = option("auto, float32, float16, bfloat16", "auto")
-    quantize: Literal["8bit", "4bit"] | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or "
-                                                      "NF4); needs bitsandbytes", None)
-    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
-        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
 
 
 @dataclass(kw_only=True)

@@ -182,7 +182,7 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     ``passkey.json``, ``passkey.md`` and ``passkey.png`` into ``cfg.out``."""
     from pathlib import Path
 
-    from ..infer.engine import Engine
+    from ..infer.config import EngineConfig
     from ..io import write_json_atomic, write_text_atomic
 
     m = cfg.load
@@ -190,8 +190,7 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     context = context_before_loading(m.model, m.lora, cfg.rope_scaling)
     if context:
         check_lengths(cfg.lengths, context, cfg.digits + 1)  # the exact answer length is known after loading
-    engine = Engine.load(m.model, lora=m.lora, template="none", device=m.device, dtype=m.dtype,
-                         rope_scaling=cfg.rope_scaling)
+    engine = EngineConfig(**m.load_options(), template="none", rope_scaling=cfg.rope_scaling).load()
     result = passkey_accuracy(engine, cfg.lengths, cfg.depths, cfg.trials, cfg.digits, cfg.seed, cfg.batch_size)
     table = passkey_table(result)
     out = Path(cfg.out)

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
 
 from ..config import option
+from ..model.config import LoadConfig
 from ..rope_scaling import RopeScaling
 from .backend import BackendConfig
 from .sampling import SamplingParams
 
 
 @dataclass(kw_only=True)
-class EngineConfig:
-    """Which model to load and how: ``cfg.load()`` is ``Engine.load`` with these fields."""
+class EngineConfig(LoadConfig):
+    """Which model to load and how (:class:`~zhllama.model.config.LoadConfig`), and what generation adds:
+    ``cfg.load()`` is ``Engine.load`` with these fields."""
 
-    model: str = option("model folder (Hugging Face format) or hub id")
-    lora: str | None = option("a LoRA adapter folder applied on top of --model (not merged)", None)
     template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, none (default: the one recorded "
                                   "in the model/adapter folder's zhllama.json, else none)", None)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
-    dtype: str = option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
                                         "RoPE factor)", None, low=2)
-    rope_scaling: RopeScaling | None = option("extend the context with RoPE scaling: linear:F (position interpolation), ntk:F "
-                                      "(dynamic NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K", None,
-                                      metavar="KIND:FACTOR")
+    rope_scaling: RopeScaling | None = option("extend the context with RoPE scaling: linear:F (position interpolation), "
+                                              "ntk:F (dynamic NTK), yarn:F; e.g. ntk:2 runs a 4K model at 8K", None,
+                                              metavar="KIND:FACTOR")
     draft_model: str | None = option("a small model with the same tokenizer for speculative sampling (used for one "
                                      "request at a time: chat, generate --batch-size 1)", None)
     draft_tokens: int = option("tokens the draft proposes per step", 4, low=1)
-    quantize: Literal["8bit", "4bit"] | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or "
-                                                      "NF4); needs bitsandbytes", None)
-    attn: Literal["sdpa", "eager", "flash_attention_2"] | None = option(
-        "attention kernel (default: transformers' choice, sdpa); flash_attention_2 needs flash-attn and a CUDA GPU", None)
 
     def load(self):
         from .engine import Engine
