@@ -1,6 +1,6 @@
-"""The preference stages of the pipeline: ``rm``, ``dpo`` and ``ppo`` (:mod:`zhllama.align`).
+"""The preference stages of the pipeline: one per trainer of :data:`zhllama.align.TRAINERS` (rm, dpo, ppo, orpo).
 
-Each section is an :class:`~zhllama.align.config.AlignConfig` mapping (``train_files`` are
+Each section is a mapping of the trainer's schema (``TRAINERS[name].schema``) (``train_files`` are
 preference files, e.g. ``builtin:task_pairs?split=train&tasks=sentiment``); the pipeline sets the
 model, the output folder and, for ppo, the reward model.  Hand-offs checked at plan time: the
 stage reads the instruction-tuned model (a merged or full SFT model, which carries the SFT
@@ -8,7 +8,7 @@ tokenizer) and uses the recipe's template, the one SFT trained with; at run time
 the reward model's ``zhllama.json`` templates and tokenizers are checked again
 (:func:`zhllama.align.run.check_handoff`).
 
-Outputs: ``rm/out/model`` (the reward model); ``dpo/out`` and ``ppo/out`` hold ``model/`` (what
+Outputs: ``rm/out/model`` (the reward model); ``dpo/out``, ``ppo/out`` and ``orpo/out`` hold ``model/`` (what
 later stages read) and, for LoRA, the ``adapter/`` it was merged from.
 """
 
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..align import TRAINERS
 from ..errors import ZhllamaError
 from .runner import StageRun, stage_out
 
 ALIGN_RESERVED_KEYS = ("reward_model",)
-TUNED_LABEL = {"dpo": "preference-tuned (DPO)", "ppo": "preference-tuned (PPO)"}
+# the trainers whose model later stages read (not the reward model), in pipeline order
+TUNED_LABEL = {name: f"preference-tuned ({name.upper()})" for name, t in TRAINERS.items() if t.head == "lm"}
 
 
 def align_settings(planner, section: dict, stage: str) -> tuple[dict, list[str]]:
-    """The section checked against ``AlignConfig`` (template: the recipe's); ``(settings, files)``."""
-    from ..align.config import AlignConfig
-
+    """The section checked against the trainer's schema (template: the recipe's); ``(settings, files)``."""
     for key in section:
         if key in ALIGN_RESERVED_KEYS:
             raise ZhllamaError(f"{stage}: '{key}' is set by the pipeline", "remove it from the recipe")
@@ -34,8 +34,8 @@ def align_settings(planner, section: dict, stage: str) -> tuple[dict, list[str]]
         raise ZhllamaError(f"{stage}: the sft stage's LoRA adapter is not merged",
                            f"add a merge stage before {stage} (it trains on the instruction-tuned model)")
     check_model_template(planner.model, planner.r.template, stage)
-    settings, files = planner.train_settings(section, stage, planner.r.template, schema=AlignConfig)
-    del settings["reward_model"]  # an input (checksummed), not a setting
+    settings, files = planner.train_settings(section, stage, planner.r.template, schema=TRAINERS[stage].schema)
+    settings.pop("reward_model", None)  # an input (checksummed), not a setting
     return settings, files
 
 
@@ -57,10 +57,10 @@ def plan_rm(planner, section: dict):
 
 
 def plan_policy(planner, section: dict, stage: str):
-    """dpo / ppo: the model they train becomes the model later stages read."""
+    """dpo / ppo / orpo: the model they train becomes the model later stages read."""
     settings, files = align_settings(planner, section, stage)
     inputs = {"model": planner.model, **planner.files(files, "train_files")}
-    if stage == "ppo":
+    if TRAINERS[stage].reads_reward_model:
         inputs["reward_model"] = planner.reward_model
     planner.model = str(stage_out(planner.r, stage) / "model")
     planner.evaluated[TUNED_LABEL[stage]] = planner.model
@@ -79,14 +79,15 @@ def plan_ppo(planner, section: dict):
 
 def align_step(ctx: StageRun, stage: str) -> dict:
     """Train ``stage`` into ``ctx.work/train`` (resuming from its checkpoints when asked)."""
-    from ..align import AlignConfig, train_align
+    from ..align import train_align
     from ..train.checkpoints import last_complete_checkpoint
 
     out = ctx.work / "train"
     resume = bool(ctx.resume and out.is_dir() and last_complete_checkpoint(out))
     files = [v for k, v in ctx.inputs.items() if k.startswith("train_files")]
-    cfg = AlignConfig(**ctx.settings, model=ctx.inputs["model"], train_files=files, output_dir=str(out),
-                      reward_model=ctx.inputs.get("reward_model"), resume=resume, overwrite=not resume)
+    reward = {"reward_model": ctx.inputs["reward_model"]} if TRAINERS[stage].reads_reward_model else {}
+    cfg = TRAINERS[stage].schema(**ctx.settings, **reward, model=ctx.inputs["model"], train_files=files,
+                                 output_dir=str(out), resume=resume, overwrite=not resume)
     return train_align(cfg, stage)
 
 
@@ -95,7 +96,7 @@ def run_rm(ctx: StageRun) -> dict:
 
     result = align_step(ctx, "rm")
     move_into(Path(result["model_dir"]), ctx.out / "model")
-    return align_metrics(ctx, result["metrics"])
+    return align_metrics(ctx, "rm", result["metrics"])
 
 
 def run_policy(ctx: StageRun, stage: str) -> dict:
@@ -110,7 +111,7 @@ def run_policy(ctx: StageRun, stage: str) -> dict:
         move_into(final, ctx.out / "adapter")
         merge_adapters(ctx.inputs["model"], [str(ctx.out / "adapter")], str(ctx.out / "model"), overwrite=True,
                        template=ctx.settings["template"])
-    return align_metrics(ctx, result["metrics"])
+    return align_metrics(ctx, stage, result["metrics"])
 
 
 def run_dpo(ctx: StageRun) -> dict:
@@ -121,11 +122,8 @@ def run_ppo(ctx: StageRun) -> dict:
     return run_policy(ctx, "ppo")
 
 
-# validation numbers of each trainer worth a line in the summary
-ALIGN_METRICS = ("eval_accuracy", "eval_margin", "eval_rewards/margins", "eval_rewards/accuracies", "reward")
-
-
-def align_metrics(ctx: StageRun, metrics: dict) -> dict:
+def align_metrics(ctx: StageRun, stage: str, metrics: dict) -> dict:
+    """The training metrics and the trainer's validation numbers worth a line in the summary."""
     from .stages import training_metrics
 
-    return {**training_metrics(ctx.work / "train"), **{k: metrics[k] for k in ALIGN_METRICS if k in metrics}}
+    return {**training_metrics(ctx.work / "train"), **{k: metrics[k] for k in TRAINERS[stage].metrics if k in metrics}}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from ..align.config import AlignConfig
+from ..align import TRAINERS
 from ..train.config import TrainConfig
 from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
 from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
@@ -59,9 +59,9 @@ STAGES: dict[str, StageSpec] = {
     "sft": StageSpec(TrainConfig, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
-    "rm": StageSpec(AlignConfig, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "dpo": StageSpec(AlignConfig, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "ppo": StageSpec(AlignConfig, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
+    "rm": StageSpec(TRAINERS["rm"].schema, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "dpo": StageSpec(TRAINERS["dpo"].schema, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "ppo": StageSpec(TRAINERS["ppo"].schema, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }
