@@ -6,11 +6,12 @@ Adding a trainer: a module with its schema, TRL arguments, builder and ``TRAINER
 
 from __future__ import annotations
 
-from . import dpo, ppo, rm
+from . import dpo, orpo, ppo, rm
 from .trainer import Trainer
 
 TRAINERS: dict[str, Trainer] = {t.name: t for t in (
     rm.TRAINER,
     dpo.TRAINER,
     ppo.TRAINER,
+    orpo.TRAINER,
 )}

@@ -95,9 +95,10 @@ class Recipe:
     ablation: dict[str, Any] | None = None
     sft: dict[str, Any] | None = None
     merge: MergeSection | None = None
-    rm: dict[str, Any] | None = None  # preference stages: AlignConfig mappings (docs/align.md)
+    rm: dict[str, Any] | None = None  # preference stages: mappings of their trainer's schema (docs/align.md)
     dpo: dict[str, Any] | None = None
     ppo: dict[str, Any] | None = None
+    orpo: dict[str, Any] | None = None
     eval: EvalSection | None = None
     export: ExportSection | None = None
     # where relative paths are resolved from (the recipe's folder); not a YAML key

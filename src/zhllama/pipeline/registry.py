@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..align import TRAINERS
 from ..train.config import TrainConfig
-from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
+from .align_stages import plan_dpo, plan_policy, plan_ppo, plan_rm, run_dpo, run_policy, run_ppo, run_rm
 from .recipe import BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection, TokenizerSection
 from .ablation import plan_ablation, run_ablation
 from .runner import StageRun
@@ -62,6 +62,8 @@ STAGES: dict[str, StageSpec] = {
     "rm": StageSpec(TRAINERS["rm"].schema, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
     "dpo": StageSpec(TRAINERS["dpo"].schema, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
     "ppo": StageSpec(TRAINERS["ppo"].schema, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
+    "orpo": StageSpec(TRAINERS["orpo"].schema, partial(run_policy, stage="orpo"), partial(plan_policy, stage="orpo"),
+                      needs=(BASE_MODEL,), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }
