@@ -45,7 +45,8 @@ def orpo_columns(dataset):
     labels (-100 over the prompt), as its ``tokenize_row`` would make them from text."""
 
     def columns(b: dict) -> dict:
-        out: dict[str, list] = {"prompt_input_ids": b["prompt_ids"], "prompt_attention_mask": [[1] * len(p) for p in b["prompt_ids"]]}
+        out: dict[str, list] = {"prompt_input_ids": b["prompt_ids"],
+                                "prompt_attention_mask": [[1] * len(p) for p in b["prompt_ids"]]}
         for side in ("chosen", "rejected"):
             whole = [p + r for p, r in zip(b["prompt_ids"], b[f"{side}_ids"])]
             out[f"{side}_input_ids"] = whole

@@ -23,6 +23,8 @@ from pathlib import Path
 from ..errors import ZhllamaError, require_file
 from ..templates import encode_plain_text
 from ..text import base_suffix, iter_documents, open_text
+from .config import PplConfig
+from .task import EvalTask
 
 
 @dataclass
@@ -135,3 +137,49 @@ def perplexity(model, tokenizer, texts: list[str], context: int, stride: int, pr
         nll, n = score_ids(model, text_ids(tokenizer, text), context, stride)
         totals.add(PplTotals(nll, n, len(text), len(text.encode("utf-8")), 1))
     return {**totals.report(), "context": context, "stride": stride}
+
+
+def ppl_command(cfg) -> int:
+    """``zhllama eval ppl``: score ``cfg.text`` (a :class:`~zhllama.eval.config.PplConfig`), print and write the JSON."""
+    import json
+    import sys
+
+    from ..io import write_json_atomic
+    from ..model.load import load_model
+    from ..model.rope import apply_rope_scaling, parse_rope_scaling, scaled_context
+
+    m = cfg.load
+    check_window(cfg.context, cfg.stride)
+    if cfg.rope_scaling:
+        parse_rope_scaling(cfg.rope_scaling)
+    texts = read_texts(cfg.text, cfg.text_field)
+    if str(m.model).endswith(".gguf"):  # a zhllama export gguf file, run by llama.cpp
+        from .llamacpp import gguf_perplexity
+
+        if m.lora:
+            raise ZhllamaError("--lora cannot be applied to a GGUF file", "merge the adapter, then export again")
+        if cfg.rope_scaling:
+            raise ZhllamaError("--rope-scaling is not applied to a GGUF file", "the GGUF file carries the scaling "
+                               "the model was exported with")
+        scores = gguf_perplexity(m.model, texts, cfg.context, cfg.stride, progress=sys.stderr.isatty())
+    else:
+        model, tokenizer = load_model(m.model, lora=m.lora, dtype=m.dtype, device=m.device, quantize=m.quantize,
+                                      attn=m.attn)
+        if cfg.rope_scaling:
+            apply_rope_scaling(model, cfg.rope_scaling)
+        context = scaled_context(model.config) if cfg.context is None else cfg.context
+        stride = max(1, context // 2) if cfg.stride is None else cfg.stride
+        scores = perplexity(model, tokenizer, texts, context, stride, progress=sys.stderr.isatty())
+    result = {"model": str(m.model), "lora": m.lora, "text": str(cfg.text), **scores}
+    if cfg.rope_scaling:
+        result["rope_scaling"] = cfg.rope_scaling
+    if cfg.out:
+        write_json_atomic(cfg.out, result)
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+TASK = EvalTask("ppl", PplConfig, ppl_command, help="sliding-window perplexity, bits per character and per byte",
+                description="Perplexity of a text with a sliding window that scores every token once (windows of "
+                            "--context tokens every --stride tokens), plus bits per character and bits per UTF-8 "
+                            "byte, which compare models with different tokenizers. Prints JSON.")
