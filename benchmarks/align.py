@@ -1,4 +1,4 @@
-"""Preference alignment on CPU: `train rm`, `train dpo` and `train sft` on the same tiny model.
+"""Preference alignment on CPU: `train rm`, `train dpo`, `train orpo` and `train sft` on the same tiny model.
 
 Builds a tiny LLaMA (1,200-piece LLaMA-style SentencePiece tokenizer on English docstrings + People's
 Daily, `zhllama model init` hidden 64, 2 layers) and a learnable synthetic preference: the prompt asks
@@ -9,6 +9,7 @@ docstring line.  Training and held-out pairs share no sentence.  Then, through t
   (the untrained score head) and after;
 * `train dpo` (LoRA, beta 0.1, sigmoid loss): held-out mean log p(chosen) - log p(rejected), before
   and after;
+* `train orpo` (LoRA, beta 0.1): the same held-out margin, before and after;
 * `train sft` on the prompt -> chosen conversations, same batch size, for throughput beside dpo.
 
 tokens/s counts the non-padding tokens of the batches per second of training (a dpo or rm batch
@@ -24,7 +25,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from zhllama.align import AlignConfig, train_align
+from zhllama.align import TRAINERS, train_align
 from zhllama.align.reward import evaluate_reward, logprob_margin
 from zhllama.data.builtin import people_daily_lines, stdlib_docstrings
 from zhllama.model.init import InitConfig, init_model
@@ -77,19 +78,21 @@ def main() -> None:
     rows = []
 
     before = evaluate_reward(model, heldout, template="alpaca", seed=0)
-    rm = train_align(AlignConfig(**common, train_files=[train_file], output_dir=str(work / "rm")), "rm")
+    rm = train_align(TRAINERS["rm"].schema(**common, train_files=[train_file], output_dir=str(work / "rm")), "rm")
     after = evaluate_reward(rm["model_dir"], heldout)
     rows.append(("train rm", rm["metrics"]["train_tokens_per_second"], "held-out pair accuracy",
                  f"{before['accuracy']:.1%} -> {after['accuracy']:.1%} (mean margin {before['mean_margin']:.3f} -> "
                  f"{after['mean_margin']:.3f})"))
 
     before = logprob_margin(model, heldout, template="alpaca")
-    dpo = train_align(AlignConfig(**{**common, "learning_rate": 2e-3}, train_files=[train_file],
-                                  output_dir=str(work / "dpo")), "dpo")
-    after = logprob_margin(model, heldout, lora=dpo["model_dir"])
-    rows.append(("train dpo", dpo["metrics"]["train_tokens_per_second"], "held-out log p(chosen) - log p(rejected)",
-                 f"{before['mean_margin']:.2f} -> {after['mean_margin']:.2f} (chosen ahead on {before['accuracy']:.0%} "
-                 f"-> {after['accuracy']:.0%} of pairs)"))
+    for name in ("dpo", "orpo"):
+        run = train_align(TRAINERS[name].schema(**{**common, "learning_rate": 2e-3}, train_files=[train_file],
+                                                output_dir=str(work / name)), name)
+        after = logprob_margin(model, heldout, lora=run["model_dir"])
+        rows.append((f"train {name}", run["metrics"]["train_tokens_per_second"],
+                     "held-out log p(chosen) - log p(rejected)",
+                     f"{before['mean_margin']:.2f} -> {after['mean_margin']:.2f} (chosen ahead on "
+                     f"{before['accuracy']:.0%} -> {after['accuracy']:.0%} of pairs)"))
 
     sft = train(TrainConfig(**common, train_files=[sft_file], output_dir=str(work / "sft")), "sft")
     rows.append(("train sft", sft["metrics"]["train_tokens_per_second"], "(throughput reference)", ""))
@@ -99,7 +102,7 @@ def main() -> None:
     print("| --- | ---: | --- | --- |")
     for name, tps, what, change in rows:
         print(f"| {name} | {tps:,.0f} | {what} | {change} |")
-    print(f"\ndpo / sft throughput: {rows[1][1] / rows[2][1]:.2f}x")
+    print(f"\ndpo / sft throughput: {rows[1][1] / rows[3][1]:.2f}x; orpo / sft: {rows[2][1] / rows[3][1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 
 import pytest
 
-from zhllama.align.config import AlignConfig
+from zhllama.align import TRAINERS
 from zhllama.config import to_dict
 from zhllama.errors import ZhllamaError
 from zhllama.export.config import GgufSettings
@@ -20,8 +20,8 @@ from zhllama.train.config import TrainConfig
 
 
 def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
-    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "eval",
-                           "export"]
+    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "orpo",
+                           "eval", "export"]
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
@@ -29,8 +29,9 @@ def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
         own = {f.name for f in fields(section_type)}
         if name in ("pt", "ablation", "sft"):  # the training stage's settings, less what the pipeline sets
             assert own - {"then"} < {f.name for f in fields(TrainConfig)} and "model" not in own, name
-        elif name in ("rm", "dpo", "ppo"):
-            assert own < {f.name for f in fields(AlignConfig)} and {"beta", "train_files"} <= own, name
+        elif name in TRAINERS:  # the preference trainer's schema, less what the pipeline sets
+            schema = {f.name for f in fields(TRAINERS[name].schema)}
+            assert own < schema and {"train_files", "template"} <= own and "model" not in own, name
 
 
 def test_a_stage_listed_without_a_section_runs_with_its_schema_defaults(tmp_path):

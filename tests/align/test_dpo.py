@@ -18,7 +18,7 @@ from zhllama.errors import ZhllamaError
 @pytest.fixture(scope="module")
 def dpo_run(tmp_path_factory, tiny_model_dir, preference_files):
     out = tmp_path_factory.mktemp("dpo") / "run"
-    return train_align(align_config(tiny_model_dir, [preference_files["train"]], out, learning_rate=2e-3,
+    return train_align(align_config("dpo", tiny_model_dir, [preference_files["train"]], out, learning_rate=2e-3,
                                     validation_split=0.1), "dpo")
 
 
@@ -59,13 +59,13 @@ def interrupt_at(step: int):
 def test_interrupted_dpo_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_model_dir, preference_files):
     over = dict(max_steps=4, save_steps=2, batch_size=4, lr_scheduler="cosine")
     files = [preference_files["train"]]
-    straight = train_align(align_config(tiny_model_dir, files, tmp_path / "straight", **over), "dpo")
+    straight = train_align(align_config("dpo", tiny_model_dir, files, tmp_path / "straight", **over), "dpo")
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        train_align(align_config(tiny_model_dir, files, cut, **over), "dpo", callbacks=[interrupt_at(3)])
+        train_align(align_config("dpo", tiny_model_dir, files, cut, **over), "dpo", callbacks=[interrupt_at(3)])
     with pytest.raises(ZhllamaError, match="--resume"):
-        train_align(align_config(tiny_model_dir, files, cut, **over), "dpo")
-    resumed = train_align(align_config(tiny_model_dir, files, cut, resume=True, **over), "dpo")
+        train_align(align_config("dpo", tiny_model_dir, files, cut, **over), "dpo")
+    resumed = train_align(align_config("dpo", tiny_model_dir, files, cut, resume=True, **over), "dpo")
     a = load_file(f"{straight['model_dir']}/adapter_model.safetensors")
     b = load_file(f"{resumed['model_dir']}/adapter_model.safetensors")
     assert a.keys() == b.keys()
@@ -78,8 +78,8 @@ def test_full_dpo_and_full_rm_write_full_models(tmp_path, tiny_model_dir, prefer
     from transformers import AutoConfig
 
     files = [preference_files["heldout"]]
-    dpo = train_align(align_config(tiny_model_dir, files, tmp_path / "dpo", full=True, max_steps=2, batch_size=4), "dpo")
+    dpo = train_align(align_config("dpo", tiny_model_dir, files, tmp_path / "dpo", full=True, max_steps=2, batch_size=4), "dpo")
     assert (tmp_path / "dpo" / "final" / "model.safetensors").is_file()
     assert json.loads(open(f"{dpo['model_dir']}/zhllama.json").read())["lora"] is False
-    rm = train_align(align_config(tiny_model_dir, files, tmp_path / "rm", full=True, max_steps=2, batch_size=4), "rm")
+    rm = train_align(align_config("rm", tiny_model_dir, files, tmp_path / "rm", full=True, max_steps=2, batch_size=4), "rm")
     assert AutoConfig.from_pretrained(rm["model_dir"]).architectures == ["LlamaForSequenceClassification"]

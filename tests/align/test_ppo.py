@@ -27,7 +27,7 @@ def test_ppo_prompts_are_the_ids_sft_and_inference_use(template, tiny_tokenizer_
 
 
 def test_ppo_runs_with_a_reward_model_and_writes_an_adapter(tmp_path, tiny_model_dir, preference_files):
-    cfg = align_config(tiny_model_dir, [preference_files["heldout"]], tmp_path / "run", reward_model=str(tiny_model_dir),
+    cfg = align_config("ppo", tiny_model_dir, [preference_files["heldout"]], tmp_path / "run", reward_model=str(tiny_model_dir),
                        max_steps=2, batch_size=4, num_generations=2, max_new_tokens=8)
     result = train_align(cfg, "ppo")
     meta = json.loads(open(f"{result['model_dir']}/zhllama.json").read())
@@ -41,7 +41,7 @@ def test_ppo_runs_with_a_reward_model_and_writes_an_adapter(tmp_path, tiny_model
     ({"reward_model": "RM", "batch_size": 3, "num_generations": 2}, r"not a multiple of num_generations"),
 ])
 def test_ppo_settings_are_checked_before_loading(over, message, tmp_path, preference_files):
-    cfg = align_config("model", [preference_files["heldout"]], tmp_path / "run", **over)
+    cfg = align_config("ppo", "model", [preference_files["heldout"]], tmp_path / "run", **over)
     with pytest.raises(ZhllamaError, match=message):
         train_align(cfg, "ppo")
 
@@ -55,7 +55,7 @@ def test_template_other_than_the_sft_models_is_refused(tmp_path, tiny_model_dir,
     shutil.copytree(tiny_model_dir, sft)
     write_meta(sft, stage="merged", template="chatml")
     with pytest.raises(ZhllamaError, match=r"trained with the 'chatml' template .*pass --template chatml"):
-        train_align(align_config(sft, [preference_files["heldout"]], tmp_path / "run"), "dpo")
+        train_align(align_config("dpo", sft, [preference_files["heldout"]], tmp_path / "run"), "dpo")
 
 
 def cli(*args, cwd=None):
@@ -76,15 +76,16 @@ def test_cli_reports_a_bad_record_by_file_and_line(tmp_path, tiny_model_dir):
 def test_commands_are_generated_from_their_schemas():
     import argparse
 
-    from zhllama.align.config import AlignConfig, RewardEvalConfig
+    from zhllama.align import TRAINERS
+    from zhllama.align.config import RewardEvalConfig
     from zhllama.cli import build_parser
     from zhllama.config import _options
 
     def sub(parser, name):
         return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
 
-    for path, schema, extra in ((("eval", "reward"), RewardEvalConfig, set()),
-                                (("train", "dpo"), AlignConfig, {"config"}), (("train", "ppo"), AlignConfig, {"config"})):
+    trainers = [(("train", name), t.schema, {"config"}) for name, t in TRAINERS.items()]
+    for path, schema, extra in [(("eval", "reward"), RewardEvalConfig, set()), *trainers]:
         parser = build_parser()
         for name in path:
             parser = sub(parser, name)

@@ -14,7 +14,7 @@ from zhllama.align.reward import evaluate_reward
 @pytest.fixture(scope="module")
 def reward_model(tmp_path_factory, tiny_model_dir, preference_files):
     out = tmp_path_factory.mktemp("rm") / "run"
-    return train_align(align_config(tiny_model_dir, [preference_files["train"]], out, max_steps=24, learning_rate=2e-3),
+    return train_align(align_config("rm", tiny_model_dir, [preference_files["train"]], out, max_steps=24, learning_rate=2e-3),
                        "rm")
 
 

@@ -1,46 +1,73 @@
-"""``AlignConfig``: ``TrainConfig`` plus the options of the preference stages (rm, dpo, ppo).
+"""The preference trainers' schemas: each ``train`` option they read, and no other.
 
-Every ``train sft`` option keeps its meaning (model, LoRA or full, optimisation, checkpoints,
-resume); ``train_files`` are preference files (:mod:`zhllama.data.preference`) and
-``template`` must be the one the SFT model was trained with.
+:class:`PreferenceConfig` holds the options every preference trainer reads: ``train sft``'s model,
+LoRA-or-full, optimisation, checkpoint and resume options under the same names and defaults,
+without those of pt/sft data and model building (``block_size``, ``text_field``, ``resize_init``,
+``rope_scaling``, ``qlora``, ...), which the preference trainers do not use.  :class:`PairConfig`
+adds the options of trainers that learn from tokenized pairs (``max_length``, the validation
+split).  Each trainer's module (:mod:`.rm`, :mod:`.dpo`, :mod:`.ppo`, :mod:`.orpo`) subclasses one
+of them with its own options; that class is its ``--help``, its recipe section and its Python
+argument.  ``train_files`` are preference files (:mod:`zhllama.data.preference`) and ``template``
+must be the one the SFT model was trained with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 from ..config import option
-from ..errors import ZhllamaError
-from ..train.config import TrainConfig
+from ..train.config import TrainConfig, check_run_options
 
-ALIGN_STAGES = ("rm", "dpo", "ppo")
+# TrainConfig fields of trainers on tokenized pairs (not ppo, which samples its own replies)
+PAIR_FIELDS = ("validation_split", "max_length", "cache_dir", "eval_batch_size", "eval_steps")
+# TrainConfig fields that only pt/sft read: data shaping, resizing, RoPE scaling, QLoRA, attention kernel
+PT_SFT_FIELDS = ("text_field", "block_size", "num_proc", "resize_init", "pad_vocab_to_multiple_of", "rope_scaling",
+                 "qlora", "attn", "group_by_length")
 
 
-@dataclass
-class AlignConfig(TrainConfig):
-    beta: float = option("dpo: strength of the pull toward the reference model; ppo: KL penalty coefficient", 0.1,
-                         low=0)
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = option("dpo: sigmoid (the DPO paper), ipo or hinge", "sigmoid")
-    reward_model: str | None = option("ppo: reward model folder written by `zhllama train rm`", None)
-    num_generations: int = option("ppo: sampled replies per prompt (RLOO's leave-one-out baseline needs >= 2)", 4,
-                                  low=2)
-    max_new_tokens: int = option("ppo: longest sampled reply in tokens", 64, low=1)
-    temperature: float = option("ppo: sampling temperature", 1.0, positive=True)
+def train_fields(name: str, keep) -> type:
+    """A dataclass with the ``TrainConfig`` fields for which ``keep(field_name)`` holds, declared as there
+    (type, default, help), so ``train sft`` and the preference trainers share each option's one definition."""
+    import typing
 
-    def check(self, stage: str) -> "AlignConfig":
-        if stage not in ALIGN_STAGES:
-            raise ZhllamaError(f"unknown preference stage '{stage}'", f"use one of: {', '.join(ALIGN_STAGES)}")
-        super().check("sft")  # the same checks as instruction tuning (template included)
-        if self.group_by_length:
-            raise ZhllamaError("group_by_length is an sft option", "remove it for rm/dpo/ppo")
-        if stage == "ppo" and not self.reward_model:
-            raise ZhllamaError("'reward_model' is not set", "train one with `zhllama train rm` and pass --reward-model DIR")
-        if stage == "ppo" and self.batch_size * self.gradient_accumulation_steps % self.num_generations:
-            raise ZhllamaError(f"batch_size x gradient_accumulation_steps ({self.batch_size * self.gradient_accumulation_steps}) "
-                               f"is not a multiple of num_generations ({self.num_generations})",
-                               "each batch holds whole groups of replies to one prompt; e.g. --batch-size 4 --num-generations 4")
+    hints = typing.get_type_hints(TrainConfig)
+    fields = [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                        metadata=_for_preference(f.metadata)))
+              for f in dataclasses.fields(TrainConfig) if keep(f.name)]
+    return dataclasses.make_dataclass(name, fields, kw_only=True)
+
+
+def _for_preference(meta) -> dict:
+    """The field's help without the "sft: " that marks it as an sft option among pt's (template, max_length)."""
+    return {**meta, "help": meta["help"].removeprefix("sft: ")}
+
+
+_RunOptions = train_fields("RunOptions", lambda n: n not in PAIR_FIELDS + PT_SFT_FIELDS)
+_PairOptions = train_fields("PairOptions", lambda n: n in PAIR_FIELDS)
+
+
+@dataclass(kw_only=True)
+class PreferenceConfig(_RunOptions):
+    """What every preference trainer reads; a trainer's schema subclasses it (or :class:`PairConfig`)."""
+
+    def check(self) -> "PreferenceConfig":
+        """Raise a clear error for a missing or inconsistent field; return self."""
+        from ..templates import get_template
+
+        check_run_options(self)
+        get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
+
+
+@dataclass(kw_only=True)
+class PairConfig(_PairOptions, PreferenceConfig):
+    """A trainer on tokenized (prompt, chosen, rejected) pairs: ``train rm``, ``dpo``, ``orpo``."""
+
+
+def beta_option(meaning: str) -> float:
+    """``beta``: the one coefficient each preference loss has, under TRL's name."""
+    return option(meaning, 0.1, low=0)
 
 
 @dataclass(kw_only=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ZhllamaError, require_file
+from .config import CompareConfig
+from .task import EvalTask
 
 QUESTION_FIELDS = ("question", "instruction", "prompt")
 
@@ -158,3 +160,47 @@ def report_html(records: list[dict], labels: list[str], arena_rows: list[dict] |
                      + "".join(f"<td class=\"a\">{e(r['answers'].get(x, ''))}</td>" for x in labels) + "</tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def compare_command(cfg) -> int:
+    """``zhllama eval compare``: answers, side-by-side report, win rates and Elo for ``cfg`` (a
+    :class:`~zhllama.eval.config.CompareConfig`)."""
+    from ..io import write_json_atomic, write_text_atomic
+    from . import elo
+
+    if not cfg.model and not cfg.judgements:
+        raise ZhllamaError("nothing to compare", "give --questions with two or more --model, and/or --judgements")
+    if cfg.model and not cfg.questions:
+        raise ZhllamaError("--model needs --questions", "give the questions file the models should answer")
+    specs = [parse_model_spec(m) for m in cfg.model]
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ZhllamaError(f"two models have the same label ({', '.join(labels)})", "add label=NAME to the --model specs")
+    questions = read_questions(cfg.questions) if cfg.questions else None
+    battles = None
+    if cfg.judgements:
+        battles = elo.read_judgements(cfg.judgements, labels or None,
+                                      {q["id"] for q in questions} if questions else None)
+    out = Path(cfg.out)
+    rows = elo.arena(battles, cfg.elo_k, cfg.elo_init, cfg.elo_rounds, cfg.sampling.seed) if battles else None
+    if rows:
+        write_json_atomic(out / "arena.json", rows)
+        write_text_atomic(out / "arena.md", elo.arena_table(rows))
+        print(elo.arena_table(rows), end="")
+    if specs:
+        answers = generate_answers(specs, questions, cfg.sampling.validate(), cfg.batch_size, cfg.device, cfg.dtype)
+        records = answer_records(questions, answers)
+        write_text_atomic(out / "answers.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_text_atomic(out / "report.md", report_markdown(records, labels, elo.arena_table(rows) if rows else None))
+        write_text_atomic(out / "report.html", report_html(records, labels, rows))
+        print(f"wrote {out}/report.md, {out}/report.html and {out}/answers.jsonl")
+    return 0
+
+
+TASK = EvalTask("compare", CompareConfig, compare_command,
+                help="side-by-side answers of several models; win rates and Elo",
+                description="Generate the answers of several models (each with its own chat template) to the same "
+                            "questions into OUT/answers.jsonl, a side-by-side OUT/report.md and OUT/report.html. "
+                            "With --judgements (JSONL: id, model_a, model_b, winner a|b|tie) also win rates with and "
+                            "without ties and Elo ratings (OUT/arena.md, OUT/arena.json); judgements alone need no "
+                            "models.")

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..io import write_json_atomic, write_text_atomic
+from .config import McConfig
 from .mc_data import LETTERS, Question, Subject
 from .mc_prompt import PromptEncoder, fit_prompt, prompt_text
+from .task import EvalTask
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
@@ -250,3 +252,28 @@ def evaluate_mc(settings: McSettings, data_dir: str | Path, out: str | Path, sub
     submission = ceval_submission(subs, done) if settings.task == "ceval" else None
     write_reports(out, settings.task, asdict(settings), summary, submission)
     return summary
+
+
+def mc_command(cfg) -> int:
+    """``zhllama eval mc``: evaluate ``cfg`` (a :class:`~zhllama.eval.config.McConfig`), print the table."""
+    from .mc_report import results_table
+
+    m = cfg.load
+    split = cfg.split or ("test" if cfg.task == "cmmlu" else "val")
+    settings = McSettings(task=cfg.task, split=split, shots=cfg.shots, model=str(m.model), lora=m.lora,
+                          template=cfg.template, generate=cfg.generate, max_length=cfg.max_length,
+                          max_new_tokens=cfg.max_new_tokens if cfg.generate else None)
+    settings.protocol = cfg.protocol
+    summary = evaluate_mc(settings, cfg.data_dir, cfg.out, cfg.subjects, cfg.batch_size, cfg.overwrite,
+                          m.device, m.dtype, progress=True, quantize=m.quantize, attn=m.attn)
+    print(results_table(summary), end="")
+    print(f"wrote {cfg.out}/results.json")
+    return 0
+
+
+TASK = EvalTask("mc", McConfig, mc_command, help="C-Eval / CMMLU multiple-choice accuracy",
+                description="Multiple-choice accuracy on CMMLU or C-Eval in their public layouts, with the reference "
+                            "prompt (Chinese instruction naming the subject, few-shot dev examples, 答案：). The answer "
+                            "is the letter with the highest next-token logit, or with --generate the letter read from "
+                            "a chat model's reply. Writes OUT/predictions.jsonl (a re-run continues from it), "
+                            "results.json, results.md and, for C-Eval, submission.json.")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from ..errors import ZhllamaError
 from ..rope_scaling import RopeScaling
 from ..templates import encode_plain_text
+from .config import PasskeyConfig
+from .task import EvalTask
 
 INTRO = "记住文中的密码。"
 FILLER = "草是绿的。天是蓝的。太阳是黄的。我们走吧。来了又去。"
@@ -201,3 +203,19 @@ def evaluate_passkey(cfg) -> tuple[PasskeyResult, str]:
     write_text_atomic(out / "passkey.md", f"# {title}\n\n{table}")
     passkey_heatmap(result, out / "passkey.png", title)
     return result, table
+
+
+def passkey_command(cfg) -> int:
+    """``zhllama eval passkey``: run ``cfg`` (a :class:`~zhllama.eval.config.PasskeyConfig`), print the table."""
+    result, table = evaluate_passkey(cfg)
+    print(table, end="")
+    print(f"mean accuracy {100 * result.mean():.1f}%; wrote {cfg.out}/passkey.json, passkey.md and passkey.png")
+    return 0
+
+
+TASK = EvalTask("passkey", PasskeyConfig, passkey_command,
+                help="passkey retrieval: accuracy by prompt length and depth",
+                description="Hide a random number at chosen depths of a Chinese filler text of chosen lengths and ask "
+                            "the model for it (greedy). Prints accuracy by length x depth and writes OUT/passkey.json, "
+                            "OUT/passkey.md and a heat map OUT/passkey.png: the standard check that a model uses its "
+                            "long context (e.g. after train --rope-scaling, or with --rope-scaling at inference).")

@@ -2,7 +2,7 @@
 
 Each stage has its own section; a section that is absent is a stage that does not run.  Every
 section is its stage's schema (:func:`zhllama.config.section_of`): ``pt:``, ``sft:`` and
-``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:`` ``AlignConfig``'s, checked
+``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:``/``orpo:`` their trainer's schema's, checked
 when the recipe is read (a typo is reported with the nearest valid key, a key the pipeline sets as
 such); the pipeline fills in the model, data and output paths itself and builds the stage's config
 from the section in one step (:func:`zhllama.config.build`).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from ..align.config import AlignConfig
+from ..align import TRAINERS
 from ..config import section_of
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
@@ -40,8 +40,9 @@ AblationSection = section_of(TrainConfig, "AblationSection", set_by_pipeline=SET
 # `sft:` and the preference stages: the template, when given, must be the recipe's
 SftSection = section_of(TrainConfig, "SftSection", set_by_pipeline=SET_BY_PIPELINE, inherit=("template",),
                         extra=(("then", TrainOverrides | None, None),), what="training settings")
-AlignSection = section_of(AlignConfig, "AlignSection", set_by_pipeline=SET_BY_PIPELINE + ("reward_model",),
-                          inherit=("template",), what="training settings")
+# `rm:`, `dpo:`, `ppo:`, `orpo:`: their trainer's schema (zhllama.align.TRAINERS)
+ALIGN_SECTIONS = {name: section_of(t.schema, f"{name.title()}Section", set_by_pipeline=SET_BY_PIPELINE + ("reward_model",),
+                                   inherit=("template",), what="training settings") for name, t in TRAINERS.items()}
 
 
 @dataclass(kw_only=True)
@@ -115,9 +116,11 @@ class Recipe:
     ablation: AblationSection | None = field(default=None, metadata=STAGE)
     sft: SftSection | None = field(default=None, metadata=STAGE)
     merge: MergeSection | None = field(default=None, metadata=STAGE)
-    rm: AlignSection | None = field(default=None, metadata=STAGE)  # preference stages: AlignConfig's settings (docs/align.md)
-    dpo: AlignSection | None = field(default=None, metadata=STAGE)
-    ppo: AlignSection | None = field(default=None, metadata=STAGE)
+    # preference stages: their trainer's schema (docs/align.md)
+    rm: ALIGN_SECTIONS["rm"] | None = field(default=None, metadata=STAGE)
+    dpo: ALIGN_SECTIONS["dpo"] | None = field(default=None, metadata=STAGE)
+    ppo: ALIGN_SECTIONS["ppo"] | None = field(default=None, metadata=STAGE)
+    orpo: ALIGN_SECTIONS["orpo"] | None = field(default=None, metadata=STAGE)
     eval: EvalSection | None = field(default=None, metadata=STAGE)
     export: ExportSection | None = field(default=None, metadata=STAGE)
     # where relative paths are resolved from (the recipe's folder); not a YAML key

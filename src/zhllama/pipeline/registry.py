@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
 
-from .align_stages import plan_dpo, plan_ppo, plan_rm, run_dpo, run_ppo, run_rm
-from .recipe import (AblationSection, AlignSection, BaseSection, EvalSection, ExportSection, MergeSection, ResizeSection,
-                     SftSection, TokenizerSection, TrainSection)
+from ..align import TRAINERS
+from .align_stages import plan_dpo, plan_policy, plan_ppo, plan_rm, run_dpo, run_policy, run_ppo, run_rm
+from .recipe import (ALIGN_SECTIONS, AblationSection, BaseSection, EvalSection, ExportSection, MergeSection,
+                     ResizeSection, SftSection, TokenizerSection, TrainSection)
 from .ablation import plan_ablation, run_ablation
 from .recipe import Recipe
 from .runner import Inputs, Stage, StageRun
@@ -62,9 +63,11 @@ STAGES: dict[str, StageSpec] = {
     "sft": StageSpec(SftSection, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),
                      resumable=True),
     "merge": StageSpec(MergeSection, run_merge, Planner.plan_merge, needs=(("sft", None),), default_section=True),
-    "rm": StageSpec(AlignSection, run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "dpo": StageSpec(AlignSection, run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
-    "ppo": StageSpec(AlignSection, run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
+    "rm": StageSpec(ALIGN_SECTIONS["rm"], run_rm, plan_rm, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "dpo": StageSpec(ALIGN_SECTIONS["dpo"], run_dpo, plan_dpo, needs=(BASE_MODEL,), requires=TRL, resumable=True),
+    "ppo": StageSpec(ALIGN_SECTIONS["ppo"], run_ppo, plan_ppo, needs=(("rm", None),), requires=TRL, resumable=True),
+    "orpo": StageSpec(ALIGN_SECTIONS["orpo"], partial(run_policy, stage="orpo"), partial(plan_policy, stage="orpo"),
+                      needs=(BASE_MODEL,), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }

@@ -34,7 +34,7 @@ def input_items(inputs: Inputs) -> list[tuple[str, str]]:
 @dataclass
 class StageRun:
     """What a stage runner gets: its folder, its resolved inputs, its typed settings (a dataclass the
-    stage's plan made: a ``TrainPlan``, ``AlignConfig``, ``ResizeSettings``...), whether to resume."""
+    stage's plan made: a ``TrainPlan``, a trainer's schema, ``ResizeSettings``...), whether to resume."""
 
     recipe: Recipe
     name: str

@@ -85,14 +85,7 @@ class TrainConfig:
         """Raise a clear error for a missing or inconsistent field; return self."""
         if stage not in STAGES:
             raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(STAGES)}")
-        for name in ("model", "output_dir"):
-            if not getattr(self, name):
-                raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
-        if not self.train_files:
-            raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ...")
-        if self.resume and self.overwrite:
-            raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
-        check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)
+        check_run_options(self)
         if self.rope_scaling is not None:
             self.rope_scaling.require(TRAIN_ROPE_KINDS)
         self.check_scale()
@@ -111,13 +104,25 @@ class TrainConfig:
         if self.qlora and (self.fsdp or self.deepspeed):
             raise ZhllamaError("qlora cannot be combined with fsdp or deepspeed here",
                                "run QLoRA on one GPU per process (torchrun, plain data parallel), or drop --qlora")
-        if self.fsdp and self.deepspeed:
-            raise ZhllamaError("fsdp and deepspeed are both set", "choose one way of sharding the model")
 
     def default_validation_split(self, stage: str) -> float:
         if self.validation_split is not None:
             return self.validation_split
         return 0.01 if stage == "pt" else 0.0
+
+
+def check_run_options(cfg) -> None:
+    """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas)."""
+    for name in ("model", "output_dir"):
+        if not getattr(cfg, name):
+            raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
+    if not cfg.train_files:
+        raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ...")
+    if cfg.resume and cfg.overwrite:
+        raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
+    check_ranges(cfg)  # the bounds declared on the fields (CLI and recipes check them when they are read)
+    if cfg.fsdp and cfg.deepspeed:
+        raise ZhllamaError("fsdp and deepspeed are both set", "choose one way of sharding the model")
 
 
 @dataclass(kw_only=True)

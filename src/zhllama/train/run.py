@@ -33,15 +33,16 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bool, cls=None, **extra):
-    """The Trainer's arguments for ``cfg``; ``cls`` a TrainingArguments subclass (TRL's configs) given ``extra``."""
+    """The Trainer's arguments for ``cfg``; ``cls`` a TrainingArguments subclass (TRL's configs) given ``extra``.
+
+    ``cfg`` is a ``TrainConfig`` or a preference trainer's schema (:mod:`zhllama.align.config`), which has
+    no ``group_by_length`` and, without ``has_eval`` (ppo), no validation options."""
     from transformers import TrainingArguments
 
-    eval_steps = cfg.eval_steps if cfg.eval_steps is not None else cfg.save_steps
-    do_eval = has_eval and eval_steps > 0
     return (cls or TrainingArguments)(
         output_dir=str(out),
         per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        **evaluation_arguments(cfg, has_eval),
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         **checkpointing_arguments(cfg.gradient_checkpointing),
         learning_rate=cfg.learning_rate,
@@ -59,19 +60,26 @@ def training_arguments(cfg: TrainConfig, out: Path, precision: str, has_eval: bo
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        eval_strategy="steps" if do_eval else "no",
-        eval_steps=eval_steps if do_eval else None,
         seed=cfg.seed,
         deepspeed=resolve_deepspeed(cfg.deepspeed),
         **fsdp_arguments(cfg.fsdp),
         dataloader_num_workers=cfg.dataloader_num_workers,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if getattr(cfg, "group_by_length", False) else "random",
         include_num_input_tokens_seen="non_padding",
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         disable_tqdm=False,
         ddp_find_unused_parameters=False,
         **extra,
     )
+
+
+def evaluation_arguments(cfg: TrainConfig, has_eval: bool) -> dict:
+    """Validation every ``eval_steps`` (default ``save_steps``; 0: only at the end) when there is a validation set."""
+    if not has_eval:
+        return {"eval_strategy": "no"}
+    eval_steps = cfg.eval_steps if cfg.eval_steps is not None else cfg.save_steps
+    return {"per_device_eval_batch_size": cfg.eval_batch_size or cfg.batch_size,
+            "eval_strategy": "steps" if eval_steps > 0 else "no", "eval_steps": eval_steps if eval_steps > 0 else None}
 
 
 def checkpointing_arguments(enabled: bool) -> dict:
@@ -148,7 +156,8 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     summary = {"stage": stage, "metrics": metrics, "parameters": params, "vocabulary": vocab, "data": data_report,
                "resumed_from": plan.resume_from, "world_size": args.world_size, "precision": precision,
                "qlora": cfg.qlora, "sharding": _sharding(trainer)}
-    model_dir = save_final(trainer, cfg, stage, tok, tok_src, vocab, out, summary)
+    model_dir = save_final(trainer, cfg, stage, tok, tok_src, vocab, out, summary,
+                           pad_to_multiple_of=cfg.pad_vocab_to_multiple_of, rope_scaling=_adapter_rope_spec(cfg))
     return {"metrics": metrics, "output_dir": str(out), "model_dir": str(model_dir)}
 
 
@@ -207,8 +216,10 @@ def _tokens_seen_at(checkpoint: str | None) -> int:
     return int(state.get("num_input_tokens_seen") or 0)
 
 
-def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: dict, out: Path, summary: dict) -> Path:
-    """``final/``: the adapter (checked against the trained model) or the full model, with tokenizer and metadata."""
+def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: dict, out: Path, summary: dict,
+               **meta) -> Path:
+    """``final/``: the adapter (checked against the trained model) or the full model, with tokenizer and metadata
+    (``meta``: more ``zhllama.json`` fields, e.g. pt/sft's vocabulary padding and an adapter's RoPE scaling)."""
     from ..meta import write_meta
     from .lora import verify_saved_adapter
     from .prepare import save_tokenizer
@@ -218,8 +229,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
-                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], pad_to_multiple_of=cfg.pad_vocab_to_multiple_of,
-                   rope_scaling=_adapter_rope_spec(cfg))
+                   tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], **meta)
 
     return publish_final(trainer, out, summary, lambda tmp, main: trainer.save_model(str(tmp)), describe)
 

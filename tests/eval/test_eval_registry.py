@@ -1,0 +1,46 @@
+"""The evaluation registry: one entry per ``zhllama eval NAME`` (schema, run, help) drives the command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from zhllama.cli import main
+from zhllama.config import _options
+from zhllama.eval.registry import EVAL_TASKS
+
+
+def eval_parser():
+    from zhllama.cli import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["eval"]
+
+
+def test_each_registered_task_is_a_command_with_its_schemas_options():
+    sub = next(a for a in eval_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(EVAL_TASKS) == ["ppl", "mc", "compare", "passkey", "reward"]
+    for name, task in EVAL_TASKS.items():
+        assert task.name == name and task.help and task.description
+        assert {a.dest for a in sub.choices[name]._actions} - {"help"} == {o.dest for o in _options(task.schema)}, name
+
+
+def test_the_registered_run_gets_the_schema_built_from_the_command_line(monkeypatch, tmp_path, capsys):
+    """Replacing an entry replaces the command: a new benchmark is its module plus one registry line."""
+    from zhllama.eval.config import PplConfig
+    from zhllama.eval.task import EvalTask
+
+    seen = []
+
+    def fake_run(cfg):
+        seen.append(cfg)
+        print(json.dumps({"stride": cfg.stride}))
+        return 0
+
+    monkeypatch.setitem(EVAL_TASKS, "ppl", dataclasses.replace(EVAL_TASKS["ppl"], run=fake_run))
+    monkeypatch.setitem(EVAL_TASKS, "toy", EvalTask("toy", PplConfig, fake_run, "a toy benchmark", "A toy benchmark."))
+    assert main(["eval", "ppl", "--model", "m", "--text", "t.txt", "--stride", "7"]) == 0
+    assert main(["eval", "toy", "--model", "m2", "--text", "t.txt"]) == 0
+    assert [type(c) for c in seen] == [PplConfig, PplConfig] and seen[0].stride == 7 and seen[1].load.model == "m2"
+    assert capsys.readouterr().out.splitlines()[0] == '{"stride": 7}'
