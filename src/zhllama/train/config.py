@@ -21,7 +21,9 @@ LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_
 class TrainConfig:
     # --- what to train, on what, where to write ---
     model: str | None = option("base model: a Hugging Face folder or hub id (required)", None)
-    train_files: list[str] = option("training data files (.txt/.jsonl/.json/.gz) (required)", factory=list)
+    train_files: list[str] = option("training data files (.txt/.jsonl/.json/.gz; pt also .parquet) (required unless --data)",
+                                    factory=list)
+    data: str | None = option("pt: a folder made by `zhllama data prepare` (instead of train_files)", None, metavar="DIR")
     output_dir: str | None = option("run folder: checkpoints, metrics.json, loss.png and final/ (required)", None)
     tokenizer: str | None = option("tokenizer folder; default the model's own. A larger one resizes the embeddings", None)
     # --- data ---
@@ -87,8 +89,13 @@ class TrainConfig:
         for name in ("model", "output_dir"):
             if not getattr(self, name):
                 raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
-        if not self.train_files:
-            raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ...")
+        if self.data and stage != "pt":
+            raise ZhllamaError(f"'data' (a prepared folder) is for pt, not {stage}", "pass --train-files")
+        if self.data and self.train_files:
+            raise ZhllamaError("both 'data' and 'train_files' are set", "give one: --data DIR (prepared) or --train-files FILE ...")
+        if not self.train_files and not self.data:
+            raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ..."
+                               + (" (or --data DIR from `zhllama data prepare`)" if stage == "pt" else ""))
         if self.resume and self.overwrite:
             raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
         check_ranges(self)  # the bounds declared on the fields (CLI and recipes check them when they are read)

@@ -42,14 +42,16 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer, labelled_logits_on
     SFT batches say which positions need logits (see :func:`labelled_logits_supported`)."""
     split = cfg.default_validation_split(stage)
     if stage == "pt":
-        from transformers import default_data_collator
-
+        from ..data.blocks import BlockCollator, open_blocks
         from ..data.corpora import build_pt_dataset
 
-        data, report = build_pt_dataset(cfg.train_files, tokenizer, cfg.block_size, validation_split=split,
-                                        cache_dir=cfg.cache_dir, num_proc=cfg.num_proc, text_field=cfg.text_field,
-                                        skip_bad=cfg.skip_bad, seed=cfg.seed)
-        collator = default_data_collator  # every block is full: no padding at all
+        if cfg.data:  # prepared by `zhllama data prepare`
+            data, report = open_blocks(cfg.data, tokenizer, cfg.block_size, split, cfg.seed)
+        else:  # prepared into the cache by the same code
+            data, report = build_pt_dataset(cfg.train_files, tokenizer, cfg.block_size, validation_split=split,
+                                            cache_dir=cfg.cache_dir, num_proc=cfg.num_proc, text_field=cfg.text_field,
+                                            skip_bad=cfg.skip_bad, seed=cfg.seed, progress=True)
+        collator = BlockCollator()  # every block is full: no padding at all
     else:
         from ..data.instructions import SftCollator, build_sft_dataset
 
@@ -62,7 +64,7 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer, labelled_logits_on
         collator = SftCollator(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None,
                                labelled_logits_only=labelled_logits_only)
     if len(data["train"]) == 0:
-        raise ZhllamaError(f"no training examples in {', '.join(cfg.train_files)}",
+        raise ZhllamaError(f"no training examples in {cfg.data or ', '.join(cfg.train_files)}",
                            "check the files (pt: lower --block-size for a short corpus)")
     return data, collator, report
 
