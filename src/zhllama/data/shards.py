@@ -29,9 +29,11 @@ import json
 import logging
 import os
 import pickle
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..checks import temp_prefix
 from ..errors import ZhllamaError
 from ..io import atomic_file, write_json_atomic
 from ..text import ReadStats
@@ -91,32 +93,59 @@ def encode_documents(texts: list[str], tokenizer) -> list[list[int]]:
 
 
 def write_shard(shard: Shard, folder: str, key: str, dtype: str, settings: Settings, tokenizer=None) -> dict:
-    """Tokenize ``shard`` into ``folder``: ``.bin`` and ``.ends.npy`` through temp files, then the ``.json``."""
-    import numpy as np
+    """Tokenize ``shard`` into ``folder``: ``.bin`` and ``.ends.npy`` through temp files, then the ``.json``.
 
+    Tokens and document ends go to disk batch by batch, so a worker's memory does not grow with the shard.
+    """
     tok = tokenizer if tokenizer is not None else _WORKER["tokenizer"]
     base = Path(folder) / shard.name
-    stats, ends, tokens, chars = ReadStats(), [], 0, 0
-    with atomic_file(base.with_suffix(".bin")) as tmp_bin, open(tmp_bin, "wb") as out:
+    stats = ReadStats()
+    fd, raw = tempfile.mkstemp(dir=folder, prefix=temp_prefix(base.with_suffix(".ends.npy")))  # swept if killed
+    tmp_ends = Path(raw)
+    try:
+        tokens, chars = _tokenize_into(shard, tok, settings, stats, base, dtype, fd, tmp_ends)
+    finally:
+        tmp_ends.unlink(missing_ok=True)
+    meta = {"key": key, "tokens": tokens, "documents": stats.documents, "chars": chars, "skipped_lines": stats.skipped}
+    write_json_atomic(base.with_suffix(".json"), meta)  # last: the shard is finished
+    return meta
+
+
+def _tokenize_into(shard: Shard, tok, settings: Settings, stats: ReadStats, base: Path, dtype: str, fd: int,
+                   tmp_ends: Path) -> tuple[int, int]:
+    """Write the shard's ``.bin`` (tokens) and ``.ends.npy`` (through the raw int64 file ``fd``); ``(tokens, chars)``."""
+    import numpy as np
+
+    tokens = chars = 0
+    with atomic_file(base.with_suffix(".bin")) as tmp_bin, open(tmp_bin, "wb") as out, open(fd, "wb") as ends:
         batch: list[str] = []
-        docs = shard_documents(shard, settings.text_field, settings.skip_bad, stats)
-        for text in _then_none(docs):
+        for text in _then_none(shard_documents(shard, settings.text_field, settings.skip_bad, stats)):
             if text is not None:
                 batch.append(text)
                 chars += len(text)
             if batch and (text is None or len(batch) == BATCH_DOCS):
                 ids = encode_documents(batch, tok)
-                flat = np.fromiter((i for d in ids for i in d), dtype=dtype, count=sum(map(len, ids)))
-                out.write(flat.tobytes())
-                for d in ids:
-                    tokens += len(d)
-                    ends.append(tokens)
+                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                out.write(np.fromiter((i for d in ids for i in d), dtype=dtype, count=int(lengths.sum())).tobytes())
+                ends.write((tokens + np.cumsum(lengths)).tobytes())
+                tokens += int(lengths.sum())
                 batch = []
-    with atomic_file(base.with_suffix(".ends.npy")) as tmp_ends, open(tmp_ends, "wb") as f:
-        np.save(f, np.asarray(ends, dtype=np.int64))
-    meta = {"key": key, "tokens": tokens, "documents": len(ends), "chars": chars, "skipped_lines": stats.skipped}
-    write_json_atomic(base.with_suffix(".json"), meta)  # last: the shard is finished
-    return meta
+        ends.close()
+        _write_ends(tmp_ends, base.with_suffix(".ends.npy"), tokens)
+    return tokens, chars
+
+
+def _write_ends(raw: Path, dst: Path, tokens: int) -> None:
+    """The int64 ends in ``raw`` as a .npy file of uint32 (int64 for a shard of 2^32 tokens or more)."""
+    import numpy as np
+
+    n = raw.stat().st_size // 8
+    with atomic_file(dst) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint32 if tokens < 1 << 32 else np.int64, shape=(n,))
+        if n:
+            out[:] = np.memmap(raw, dtype=np.int64, mode="r")  # cast through numpy's small buffers
+        out.flush()
+        del out
 
 
 def _then_none(items):
