@@ -212,7 +212,7 @@ def main() -> None:
     ap.add_argument("--num-proc", type=int, default=2)
     ap.add_argument("--block", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "chinese-llama2"))
     ap.add_argument("--work", default="/tmp/data_scale")
     ap.add_argument("--json", help="also write the rows here")
