@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from ..errors import ZhllamaError, require_file
+from ..errors import ZhllamaError
 from .config import TrainConfig
 
 
 def expand_files(files: list[str]) -> list[str]:
-    """Expand glob patterns (``data/pt/*.txt``) in sorted order and check every file exists.
+    """Expand glob patterns (``data/pt/*.txt``) and folders (their corpus files) in sorted order and
+    check every file exists (:func:`zhllama.data.sources.expand_source`).
 
     Every process runs this before any of them waits on another, so a bad path fails on all ranks
     at once instead of leaving the others hanging at a barrier.
     """
-    import glob
+    from ..data.sources import expand_source
 
-    out = []
-    for f in files:
-        if glob.has_magic(f):
-            matches = sorted(glob.glob(f))
-            if not matches:
-                raise ZhllamaError(f"no training data file matches {f}", "check the pattern in train_files")
-            out.extend(matches)
-        else:
-            out.append(str(require_file(f, "training data file")))
-    return out
+    return [f for entry in files for f in expand_source(entry)]
 
 
 def labelled_logits_supported(model) -> bool:
