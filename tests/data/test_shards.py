@@ -210,3 +210,26 @@ def test_cli_prepare_then_read(tmp_path, corpus, tiny_tokenizer_dir, capsys):
     assert "already prepared" in capsys.readouterr().out
     assert main([*args[:-2], "--out", str(corpus)]) == 2  # a file, not a folder: one error line
     assert "zhllama: error:" in capsys.readouterr().err
+
+
+def test_a_full_disk_mid_shard_leaves_nothing_finished_looking(tmp_path, corpus, tiny_tokenizer, monkeypatch):
+    import errno
+
+    real, calls = S.encode_documents, []
+
+    def fill_up(texts, tok):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(texts, tok)
+
+    monkeypatch.setattr(S, "encode_documents", fill_up)
+    with pytest.raises(OSError, match="No space left"):
+        prepare_shards([str(corpus)], tiny_tokenizer, tmp_path / "out", settings=SMALL, progress=False)
+    shards = tmp_path / "out" / "shards"
+    assert not (tmp_path / "out" / "index.json").exists() and not (shards / "00002.json").exists()
+    assert sorted(p.name for p in shards.iterdir()) == [f"0000{i}.{k}" for i in (0, 1) for k in ("bin", "ends.npy", "json")]
+    monkeypatch.setattr(S, "encode_documents", real)
+    prepare_shards([str(corpus)], tiny_tokenizer, tmp_path / "out", settings=SMALL, progress=False)
+    prepare_shards([str(corpus)], tiny_tokenizer, tmp_path / "ref", settings=SMALL, progress=False)
+    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "ref")
