@@ -144,8 +144,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale_temps(path: str | Path) -> list[Path]:
-    """Remove temp siblings of ``path`` whose writing process no longer runs; return what was removed."""
+def sweep_stale_temps(path: str | Path, every_name: bool = False) -> list[Path]:
+    """Remove temp siblings of ``path`` whose writing process no longer runs; return what was removed.
+
+    ``every_name``: those of every file in ``path``'s folder (a folder of many outputs, e.g. shards).
+    """
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
@@ -153,7 +156,7 @@ def sweep_stale_temps(path: str | Path) -> list[Path]:
     removed = []
     for entry in parent.iterdir():
         m = _TEMP.match(entry.name)
-        if not m or m["name"] != path.name or _alive(int(m["pid"])):
+        if not m or (m["name"] != path.name and not every_name) or _alive(int(m["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -22,6 +22,7 @@ from .logs import command_logging, log_dir
 STAGE_MODULES = [
     "zhllama.tokenizer.cli",  # tokenizer train | merge | stats
     "zhllama.model.cli",  # model init
+    "zhllama.data.cli",  # data prepare
     "zhllama.train.cli",  # train pt | sft, merge
     "zhllama.align.cli",  # train rm | dpo | ppo (added to `zhllama train`, which comes first)
     "zhllama.infer.cli",  # chat, generate

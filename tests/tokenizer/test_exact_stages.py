@@ -29,7 +29,7 @@ def test_pretraining_blocks_hold_sentencepiece_ids(tied, zh_lines, tmp_path):
     dsd, rep = build_pt_dataset([str(tmp_path / "c.txt")], tok, 64, validation_split=0.0, num_proc=2,
                                 cache_dir=str(tmp_path / "cache"))
     expected = [i for d in docs for i in [sp.bos_id(), *sp.encode(d), sp.eos_id()]]
-    stream = [i for r in dsd["train"]["input_ids"] for i in r]
+    stream = [i for k in range(len(dsd["train"])) for i in dsd["train"][k]["input_ids"].tolist()]
     assert rep["tokens"] == len(expected) and stream == expected[:len(stream)]
     assert tokenizer_digest(tok) == tokenizer_digest(load_tokenizer(tok.vocab_file))  # the cache key is stable
 

@@ -21,8 +21,8 @@ from ..train.config import TrainConfig, check_run_options
 
 # TrainConfig fields of trainers on tokenized pairs (not ppo, which samples its own replies)
 PAIR_FIELDS = ("validation_split", "max_length", "cache_dir", "eval_batch_size", "eval_steps")
-# TrainConfig fields that only pt/sft read: data shaping, resizing, RoPE scaling, QLoRA, attention kernel
-PT_SFT_FIELDS = ("text_field", "block_size", "num_proc", "resize_init", "pad_vocab_to_multiple_of", "rope_scaling",
+# TrainConfig fields that only pt/sft read: prepared data, data shaping, resizing, RoPE scaling, QLoRA, attention kernel
+PT_SFT_FIELDS = ("data", "text_field", "block_size", "num_proc", "resize_init", "pad_vocab_to_multiple_of", "rope_scaling",
                  "qlora", "attn", "group_by_length")
 
 

@@ -6,8 +6,9 @@ import argparse
 
 TRAIN_HELP = {
     "pt": ("continued pre-training on plain text (LoRA or full)",
-           "Continue pre-training a LLaMA-family model on text files (.txt, .jsonl, .json, .gz): documents are "
-           "tokenized, joined with EOS and cut into block_size blocks. A tokenizer larger than the model's "
+           "Continue pre-training a LLaMA-family model on text files (.txt, .jsonl, .json, .parquet, .gz) or a "
+           "folder made by `zhllama data prepare` (--data): documents are tokenized once into token shards, joined "
+           "with EOS and cut into block_size blocks. A tokenizer larger than the model's "
            "embeddings resizes them first. LoRA by default (--full for all parameters)."),
     "sft": ("instruction tuning on Alpaca / ShareGPT / messages data",
             "Instruction-tune on Alpaca JSON/JSONL, ShareGPT `conversations` or OpenAI `messages` records with a "

@@ -22,7 +22,9 @@ LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_
 class TrainConfig:
     # --- what to train, on what, where to write ---
     model: str | None = option("base model: a Hugging Face folder or hub id (required)", None)
-    train_files: list[str] = option("training data files (.txt/.jsonl/.json/.gz) (required)", factory=list)
+    train_files: list[str] = option("training data files (.txt/.jsonl/.json/.gz; pt also .parquet) (required unless --data)",
+                                    factory=list)
+    data: str | None = option("pt: a folder made by `zhllama data prepare` (instead of train_files)", None, metavar="DIR")
     output_dir: str | None = option("run folder: checkpoints, metrics.json, loss.png and final/ (required)", None)
     tokenizer: str | None = option("tokenizer folder; default the model's own. A larger one resizes the embeddings", None)
     # --- data ---
@@ -85,7 +87,11 @@ class TrainConfig:
         """Raise a clear error for a missing or inconsistent field; return self."""
         if stage not in STAGES:
             raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(STAGES)}")
-        check_run_options(self)
+        if self.data and stage != "pt":
+            raise ZhllamaError(f"'data' (a prepared folder) is for pt, not {stage}", "pass --train-files")
+        if self.data and self.train_files:
+            raise ZhllamaError("both 'data' and 'train_files' are set", "give one: --data DIR (prepared) or --train-files FILE ...")
+        check_run_options(self, prepared=stage == "pt")
         if self.rope_scaling is not None:
             self.rope_scaling.require(TRAIN_ROPE_KINDS)
         self.check_scale()
@@ -111,13 +117,15 @@ class TrainConfig:
         return 0.01 if stage == "pt" else 0.0
 
 
-def check_run_options(cfg) -> None:
-    """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas)."""
+def check_run_options(cfg, prepared: bool = False) -> None:
+    """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas);
+    ``prepared``: the trainer may read a prepared folder (``data``) instead of ``train_files``."""
     for name in ("model", "output_dir"):
         if not getattr(cfg, name):
             raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
-    if not cfg.train_files:
-        raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ...")
+    if not cfg.train_files and not getattr(cfg, "data", None):
+        raise ZhllamaError("'train_files' is not set", "add 'train_files:' to the recipe or pass --train-files FILE ..."
+                           + (" (or --data DIR from `zhllama data prepare`)" if prepared else ""))
     if cfg.resume and cfg.overwrite:
         raise ZhllamaError("resume and overwrite are both set", "choose one: --resume continues, --overwrite starts over")
     check_ranges(cfg)  # the bounds declared on the fields (CLI and recipes check them when they are read)

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from ..errors import ZhllamaError, require_file
+from ..errors import ZhllamaError
 from .config import TrainConfig
 
 
 def expand_files(files: list[str]) -> list[str]:
-    """Expand glob patterns (``data/pt/*.txt``) in sorted order and check every file exists.
+    """Expand glob patterns (``data/pt/*.txt``) and folders (their corpus files) in sorted order and
+    check every file exists (:func:`zhllama.data.sources.expand_source`).
 
     Every process runs this before any of them waits on another, so a bad path fails on all ranks
     at once instead of leaving the others hanging at a barrier.
     """
-    import glob
+    from ..data.sources import expand_source
 
-    out = []
-    for f in files:
-        if glob.has_magic(f):
-            matches = sorted(glob.glob(f))
-            if not matches:
-                raise ZhllamaError(f"no training data file matches {f}", "check the pattern in train_files")
-            out.extend(matches)
-        else:
-            out.append(str(require_file(f, "training data file")))
-    return out
+    return [f for entry in files for f in expand_source(entry)]
 
 
 def labelled_logits_supported(model) -> bool:
@@ -42,14 +34,16 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer, labelled_logits_on
     SFT batches say which positions need logits (see :func:`labelled_logits_supported`)."""
     split = cfg.default_validation_split(stage)
     if stage == "pt":
-        from transformers import default_data_collator
-
+        from ..data.blocks import BlockCollator, open_blocks
         from ..data.corpora import build_pt_dataset
 
-        data, report = build_pt_dataset(cfg.train_files, tokenizer, cfg.block_size, validation_split=split,
-                                        cache_dir=cfg.cache_dir, num_proc=cfg.num_proc, text_field=cfg.text_field,
-                                        skip_bad=cfg.skip_bad, seed=cfg.seed)
-        collator = default_data_collator  # every block is full: no padding at all
+        if cfg.data:  # prepared by `zhllama data prepare`
+            data, report = open_blocks(cfg.data, tokenizer, cfg.block_size, split, cfg.seed)
+        else:  # prepared into the cache by the same code
+            data, report = build_pt_dataset(cfg.train_files, tokenizer, cfg.block_size, validation_split=split,
+                                            cache_dir=cfg.cache_dir, num_proc=cfg.num_proc, text_field=cfg.text_field,
+                                            skip_bad=cfg.skip_bad, seed=cfg.seed, progress=True)
+        collator = BlockCollator()  # every block is full: no padding at all
     else:
         from ..data.instructions import SftCollator, build_sft_dataset
 
@@ -62,7 +56,7 @@ def build_stage_data(cfg: TrainConfig, stage: str, tokenizer, labelled_logits_on
         collator = SftCollator(tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None,
                                labelled_logits_only=labelled_logits_only)
     if len(data["train"]) == 0:
-        raise ZhllamaError(f"no training examples in {', '.join(cfg.train_files)}",
+        raise ZhllamaError(f"no training examples in {cfg.data or ', '.join(cfg.train_files)}",
                            "check the files (pt: lower --block-size for a short corpus)")
     return data, collator, report
 
