@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_mc(esub)
     _register_compare(esub)
     _register_passkey(esub)
+    _register_report(esub)
     from ..align.cli import register_reward_eval
 
     register_reward_eval(esub)  # docs/align.md
@@ -181,4 +182,27 @@ def _passkey(args: argparse.Namespace) -> int:
     result, table = evaluate_passkey(cfg)
     print(table, end="")
     print(f"mean accuracy {100 * result.mean():.1f}%; wrote {cfg.out}/passkey.json, passkey.md and passkey.png")
+    return 0
+
+
+def _register_report(esub) -> None:
+    from .config import ReportConfig
+
+    p = esub.add_parser("report", help="adaptation report: what a model gained and lost against its base",
+                        description="Evaluate a base model and its adaptations on what you give: bits per character "
+                                    "of Chinese and English text, C-Eval/CMMLU, an English MMLU-layout set, passkey "
+                                    "retrieval by length and LongBench's Chinese subsets. Writes OUT/report.md (each "
+                                    "difference against the base with its standard error), OUT/report.json and "
+                                    "OUT/report.png.")
+    add_dataclass_args(p, ReportConfig, overrides=False)
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .config import ReportConfig
+    from .report import report_command, run_report
+
+    cfg = from_args(ReportConfig, args)
+    print(run_report(cfg, report_command(cfg)), end="")
+    print(f"wrote {cfg.out}/report.md, report.json and report.png")
     return 0
