@@ -89,3 +89,32 @@ class CompareConfig:
     elo_rounds: int = option("bootstrap rounds (0: one pass in file order)", 1000, low=0)
     device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
     dtype: str = option("auto, float32, float16, bfloat16", "auto")
+
+
+@dataclass(kw_only=True)
+class ReportConfig:
+    base: str = option("the base model folder (where the adaptation started)")
+    model: list[str] = option("an adapted model folder; repeat for several", factory=list, metavar="DIR",
+                              repeat="append")
+    out: str = option("report folder: report.md (table), report.json (every value, command, data sha256), "
+                      "report.png (differences with standard errors)")
+    zh_text: str | None = option("Chinese held-out text (.txt, .jsonl, .json) for bits per character", None)
+    en_text: str | None = option("English held-out text for bits per character", None)
+    text_limit: int | None = option("first N texts of each text file", None, low=1)
+    context: int | None = option("window in tokens for bits/char and LongBench (default: the model's)", None, low=2)
+    mc_task: Literal["cmmlu", "ceval"] | None = option("Chinese multiple choice benchmark (eval mc, ymcui protocol)",
+                                                       None)
+    mc_data: str | None = option("its folder (CMMLU or C-Eval layout)", None)
+    mc_subjects: list[str] | None = option("its subject keys (default all)", None)
+    mmlu_data: str | None = option("English multiple choice folder in MMLU's layout (test/{subject}_test.csv)", None)
+    mmlu_limit: int | None = option("first N questions of each MMLU subject", None, low=1)
+    shots: int = option("few-shot examples from dev/ for the multiple choice sets", 0, low=0, high=5)
+    passkey_lengths: list[int] = option("passkey retrieval at these prompt lengths (tokens)", factory=list)
+    passkey_trials: int = option("random keys per length", 10, low=1)
+    longbench: list[str] = option("LongBench JSONL files of the Chinese subsets (dureader.jsonl, multifieldqa_zh.jsonl, "
+                                  "vcsum.jsonl, lsht.jsonl, passage_retrieval_zh.jsonl)", factory=list, metavar="FILE")
+    longbench_limit: int | None = option("first N samples of each LongBench file", None, low=1)
+    batch_size: int = option("prompts per forward pass", 8, low=1)
+    seed: int = option("seed of the passkeys", 0)
+    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
+    dtype: str = option("auto, float32, float16, bfloat16", "auto")

@@ -5,7 +5,7 @@ Adding a benchmark: a module with its schema, its run function and a ``TASK`` en
 
 from __future__ import annotations
 
-from . import compare, mc, passkey, ppl_task, reward
+from . import compare, mc, passkey, ppl_task, report, reward
 from .task import EvalTask
 
 EVAL_TASKS: dict[str, EvalTask] = {t.name: t for t in (
@@ -14,4 +14,5 @@ EVAL_TASKS: dict[str, EvalTask] = {t.name: t for t in (
     compare.TASK,
     passkey.TASK,
     reward.TASK,
+    report.TASK,
 )}
