@@ -14,7 +14,8 @@ from .sampling import SamplingParams
 class EngineConfig:
     """Which model to load and how: ``Engine.load(**asdict(cfg))``."""
 
-    model: str = option("model folder (Hugging Face format) or hub id")
+    model: str = option("model folder (Hugging Face format) or hub id; with --engine llamacpp a .gguf file or a model "
+                        "folder")
     lora: str | None = option("a LoRA adapter folder applied on top of --model (not merged)", None)
     template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, none (default: the one recorded "
                                   "in the model/adapter folder's zhllama.json, else none)", None)
@@ -40,11 +41,16 @@ class EngineConfig:
         return Engine.load(fields.pop("model"), **fields)
 
 
+THREADS_HELP = "CPU threads (torch's, or llama.cpp's with --engine llamacpp; default: one per core)"
+
+
 @dataclass(kw_only=True)
 class ChatConfig:
     engine: EngineConfig
     system: str | None = option("system prompt (default: the template's)", None)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
+    threads: int | None = option(THREADS_HELP, None, low=1)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm|llamacpp)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)
@@ -58,4 +64,5 @@ class GenerateConfig:
     system: str | None = option("system prompt for every input (default: the template's)", None)
     overwrite: bool = option("start a fresh --output instead of resuming", False)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
-    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
+    threads: int | None = option(THREADS_HELP, None, low=1)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm|llamacpp)", factory=BackendConfig)
