@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from infer_memorized import QUESTION, RAW_CONTINUATION, RAW_PROMPT, REPLY
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -323,3 +327,31 @@ def test_the_official_openai_client_works_against_it(clients):
     assert streamed == reply.choices[0].message.content
     with pytest.raises(openai.BadRequestError, match="embeddings are not served with --engine llamacpp"):
         api.embeddings.create(model="tiny", input=["你好"])
+
+
+# ---------------------------------------------------------------- the commands
+
+
+def test_chat_and_generate_run_on_llama_cpp_and_stream_whole_characters(memorized_model_dir, tmp_path):
+    """The memorised model's reply is mostly byte-fallback characters (and an emoji): through llama.cpp
+    it comes out whole, in `zhllama chat` (a pipe; the folder exported on first use, with the template its
+    zhllama.json records) and `zhllama generate`."""
+    import shutil
+
+    folder = shutil.copytree(memorized_model_dir, tmp_path / "model")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    chat = subprocess.run([sys.executable, "-m", "zhllama", "chat", "--model", str(folder), "--engine", "llamacpp",
+                           "--outtype", "f32", "--threads", "2", "--temperature", "0"],
+                          input=f"{QUESTION}\n/exit\n", capture_output=True, text=True, encoding="utf-8",
+                          timeout=240, env=env)
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.split("\n")[0] == REPLY  # memorised with the alpaca template, which zhllama.json records
+    inp, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    inp.write_text(f"{RAW_PROMPT}\n", encoding="utf-8")
+    from zhllama.cli import main
+
+    assert main(["generate", "--model", str(folder), "--engine", "llamacpp", "--outtype", "f32", "--template", "none",
+                 "--input", str(inp), "--output", str(out), "--temperature", "0", "--max-new-tokens", "60",
+                 "--threads", "2"]) == 0
+    row = json.loads(out.read_text(encoding="utf-8"))
+    assert (row["output"], row["finish_reason"]) == (RAW_CONTINUATION, "stop")

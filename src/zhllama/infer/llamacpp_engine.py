@@ -87,6 +87,17 @@ def gguf_path(model: str, outtype: str | None) -> Path:
     return cached_gguf(check_model_dir(path), outtype or "f16")
 
 
+def _folder_template(model: str, template: str | None) -> str | None:
+    """``--template``, else the template a model folder's zhllama.json records (as zhllama's engine reads
+    it); None for a GGUF file, whose own chat template is used then."""
+    from ..meta import read_meta
+
+    path = Path(model).expanduser()
+    if template or not path.is_dir():
+        return template
+    return read_meta(path).template or None
+
+
 _KEEP: list = []  # the log callback: llama.cpp keeps a pointer to it for the life of the process
 
 
@@ -157,8 +168,9 @@ class LlamaCppEngine(Engine):
         from .llamacpp_vocab import GgufTokenizer, gguf_template
 
         check_engine_options(engine, backend)
-        if engine.template:
-            get_template(engine.template)
+        name = _folder_template(engine.model, engine.template)
+        if name:
+            get_template(name)
         llama_cpp = require_llama_cpp()
         path = gguf_path(engine.model, backend.outtype)
         _route_logs(llama_cpp)
@@ -169,7 +181,7 @@ class LlamaCppEngine(Engine):
                                "llama-cpp-python knows? (zhllama export gguf writes LLaMA files)")
         tokenizer = GgufTokenizer(llama_cpp, llama_cpp.llama_model_get_vocab(model))
         source = llama_cpp.llama_model_chat_template(model, None)
-        template = gguf_template(source.decode("utf-8") if source else None, tokenizer, engine.template)
+        template = gguf_template(source.decode("utf-8") if source else None, tokenizer, name)
         n_ctx = int(engine.context_length or llama_cpp.llama_model_n_ctx_train(model))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx, parallel, True
