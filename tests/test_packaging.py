@@ -27,8 +27,9 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
 SRC_PKG = REPO / "src" / "zhllama"
-# Imported only behind an option that names its install line (--quantize, webui, --engine vllm, GGUF K-quants).
-OPTIONAL_ENGINES = {"bitsandbytes", "gradio", "llama_cpp", "vllm"}
+# Imported only behind an option that names its install line (--quantize, webui, --engine vllm, GGUF K-quants,
+# LongBench scoring in eval report).
+OPTIONAL_ENGINES = {"bitsandbytes", "gradio", "llama_cpp", "vllm", "jieba", "rouge"}
 
 
 def _run(cmd: list, cwd: Path, env: dict | None = None) -> str:

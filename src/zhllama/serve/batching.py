@@ -58,11 +58,17 @@ class Started:
 
 @dataclass
 class Delta:
-    """A piece of a choice's text; the last one of a job carries ``finish_reason``."""
+    """A piece of a choice's text; the last one of a job carries ``finish_reason``.
+
+    For a job that asked for log-probabilities: the entries of the tokens decoded since the last
+    delta (``logprobs``), and on its first delta its prompt's (``prompt_logprobs``, when it echoes).
+    """
 
     text: str
     finish_reason: str | None = None
     completion_tokens: int = 0  # set on the last delta
+    logprobs: list | None = None
+    prompt_logprobs: list | None = None
 
 
 @dataclass
@@ -75,9 +81,22 @@ class GenJob:
     index: int = 0
     cancelled: bool = False
     negative: Callable[[], list[int] | None] | None = None  # -> CFG negative prompt ids; runs on the worker
+    logprobs: Any = None  # zhllama.infer.logprobs.LogprobRequest, filled by the engine; None: none wanted
 
     def emit(self, event: Any) -> None:
         self.channel.put((self.index, event))
+
+    def delta(self, text: str, finish: str | None, used: int) -> Delta:
+        """The next delta, with the log-probabilities decoded since the last one when the job wants them."""
+        if self.logprobs is None:
+            return Delta(text, finish, used)
+        prompt, new = self.logprobs.take()
+        return Delta(text, finish, used, new, prompt)
+
+    def engine_options(self) -> dict:
+        """Keyword arguments for the engine's ``add``/``stream``: only what the job uses, so an engine without
+        log-probabilities still serves every request that does not ask for them."""
+        return {} if self.logprobs is None else {"logprobs": self.logprobs}
 
 
 @dataclass
@@ -253,13 +272,16 @@ class BatchScheduler:
         finished, spoke = [False] * len(ready), [False] * len(ready)
         counts: list[int] = []
         failure: Exception | None = None
-        stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts, negatives=negatives)
+        wanted = [j.logprobs for j in ready]
+        options = {"logprobs": wanted} if any(w is not None for w in wanted) else {}
+        stream = self.engine.stream(prompts, [j.params for j in ready], token_counts=counts, negatives=negatives,
+                                    **options)
         try:
             for i, text, finish in stream:
                 job = ready[i]
                 used = counts[i] if finish else 0
                 if not job.cancelled:
-                    job.emit(Delta(text, finish, used))
+                    job.emit(job.delta(text, finish, used))
                 spoke[i] = spoke[i] or bool(text)
                 finished[i] = finished[i] or finish is not None
                 if all(j.cancelled or f for j, f in zip(ready, finished)):

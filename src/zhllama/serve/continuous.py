@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .batching import BatchScheduler, CallJob, Delta, GenJob, Started
+from .batching import BatchScheduler, CallJob, GenJob, Started
 
 log = logging.getLogger("zhllama.serve")
 
@@ -65,7 +65,7 @@ class ContinuousScheduler(BatchScheduler):
             for number, text, finish, generated in events:
                 entry = live[number]
                 if not entry.job.cancelled:
-                    entry.job.emit(Delta(text, finish, generated if finish else 0))
+                    entry.job.emit(entry.job.delta(text, finish, generated if finish else 0))
                 entry.spoke = entry.spoke or bool(text)
                 if finish:
                     del live[number]
@@ -97,7 +97,7 @@ class ContinuousScheduler(BatchScheduler):
         try:
             ids = job.prepare()
             negative = job.negative() if job.negative else None
-            number = batch.add(ids, job.params, negative)
+            number = batch.add(ids, job.params, negative, **job.engine_options())
         except Exception as e:
             job.emit(e)
             return 0

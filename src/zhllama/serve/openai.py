@@ -11,7 +11,6 @@ import asyncio
 import base64
 import json
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -20,10 +19,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from .. import __version__
 from ..errors import ZhllamaError
+from ..infer.logprobs import LogprobRequest
 from ..infer.sampling import SAMPLING_DEFAULTS
 from ..templates import split_turns
 from . import schemas as S
-from .batching import BatchScheduler, CallJob, Channel, Delta, GenJob
+from .batching import BatchScheduler, CallJob, Channel, GenJob
+from .chunks import ChatChunker, TextChunker, chat_logprobs, completion_choice_logprobs, new_id
 from .continuous import SCHEDULERS
 from .http import APIError, BearerAuth, BodySizeLimit, as_api_error, install_error_handlers
 from .results import collect, stream_events, wait_started
@@ -130,22 +131,28 @@ class Service:
             return None
         return self.text_preparer(req.negative_prompt, max_new, explicit, param="negative_prompt")
 
-    def text_preparer(self, text: str, max_new: int, explicit: bool, param: str = "prompt"):
-        def prepare() -> list[int]:
-            ids = self.engine.text_prompt(text)
-            self.check_prompt_length(len(ids), max_new, explicit, param)
-            return ids
-        return prepare
+    def text_preparer(self, text: str | list[int], max_new: int, explicit: bool, param: str = "prompt"):
+        return _Prompt(self, text, max_new, explicit, param)
+
+    def check_token_ids(self, ids: list[int], param: str) -> list[int]:
+        vocab = len(self.engine.tokenizer)
+        bad = next((i for i in ids if not 0 <= i < vocab), None)
+        if bad is not None:
+            raise APIError(400, f"{param}: token id {bad} is not in the vocabulary (0 to {vocab - 1})", param=param)
+        return list(ids)
 
     # ---- running jobs ----
-    def submit(self, preparers: list, req: S.SamplingFields, max_new: int, negative=None) -> tuple[Channel, list[GenJob]]:
+    def submit(self, preparers: list, req: S.SamplingFields, max_new: int, negative=None,
+               logprobs=None) -> tuple[Channel, list[GenJob]]:
         """One job per (prompt, choice); choice index = prompt index * n + choice, as OpenAI numbers them.
 
         ``negative``: the builder of the CFG negative prompt's ids (one for every prompt), or None.
+        ``logprobs``: what each job asks for (a LogprobRequest, one per job, filled by the engine), or None.
         """
         self.check_fits_queue(len(preparers), req.n)
         channel = Channel()
-        jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c, negative=negative)
+        jobs = [GenJob(prep, self.sampling(req, max_new, c), channel, index=p * req.n + c, negative=negative,
+                       logprobs=logprobs.fresh() if logprobs else None)
                 for p, prep in enumerate(preparers) for c in range(req.n)]
         try:
             self.scheduler.submit(jobs)
@@ -169,13 +176,44 @@ class Service:
         return result
 
 
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
+
+
+class _Prompt:
+    """A completion prompt (a text, or token ids used as given) and, once prepared, the text it echoes."""
+
+    def __init__(self, svc: Service, prompt: str | list[int], max_new: int, explicit: bool, param: str):
+        self.svc, self.prompt, self.max_new, self.explicit, self.param = svc, prompt, max_new, explicit, param
+        self.text = prompt if isinstance(prompt, str) else ""
+
+    def __call__(self) -> list[int]:  # runs on the model thread
+        engine = self.svc.engine
+        if isinstance(self.prompt, str):
+            ids = engine.text_prompt(self.prompt)
+        else:
+            ids = self.svc.check_token_ids(self.prompt, self.param)
+            self.text = engine.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        self.svc.check_prompt_length(len(ids), self.max_new, self.explicit, self.param)
+        return ids
+
+
+def _completion_logprobs(req: S.CompletionRequest) -> LogprobRequest | None:
+    """What each choice of a completion asks the engine for: None unless it wants logprobs or scores only."""
+    if req.max_tokens == 0 and not req.echo:
+        raise APIError(400, "max_tokens: 0 generates nothing; it is only valid with echo (to score the prompt)",
+                       param="max_tokens")
+    if req.logprobs is None and req.max_tokens != 0:
+        return None
+    return LogprobRequest(top=req.logprobs or 0, prompt=req.echo and req.logprobs is not None,
+                          generate=req.max_tokens != 0)
+
+
+def _chat_logprobs(req: S.ChatCompletionRequest) -> LogprobRequest | None:
+    if req.top_logprobs is not None and not req.logprobs:
+        raise APIError(400, "top_logprobs: set logprobs to true to use top_logprobs", param="top_logprobs")
+    return LogprobRequest(top=req.top_logprobs or 0) if req.logprobs else None
 
 
 def _chat_messages(req: S.ChatCompletionRequest) -> list[dict]:
@@ -232,18 +270,21 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
     async def chat_completions(req: S.ChatCompletionRequest):
         svc.check_model(req.model)
         messages = _chat_messages(req)
+        logprobs = _chat_logprobs(req)
         requested = req.max_completion_tokens or req.max_tokens
         max_new = svc.max_new_tokens(requested)
         explicit = requested is not None
         channel, jobs = svc.submit([svc.chat_preparer(messages, max_new, explicit)], req, max_new,
-                                   svc.chat_negative(messages, req, max_new, explicit))
+                                   svc.chat_negative(messages, req, max_new, explicit), logprobs)
         if req.stream:
-            return await _stream_response(channel, jobs, _ChatChunker(req, settings.model_name))
+            return await _stream_response(channel, jobs, ChatChunker(req, settings.model_name))
         results = await collect(channel, jobs)
-        return {"id": _new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
+        return {"id": new_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
                 "model": settings.model_name,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
-                             "finish_reason": r.finish_reason, "logprobs": None} for i, r in enumerate(results)],
+                             "finish_reason": r.finish_reason,
+                             "logprobs": chat_logprobs(r.logprobs) if logprobs else None}
+                            for i, r in enumerate(results)],
                 "usage": _usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results))}
 
     @app.post("/v1/completions", response_model=S.TextCompletion, tags=["openai"],
@@ -251,18 +292,21 @@ def create_app(engine, settings: ServeSettings) -> FastAPI:
                          404: {"model": S.ErrorResponse}, 503: {"model": S.ErrorResponse}})
     async def completions(req: S.CompletionRequest):
         svc.check_model(req.model)
-        prompts = req.prompts()
-        max_new = svc.max_new_tokens(req.max_tokens)
-        preparers = [svc.text_preparer(p, max_new, req.max_tokens is not None) for p in prompts]
-        channel, jobs = svc.submit(preparers, req, max_new, svc.text_negative(req, max_new, req.max_tokens is not None))
+        logprobs = _completion_logprobs(req)
+        max_new = svc.max_new_tokens(req.max_tokens or None)  # 0 (score the prompt): nothing is generated
+        explicit = bool(req.max_tokens)
+        preparers = [svc.text_preparer(p, max_new, explicit) for p in req.prompts()]
+        channel, jobs = svc.submit(preparers, req, max_new, svc.text_negative(req, max_new, explicit), logprobs)
+        echo = (lambda p: preparers[p].text) if req.echo else None
         if req.stream:
-            return await _stream_response(channel, jobs, _TextChunker(req, settings.model_name, prompts))
+            return await _stream_response(channel, jobs, TextChunker(req, settings.model_name, echo))
         results = await collect(channel, jobs)
-        prefix = [prompts[i // req.n] if req.echo else "" for i in range(len(results))]
-        return {"id": _new_id("cmpl"), "object": "text_completion", "created": int(time.time()),
+        echoes = [echo(i // req.n) if echo else None for i in range(len(results))]
+        return {"id": new_id("cmpl"), "object": "text_completion", "created": int(time.time()),
                 "model": settings.model_name,
-                "choices": [{"index": i, "text": prefix[i] + r.text, "finish_reason": r.finish_reason, "logprobs": None}
-                            for i, r in enumerate(results)],
+                "choices": [{"index": i, "text": (echoes[i] or "") + r.text, "finish_reason": r.finish_reason,
+                             "logprobs": completion_choice_logprobs(r, echoes[i]) if req.logprobs is not None
+                             else None} for i, r in enumerate(results)],
                 "usage": _usage(sum(r.prompt_tokens for r in results[::req.n]),
                                 sum(r.completion_tokens for r in results))}
 
@@ -346,54 +390,3 @@ async def _stream_response(channel: Channel, jobs: list[GenJob], chunker) -> Eve
         yield "[DONE]"
 
     return EventSourceResponse(body(), sep="\n", ping=15)
-
-
-class _Chunker:
-    obj = ""
-
-    def __init__(self, req: S.SamplingFields, model: str):
-        self.id, self.created, self.model = _new_id(self.prefix), int(time.time()), model
-        self.include_usage = req.include_usage()
-
-    def chunk(self, choices: list[dict]) -> dict:
-        return {"id": self.id, "object": self.obj, "created": self.created, "model": self.model, "choices": choices}
-
-    def usage(self, usage: dict) -> dict:
-        return {**self.chunk([]), "usage": usage}
-
-
-class _ChatChunker(_Chunker):
-    prefix, obj = "chatcmpl", "chat.completion.chunk"
-
-    def __init__(self, req: S.ChatCompletionRequest, model: str):
-        super().__init__(req, model)
-        self.n = req.n
-
-    def opening(self):
-        return [self.chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
-                             "logprobs": None}]) for i in range(self.n)]
-
-    def delta(self, index: int, d: Delta):
-        out = []
-        if d.text:
-            out.append(self.chunk([{"index": index, "delta": {"content": d.text}, "finish_reason": None, "logprobs": None}]))
-        if d.finish_reason:
-            out.append(self.chunk([{"index": index, "delta": {}, "finish_reason": d.finish_reason, "logprobs": None}]))
-        return out
-
-
-class _TextChunker(_Chunker):
-    prefix, obj = "cmpl", "text_completion"
-
-    def __init__(self, req: S.CompletionRequest, model: str, prompts: list[str]):
-        super().__init__(req, model)
-        self.n, self.echo, self.prompts = req.n, req.echo, prompts
-
-    def opening(self):
-        if not self.echo:
-            return []
-        return [self.chunk([{"index": i, "text": self.prompts[i // self.n], "finish_reason": None, "logprobs": None}])
-                for i in range(len(self.prompts) * self.n)]
-
-    def delta(self, index: int, d: Delta):
-        return [self.chunk([{"index": index, "text": d.text, "finish_reason": d.finish_reason, "logprobs": None}])]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from .batching import Channel, Delta, GenJob, Started
@@ -15,6 +15,8 @@ class ChoiceResult:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: list = field(default_factory=list)  # zhllama.infer.logprobs.TokenLogprob of each generated token
+    prompt_logprobs: list | None = None  # and of each prompt token, when the request echoes them
 
 
 async def collect(channel: Channel, jobs: list[GenJob]) -> list[ChoiceResult]:
@@ -31,6 +33,9 @@ async def collect(channel: Channel, jobs: list[GenJob]) -> list[ChoiceResult]:
                 r.prompt_tokens = event.prompt_tokens
                 continue
             r.text += event.text
+            r.logprobs += event.logprobs or []
+            if event.prompt_logprobs is not None:
+                r.prompt_logprobs = event.prompt_logprobs
             if event.finish_reason:
                 r.finish_reason, r.completion_tokens = event.finish_reason, event.completion_tokens
                 live -= 1

@@ -16,6 +16,7 @@ from ..infer.sampling import SAMPLING_DEFAULTS as D
 
 MAX_N = 8
 MAX_STOP = 4
+MAX_LOGPROBS = 20  # alternatives per token: vLLM's default max_logprobs (OpenAI allows 5 in completions, 20 in chat)
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
 
 
@@ -113,21 +114,36 @@ class SamplingFields(_Request):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="newer name of max_tokens")
+    logprobs: bool = Field(False, description="return each generated token's log-probability")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, description="with logprobs: this many most "
+                                     "likely tokens at each position")
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] = Field(..., description="a prompt or a list of prompts")
-    echo: bool = False
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="a prompt or a list of prompts; each a text or a list of token ids (used as given: no BOS "
+                         "is added)")
+    max_tokens: int | None = Field(None, ge=0, description="tokens to generate at most (default: server's "
+                                   "--max-tokens); 0 with echo scores the prompt only")
+    echo: bool = Field(False, description="put the prompt before the completion (and its tokens before the "
+                                          "completion's in logprobs)")
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS, description="return each token's log-probability and "
+                                 "this many most likely tokens at each position")
 
     @field_validator("prompt")
     @classmethod
     def _check_prompt(cls, v):
         if isinstance(v, list) and not v:
             raise ValueError("prompt list must not be empty")
+        if isinstance(v, list) and any(isinstance(p, list) and not p for p in v):
+            raise ValueError("a prompt of token ids must not be empty")
         return v
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a text or a list of token ids."""
+        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
+            return [self.prompt]
+        return list(self.prompt)
 
 
 class EmbeddingRequest(_Request):
@@ -178,11 +194,26 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -194,11 +225,20 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class CompletionLogprobs(BaseModel):
+    """OpenAI's legacy shape: parallel lists; a prompt's first token has no logprob (null), as in vLLM."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class TextCompletion(BaseModel):
