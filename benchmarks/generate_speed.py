@@ -9,7 +9,16 @@ repetition penalty 1.1) measures, on the same left-padded prompts:
 * tokens/s: generated tokens (summed over the batch, EOS included) / wall time for --new-tokens
   tokens per request, median of --repeats.
 
+``--llamacpp`` prints instead the llama.cpp table (batch 1, greedy, no repetition penalty): an
+81M-parameter random LLaMA (hidden 512, 14 layers, MLP 1536 so k-quants apply, the same tokenizer),
+run by zhllama's engine, by ``--engine llamacpp`` on its f16, q8_0 and q4_k_m exports, and by
+llama-cpp-python's ``Llama`` directly on the same files (same settings: plain CPU weight buffers,
+the same threads), on the same prompts one at a time, in interleaved rounds (every runner once per
+round, --repeats rounds; medians over rounds).  TTFT: one generated token (prefill + the first
+token); tokens/s: generated tokens over wall time for --new-tokens tokens.  Needs llama-cpp-python.
+
 Usage: python benchmarks/generate_speed.py [--new-tokens 64] [--repeats 3] [--threads 1]
+       python benchmarks/generate_speed.py --llamacpp [--new-tokens 64] [--repeats 5] [--threads 2]
 """
 
 from __future__ import annotations
@@ -43,6 +52,18 @@ def build_model(root: Path) -> Path:
     tok = write_hf_tokenizer(sp, root / "tokenizer")
     return init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=256, layers=4, heads=4,
                                  max_position=2048, seed=0))
+
+
+def build_llamacpp_model(root: Path) -> Path:
+    import mistral_common
+
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.tokenizer.hf import write_hf_tokenizer
+
+    sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    tok = write_hf_tokenizer(sp, root / "tokenizer")
+    return init_model(InitConfig(tokenizer=str(tok), out=str(root / "model"), hidden_size=512, layers=14, heads=8,
+                                 intermediate_size=1536, max_position=2048, seed=0))
 
 
 def timed(fn, repeats: int) -> tuple[float, int]:
@@ -83,12 +104,94 @@ def hf_run(engine, prompts, sampled: bool, new_tokens: int):
     return run
 
 
+def llamacpp_runners(folder: Path, prompts: list[str], threads: int) -> dict:
+    """name -> run(prompt index, new tokens) -> tokens generated, for every runner of the llama.cpp table."""
+    import llama_cpp
+
+    from zhllama.infer.backend import BackendConfig
+    from zhllama.infer.config import EngineConfig
+    from zhllama.infer.engine import Engine, SamplingParams
+    from zhllama.infer.llamacpp_engine import model_params
+
+    ours = Engine.load(folder)
+    ids = [ours.text_prompt(t) for t in prompts]
+
+    def engine_runner(engine):
+        def run(i, n):
+            params = SamplingParams(max_new_tokens=n, temperature=0.0, repetition_penalty=1.0)
+            return engine.generate([ids[i]], params)[0].completion_tokens
+        return run
+
+    runners = {"zhllama engine (torch)": engine_runner(ours)}
+    llama_cpp.llama_cpp.llama_model_default_params = lambda: model_params(llama_cpp, False)  # the engine's buffers
+    for outtype in ("f16", "q8_0", "q4_k_m"):
+        engine = BackendConfig(kind="llamacpp", outtype=outtype).load(EngineConfig(model=str(folder)), threads=threads)
+        runners[f"--engine llamacpp {outtype}"] = engine_runner(engine)
+        llm = llama_cpp.Llama(model_path=str(engine.path), n_ctx=engine.context_length, n_threads=threads,
+                              n_threads_batch=threads, verbose=False)
+        runners[f"llama-cpp-python Llama {outtype}"] = llama_runner(llm, ids)
+    return runners
+
+
+def llama_runner(llm, ids):
+    eos = llm.token_eos()
+
+    def run(i, n):
+        llm.reset()  # no KV prefix reuse between runs: every run prefills its prompt, as the engine does
+        count = 0
+        for tok in llm.generate(ids[i], top_k=1, temp=0.0, repeat_penalty=1.0):
+            count += 1
+            if tok == eos or count == n:
+                return count
+        return count
+    return run
+
+
+def llamacpp_table(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    prompts = PROMPTS[:4]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_llamacpp_model(Path(tmp))
+        runners = llamacpp_runners(folder, prompts, args.threads)
+        from zhllama.infer.engine import Engine
+
+        params = sum(p.numel() for p in Engine.load(folder).model.parameters())
+        print(f"model: {params / 1e6:.1f}M parameters, {len(prompts)} prompts one at a time, {args.new_tokens} new "
+              f"tokens, greedy, {args.threads} threads everywhere, {args.repeats} interleaved rounds (medians)\n")
+        ttft: dict[str, list[float]] = {name: [] for name in runners}
+        speed: dict[str, list[float]] = {name: [] for name in runners}
+        for name, run in runners.items():  # warm-up
+            run(0, 2)
+        for _ in range(args.repeats):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                for i in range(len(prompts)):
+                    run(i, 1)
+                ttft[name].append((time.perf_counter() - start) / len(prompts))
+                start, tokens = time.perf_counter(), 0
+                for i in range(len(prompts)):
+                    tokens += run(i, args.new_tokens)
+                speed[name].append(tokens / (time.perf_counter() - start))
+        base = statistics.median(speed["zhllama engine (torch)"])
+        print("| runner | TTFT (ms) | tokens/s | vs zhllama engine |")
+        print("|---|---:|---:|---:|")
+        for name in runners:
+            tps = statistics.median(speed[name])
+            print(f"| {name} | {statistics.median(ttft[name]) * 1000:.1f} | {tps:.1f} | {tps / base:.2f}x |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the benchmark box's cores are shared)")
+    ap.add_argument("--llamacpp", action="store_true", help="the llama.cpp table (needs llama-cpp-python)")
     args = ap.parse_args()
+    if args.llamacpp:
+        llamacpp_table(args)
+        return 0
 
     import torch
 

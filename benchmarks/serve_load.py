@@ -17,7 +17,9 @@ live requests per decode step for continuous).
 ``--engines zhllama,vllm`` repeats the runs with ``zhllama serve --engine vllm`` on the same model
 (float32 for both, vLLM with ``--enforce-eager`` and the first ``--scheduler``: it schedules its own
 steps), one server after the other; run it with the
-Python of vLLM's virtual environment (see docs/serve.md).
+Python of vLLM's virtual environment (see docs/serve.md).  ``llamacpp`` in ``--engines`` runs
+``zhllama serve --engine llamacpp --outtype q8_0`` (the folder exported once, before the timed runs,
+with the first ``--scheduler``; ``--threads`` are llama.cpp's there); it needs llama-cpp-python.
 
 Usage: python benchmarks/serve_load.py [--clients 4,8] [--requests 16] [--max-tokens 48] [--threads 1]
                                        [--scheduler continuous,static] [--stagger-ms 150] [--engines zhllama,vllm]
@@ -78,7 +80,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-ENGINE_ARGS = {"zhllama": [], "vllm": ["--engine", "vllm", "--enforce-eager", "--dtype", "float32"]}
+ENGINE_ARGS = {"zhllama": [], "vllm": ["--engine", "vllm", "--enforce-eager", "--dtype", "float32"],
+               "llamacpp": ["--engine", "llamacpp", "--outtype", "q8_0"]}
 
 
 def start_server(model: Path, port: int, batch: int, threads: int | None, wait_ms: float,
@@ -214,13 +217,18 @@ def main() -> None:
     ap.add_argument("--stagger-ms", type=float, default=0.0,
                     help="client k sends its first request k times this after the first (staggered arrivals)")
     ap.add_argument("--engines", default="zhllama",
-                    help="comma-separated: zhllama, vllm (default zhllama); vllm runs with the first --scheduler only")
+                    help="comma-separated: zhllama, vllm, llamacpp (default zhllama); vllm and llamacpp run with the "
+                         "first --scheduler only")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     with tempfile.TemporaryDirectory(prefix="zhllama-serve-bench-") as tmp:
         model, params = build_model(Path(tmp), args.hidden, args.layers, args.vocab)
+        if "llamacpp" in args.engines:
+            from zhllama.export.cache import cached_gguf
+
+            cached_gguf(model, "q8_0")  # exported here, so the server's start is not timed with it
         print(f"model: {params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers, vocab "
               f"{args.vocab}), {args.requests} streaming chat requests x max_tokens {args.max_tokens}, "
               f"clients staggered by {args.stagger_ms:g} ms, server torch threads: {args.threads or 'default'}, "
@@ -228,7 +236,7 @@ def main() -> None:
         bodies = [request_body(i, args.max_tokens) for i in range(args.requests)]
         rows = []
         for engine in args.engines.split(","):
-            for scheduler in args.scheduler.split(",")[:1 if engine == "vllm" else None]:
+            for scheduler in args.scheduler.split(",")[:1 if engine != "zhllama" else None]:
                 rows += run_scheduler(scheduler, model, levels, bodies, args, engine)
         print_table(rows)
         print("\nlatency and TTFT in seconds; TTFT p95/idle: over the sequential run's TTFT p50 (an idle server); "

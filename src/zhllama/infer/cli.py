@@ -37,7 +37,7 @@ def _chat(args: argparse.Namespace) -> int:
 
     cfg = from_args(ChatConfig, args)
     params = cfg.sampling.validate()
-    session = ChatSession(cfg.engine.load(), params, system=cfg.system)
+    session = ChatSession(cfg.backend.load(cfg.engine, threads=cfg.threads), params, system=cfg.system)
     return run_chat(session, sys.stdin, sys.stdout, sys.stderr, interactive=sys.stdin.isatty())
 
 
@@ -51,7 +51,8 @@ def _generate(args: argparse.Namespace) -> int:
     items = read_inputs(require_file(cfg.input, "input file"), cfg.encoding)
     check_output_path(cfg.output, "file", "--output")
     params = cfg.sampling.validate()
-    summary = run_generate(cfg.backend.load(cfg.engine), items, cfg.output, params, batch_size=cfg.batch_size, limit=cfg.limit,
+    engine = cfg.backend.load(cfg.engine, threads=cfg.threads, parallel=cfg.batch_size)
+    summary = run_generate(engine, items, cfg.output, params, batch_size=cfg.batch_size, limit=cfg.limit,
                            system=cfg.system, overwrite=cfg.overwrite)
     print(summary)
     return 0

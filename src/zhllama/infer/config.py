@@ -16,6 +16,8 @@ class EngineConfig(LoadConfig):
     """Which model to load and how (:class:`~zhllama.model.config.LoadConfig`), and what generation adds:
     ``cfg.load()`` is ``Engine.load`` with these fields."""
 
+    model: str = option("model folder (Hugging Face format) or hub id; with --engine llamacpp a .gguf file or a model "
+                        "folder")
     template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, none (default: the one recorded "
                                   "in the model/adapter folder's zhllama.json, else none)", None)
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
@@ -34,11 +36,16 @@ class EngineConfig(LoadConfig):
         return Engine.load(options.pop("model"), **options)
 
 
+THREADS_HELP = "CPU threads (torch's, or llama.cpp's with --engine llamacpp; default: one per core)"
+
+
 @dataclass(kw_only=True)
 class ChatConfig:
     engine: EngineConfig
     system: str | None = option("system prompt (default: the template's)", None)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
+    threads: int | None = option(THREADS_HELP, None, low=1)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm|llamacpp)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)
@@ -52,4 +59,5 @@ class GenerateConfig:
     system: str | None = option("system prompt for every input (default: the template's)", None)
     overwrite: bool = option("start a fresh --output instead of resuming", False)
     sampling: SamplingParams = option("how replies are sampled", factory=SamplingParams)
-    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
+    threads: int | None = option(THREADS_HELP, None, low=1)
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm|llamacpp)", factory=BackendConfig)

@@ -102,7 +102,7 @@ class Engine:
         rest = list(messages)[len(head):]
         budget = self.context_length - max_new_tokens
         while True:
-            ids, _ = encode_messages(self.tokenizer, self.template, head + rest, add_generation_prompt=True)
+            ids = self._encode_chat(head + rest)
             if len(ids) <= budget:
                 return ids
             if len(rest) <= 1:
@@ -111,6 +111,10 @@ class Engine:
                     f"not fit the context of {self.context_length} tokens",
                     "shorten the message or lower max_new_tokens")
             rest = rest[2:]  # the oldest user message and its reply
+
+    def _encode_chat(self, messages: Sequence[dict]) -> list[int]:
+        """A conversation's prompt ids, with the generation prompt (the template's segments, tokenized)."""
+        return encode_messages(self.tokenizer, self.template, messages, add_generation_prompt=True)[0]
 
     def negative_chat_prompt(self, messages: Sequence[dict], params: SamplingParams,
                              max_new_tokens: int | None = None) -> list[int] | None:

@@ -32,16 +32,9 @@ def _load_engine(cfg):
     from ..checks import is_local
     from ..model.load import check_model_dir
 
-    backend = getattr(cfg, "backend", None)  # serve has --engine; webui uses zhllama's own
-    if backend is not None and backend.kind != "zhllama":
-        return backend.load(cfg.engine)
-    if is_local(cfg.engine.model):
+    if cfg.backend.kind == "zhllama" and is_local(cfg.engine.model):
         check_model_dir(cfg.engine.model)  # one-line error before any heavy loading
-    if cfg.threads is not None:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    return cfg.engine.load()
+    return cfg.backend.load(cfg.engine, threads=cfg.threads, parallel=cfg.max_batch_size)
 
 
 def _serve(args: argparse.Namespace) -> int:

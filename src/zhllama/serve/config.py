@@ -13,12 +13,14 @@ from ..infer.sampling import SAMPLING_DEFAULTS
 
 @dataclass(kw_only=True)
 class ServedModel:
-    """What serve and webui share: the model, torch's threads, the interface to listen on."""
+    """What serve and webui share: the model and its engine, the CPU threads, the interface to listen on."""
 
     engine: EngineConfig
-    threads: int | None = option("CPU threads for torch (default: torch's choice, one per core); on a busy machine "
-                                 "fewer threads than cores avoids threads spinning against each other", None, low=1)
+    threads: int | None = option("CPU threads for torch, or for llama.cpp with --engine llamacpp (default: one per "
+                                 "core); on a busy machine fewer threads than cores avoids threads spinning against "
+                                 "each other", None, low=1)
     host: str = option("interface to listen on (default: loopback only)", "127.0.0.1")
+    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm|llamacpp)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)
@@ -38,7 +40,6 @@ class ServeConfig(ServedModel):
         "client goes away; static: a batch runs to its end before the requests that came meanwhile start",
         "continuous")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = option("uvicorn's log level", "info")
-    backend: BackendConfig = option("which engine generates (--engine zhllama|vllm)", factory=BackendConfig)
 
 
 @dataclass(kw_only=True)
