@@ -115,3 +115,85 @@ def test_llama_cpp_tokenizes_real_bases_and_extensions_as_hf(tmp_path, shared_da
     for folder in (tok / name, ext):
         path = write_vocab_gguf(folder, tmp_path / f"{name}-{folder.name}.gguf")
         assert _agreement(folder, path, vectors + agreement_texts) == []
+
+
+# --- a tiny model on an extended byte-level tokenizer: resize, export, llama.cpp -----------------
+
+@pytest.fixture(scope="module")
+def extended_model(tmp_path_factory, tiny_bbpe_dir, tiny_sp_model):
+    """``model init`` on the byte-level base, merged with Chinese pieces, ``model resize``d."""
+    from zhllama.model.init import InitConfig, init_model
+    from zhllama.model.resize import ResizeConfig, resize_model
+
+    d = tmp_path_factory.mktemp("bbpe_model")
+    base = init_model(InitConfig(tokenizer=str(tiny_bbpe_dir), out=str(d / "base"), hidden_size=64, layers=2, heads=4,
+                                 kv_heads=2, intermediate_size=128, max_position=512, seed=0))
+    merge_tokenizers(tiny_bbpe_dir, [tiny_sp_model], d / "ext")
+    report = resize_model(ResizeConfig(model=str(base), tokenizer=str(d / "ext"), out=str(d / "resized")))
+    return base, d / "ext", d / "resized", report
+
+
+def test_resize_initialises_new_rows_from_the_old_segmentation(extended_model):
+    import torch
+    from safetensors.torch import load_file
+
+    base, ext, resized, report = extended_model
+    n_base, n_ext = (len(bbpe.id_to_token(bbpe.read_tokenizer_json(f))) for f in (base, ext))
+    assert report["new_rows"] == n_ext and report["initialised_from_subwords"] == n_ext - n_base
+    old = load_file(str(base / "model.safetensors"))["model.embed_tokens.weight"]
+    new = load_file(str(resized / "model.safetensors"))["model.embed_tokens.weight"]
+    assert torch.equal(new[:n_base], old)
+    base_tok = Tokenizer.from_file(str(base / "tokenizer.json"))
+    word = bbpe.to_byte_level("中国")
+    new_id = Tokenizer.from_file(str(ext / "tokenizer.json")).token_to_id(word)
+    parts = [t.id for t in base_tok.model.tokenize(word)]
+    assert new_id >= n_base and len(parts) > 1
+    assert torch.allclose(new[new_id], old[parts].mean(0), atol=1e-6)
+
+
+def _check_in_llama_cpp(model_dir, texts, tmp_path):
+    """Export ``model_dir`` (sharpened copy) to f32 GGUF: llama.cpp's ids equal the HF tokenizer's on every
+    text, and its greedy tokens equal transformers' on three prompts."""
+    import torch
+    from export_models import copy_model, edit_weights, sharpen
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from zhllama.export import export_gguf
+
+    llama_cpp = pytest.importorskip("llama_cpp")
+    sharp = copy_model(model_dir, tmp_path / "sharp")
+    edit_weights(sharp, sharpen)  # peaked attention, spread logits: equal greedy tokens then prove something
+    path = export_gguf(sharp, tmp_path / "m.gguf", outtype="f32", progress=False)
+    assert _agreement(sharp, path, texts) == []
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=2, verbose=False)
+    tok = AutoTokenizer.from_pretrained(str(sharp))
+    model = LlamaForCausalLM.from_pretrained(sharp, dtype=torch.float32).eval()
+    for text in ["中国人民", "def main():\n    return 42  # 注释", "The quick brown fox 跳过了懒狗。"]:
+        ids = tok(text)["input_ids"]
+        with torch.no_grad():
+            want = model.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12, do_sample=False)[0, len(ids):]
+        llm.reset()
+        got = []
+        for t in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0):
+            got.append(t)
+            if len(got) == 12:
+                break
+        assert got == want.tolist(), text
+
+
+def test_llama_cpp_runs_the_exported_model_as_hf(extended_model, agreement_texts, tmp_path):
+    pytest.importorskip("llama_cpp")
+    _check_in_llama_cpp(extended_model[2], agreement_texts, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["llama3", "qwen2"])
+def test_llama_cpp_runs_a_model_on_a_real_extension_as_hf(shared_data, name, agreement_texts, tmp_path):
+    """A tiny LLaMA on Llama-3 / Qwen2 + chinese-sp-20k (``model init --tokenizer EXTENDED``)."""
+    from zhllama.model.init import InitConfig, init_model
+
+    pytest.importorskip("llama_cpp")
+    tok = shared_data / "tokenizers"
+    merge_tokenizers(tok / name, [tok / "chinese-sp-20k" / "chinese_sp.model"], tmp_path / "ext")
+    model = init_model(InitConfig(tokenizer=str(tmp_path / "ext"), out=str(tmp_path / "model"), hidden_size=32, layers=1,
+                                  heads=2, kv_heads=1, intermediate_size=64, max_position=256, seed=0))
+    _check_in_llama_cpp(model, agreement_texts, tmp_path)
