@@ -26,6 +26,6 @@ def align_config(model_dir, files, out, **over):
     base = dict(model=str(model_dir), train_files=[str(f) for f in files], output_dir=str(out), max_length=96,
                 batch_size=8, learning_rate=5e-3, lr_scheduler="constant", warmup_ratio=0.0, max_steps=12,
                 logging_steps=1, save_steps=1000, lora_rank=8, lora_alpha=16, lora_dropout=0.0, seed=0,
-                cache_dir=str(Path(out).parent / "data-cache"))
+                cache_dir=str(Path(out).parent / "data-cache"), template="alpaca")
     base.update(over)
     return AlignConfig(**base)

@@ -68,7 +68,9 @@ def load_policy(cfg: AlignConfig, stage: str, precision: str):
 def lora_settings(cfg: AlignConfig, model, stage: str):
     from ..train.lora import lora_config
 
-    return lora_config(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules,
+    from ..model.families import lora_targets
+
+    return lora_config(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules or lora_targets(model),
                        cfg.modules_to_save, "SEQ_CLS" if stage == "rm" else "CAUSAL_LM")
 
 
@@ -175,13 +177,18 @@ def train_align(cfg: AlignConfig, stage: str, callbacks: list | None = None) -> 
     """Run ``rm``, ``dpo`` or ``ppo``; return ``{"metrics", "output_dir", "model_dir"}`` like ``train``."""
     from transformers import set_seed
 
+    from ..model.families import resolve_template
+    from ..templates import check_template_fits
     from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.load import load_tokenizer
     from ..train.lora import count_parameters
     from ..train.run import run_trainer, training_arguments
 
     cfg.check(stage)
-    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
+    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files),
+                              template=resolve_template(cfg.model, template=cfg.template))  # the default rule
     check_handoff(cfg, stage)
+    check_template_fits(load_tokenizer(cfg.tokenizer or cfg.model), cfg.template)  # before the weights are read
     from ..data.preference import load_pairs
 
     load_pairs(cfg.train_files, cfg.skip_bad)  # a bad record fails here, before the model is loaded

@@ -248,6 +248,7 @@ def run_tokenizer(ctx: StageRun) -> dict:
 
 def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
     """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
+    from ..model.families import resolve_template
     from ..tokenizer.chat import set_chat_template
     from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
 
@@ -256,7 +257,7 @@ def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
         write_hf_tokenizer(p, dst)
     else:
         copy_tokenizer_files(p, dst)
-        set_chat_template(dst)
+        set_chat_template(dst, resolve_template(dst))
 
 
 def run_resize(ctx: StageRun) -> dict:
