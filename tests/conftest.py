@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bbpe_fixtures import build_byte_level_base
 from bpe_fixtures import train_byte_level_bpe
 from sp_fixtures import train_llama_style_sp
 
@@ -78,6 +79,12 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     out = tmp_path_factory.mktemp("tiny_model_parent") / "model"
     return init_model(InitConfig(tokenizer=str(tiny_tokenizer_dir), out=str(out), hidden_size=64, layers=2,
                                  heads=4, kv_heads=2, intermediate_size=128, max_position=512, seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_bbpe_dir(tmp_path_factory, builtin_text) -> Path:
+    """A Llama-3-style byte-level BPE (856 tokens + 2 special) trained on English only: tests/bbpe_fixtures.py."""
+    return build_byte_level_base(builtin_text["en"], tmp_path_factory.mktemp("tiny_bbpe") / "base")
 
 
 @pytest.fixture(scope="session")

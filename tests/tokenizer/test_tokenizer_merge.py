@@ -158,7 +158,7 @@ def test_merge_errors_are_one_line_and_write_nothing(tmp_path, capsys, mistral_s
         (["--base", tmp_path / "missing.model", "--add", tiny_zh_model, "--out", out], "not found"),
         (["--base", junk, "--add", tiny_zh_model, "--out", out], "not a SentencePiece model"),
         (["--base", mistral_sp_model, "--add", junk, "--out", out], "junk.model"),
-        (["--base", hf_folder, "--add", tiny_zh_model, "--out", out], "no tokenizer.model"),
+        (["--base", hf_folder, "--add", tiny_zh_model, "--out", out], "has no tokenizer model"),
         (["--base", mistral_sp_model, "--add", tiny_zh_model, "--out", existing], "--overwrite"),
         (["--base", mistral_sp_model, "--add", tiny_zh_model, "--out", out, "--max-pieces", 1000], "--max-pieces 1000"),
     ]

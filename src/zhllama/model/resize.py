@@ -86,7 +86,8 @@ def resize_embeddings(model, new_tokenizer, base_tokenizer, init: str = "subword
 
     Rows are rounded up to ``pad_to_multiple_of`` when given (e.g. 128: 55,296 = 432 x 128); the
     extra padding rows (no token uses them) get the mean row (random rows under ``random``).  If the
-    model already has more rows than the base tokenizer (padded), those rows are kept as they are.
+    model already has more rows than the base tokenizer (padded), the rows that new tokens now use
+    are initialised like any new row and the others are kept as they are.
     New rows are initialised by ``init``:
 
     * ``subword-mean``: each new token's rows = mean of the base rows (input embedding and
@@ -114,21 +115,25 @@ def resize_embeddings(model, new_tokenizer, base_tokenizer, init: str = "subword
     new_rows = _target_rows(n_tokens, old_rows, pad_to_multiple_of)
     report = {"old_rows": old_rows, "new_rows": new_rows, "tokens": n_tokens, "init": init,
               "initialised_from_subwords": 0, "fallback_mean": 0, "padding_rows": max(0, new_rows - max(n_tokens, old_rows))}
-    if new_rows == old_rows:
+    # the new tokens' rows, wherever they are: a padded model (Qwen2: 151,936 rows for 151,646 tokens)
+    # already has rows for the first new ids, untrained ones; then the padding past every row
+    init_ids = list(range(len(base_tokenizer), n_tokens)) + list(range(max(n_tokens, old_rows), new_rows))
+    if not init_ids:
         return report
     inp = model.get_input_embeddings().weight.detach().float().clone()
     out_layer = model.get_output_embeddings()
     tied = out_layer is None or out_layer.weight is model.get_input_embeddings().weight
     out = None if tied else out_layer.weight.detach().float().clone()
-    model.resize_token_embeddings(new_rows, mean_resizing=False)
-    new_in, new_out = _new_rows(inp, out, range(old_rows, new_rows), n_tokens, init, new_tokenizer, base_tokenizer,
+    if new_rows > old_rows:
+        model.resize_token_embeddings(new_rows, mean_resizing=False)
+    new_in, new_out = _new_rows(inp, out, init_ids, n_tokens, init, new_tokenizer, base_tokenizer,
                                 getattr(model.config, "initializer_range", 0.02), report)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
-        emb[old_rows:] = new_in.to(emb.dtype)
+        emb[init_ids] = new_in.to(emb.dtype)
         if not tied:
             head = model.get_output_embeddings().weight
-            head[old_rows:] = new_out.to(head.dtype)
+            head[init_ids] = new_out.to(head.dtype)
     log.info("resized embeddings %d -> %d rows (%s: %d from subwords, %d mean)", old_rows, new_rows, init,
              report["initialised_from_subwords"], report["fallback_mean"])
     return report

@@ -209,12 +209,15 @@ def _base_hf_config(base_path: Path) -> dict:
 class TokenizerMergeConfig:
     """``zhllama tokenizer merge``: its options; ``merge_tokenizers(**asdict(cfg))`` runs it."""
 
-    base: str = option("a LLaMA tokenizer.model or a Hugging Face folder holding one")
-    add: list[str] = option("SentencePiece model (or folder with tokenizer.model) to merge in; repeat for several",
-                            metavar="SP_MODEL", repeat="append")
+    base: str = option("a LLaMA tokenizer.model or a folder holding one, or a folder with a byte-level BPE "
+                       "tokenizer.json (Llama-3, Qwen2)")
+    add: list[str] = option("Chinese tokenizer to merge in: a SentencePiece model (or folder with tokenizer.model), "
+                            "or for a byte-level base also a byte-level BPE folder; repeat for several",
+                            metavar="TOKENIZER", repeat="append")
     out: str = option("output folder")
-    mode: MergeMode = option("merge rule", "extend")
-    placement: Placement = option("extend mode: new pieces score above or below the base's pieces", "above")
+    mode: MergeMode = option("merge rule (a byte-level base: extend only)", "extend")
+    placement: Placement = option("extend mode on a SentencePiece base: new pieces score above or below the base's "
+                                  "pieces (a byte-level base ranks new merges after all of its own)", "above")
     pad_token: bool = option("add a <pad> piece right after the base's pieces", False)
     max_pieces: int | None = option("cap the merged vocabulary (e.g. 55296)", None, low=1)
     overwrite: bool = option("replace --out if it exists", False)
@@ -222,13 +225,24 @@ class TokenizerMergeConfig:
 
 def merge_tokenizers(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
                      placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
-                     overwrite: bool = False) -> MergeResult:
-    """Merge and write ``tokenizer.model`` + Hugging Face files + ``merge_report.json`` into ``out``."""
+                     overwrite: bool = False):
+    """Extend ``base`` with the Chinese pieces of ``add`` into ``out``, whichever kind of tokenizer ``base`` is
+    (:mod:`zhllama.tokenizer.backend`); returns the result, whose ``summary()`` is in ``merge_report.json``."""
+    from .backend import tokenizer_kind
+
+    if not add:
+        raise ZhllamaError("nothing to merge", "give at least one --add TOKENIZER")
+    return tokenizer_kind(base, "--base").merge(add, out, mode=mode, placement=placement, pad_token=pad_token,
+                                                max_pieces=max_pieces, overwrite=overwrite)
+
+
+def merge_sentencepiece(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
+                        placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
+                        overwrite: bool = False) -> MergeResult:
+    """Merge on the protobuf and write ``tokenizer.model`` + Hugging Face files + ``merge_report.json`` into ``out``."""
     from ..io import atomic_dir, write_json_atomic
     from .hf import write_hf_tokenizer
 
-    if not add:
-        raise ZhllamaError("nothing to merge", "give at least one --add SP_MODEL")
     base_proto = S.load_proto(base)
     add_protos = [S.load_proto(a) for a in add]
     result = merge_protos(base_proto, add_protos, mode, placement, pad_token, max_pieces)

@@ -1,9 +1,10 @@
 """How well tokenizers compress text: a table per tokenizer and text file.
 
 A tokenizer is a SentencePiece ``.model`` file, a folder holding ``tokenizer.model`` (read with
-SentencePiece, the reference the Hugging Face files are checked against), or any other Hugging
-Face tokenizer folder (read with ``AutoTokenizer``).  Each document is encoded on its own,
-without BOS/EOS.
+SentencePiece, the reference the Hugging Face files are checked against), a byte-level BPE or any
+other Hugging Face tokenizer folder (read with zhllama's loader, i.e. ``AutoTokenizer``), or a GGUF
+file (its vocabulary tokenized by llama.cpp, with llama-cpp-python).  Each document is encoded on
+its own, without BOS/EOS.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from . import spm as S
 class TokenizerStatsConfig:
     """``zhllama tokenizer stats``: its options."""
 
-    tokenizer: list[str] = option("a .model file or a tokenizer folder; repeat to compare", metavar="T", repeat="append")
+    tokenizer: list[str] = option("a .model file, a tokenizer folder or a .gguf file (its vocabulary, read by "
+                                  "llama.cpp); repeat to compare", metavar="T", repeat="append")
     text: list[str] = option(".txt/.jsonl/.json text files (.gz accepted)", metavar="FILE")
     text_field: str = option("JSON field holding the text", "text")
     json: bool = option("print JSON instead of a table", False)
@@ -57,19 +59,54 @@ class HfTokenizer:
         return self.tok.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
+class GgufTokenizer:
+    """The vocabulary of a GGUF file, tokenized by llama.cpp itself (llama-cpp-python, vocabulary only)."""
+
+    def __init__(self, path: Path):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ZhllamaError(f"{path}: measuring a GGUF vocabulary needs llama-cpp-python",
+                               "pip install llama-cpp-python, or give the Hugging Face tokenizer folder") from None
+        try:
+            self.llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except ValueError as e:
+            raise ZhllamaError(f"llama.cpp cannot read {path}: {e}", "give a GGUF file written by llama.cpp or zhllama") from None
+        self.vocab_size = self.llm.n_vocab()
+        self.unk_id = None
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.llm.tokenize(t.encode("utf-8"), add_bos=False, special=False) for t in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+
+
 def open_tokenizer(path: str | Path):
-    """SentencePiece when there is a ``tokenizer.model`` (or a .model file), else Hugging Face."""
+    """A GGUF file through llama.cpp; SentencePiece or byte-level BPE through their kind's encoder
+    (:mod:`zhllama.tokenizer.backend`; SentencePiece itself for a ``tokenizer.model``); any other
+    Hugging Face folder through ``AutoTokenizer``."""
+    from .backend import tokenizer_kind
+
     p = Path(path)
-    if p.is_file() or (p / "tokenizer.model").is_file():
-        return SpTokenizer(p)
+    if p.is_file() and p.suffix == ".gguf":
+        return GgufTokenizer(p)
+    if p.is_file() or (p / "tokenizer.model").is_file() or _is_byte_level_folder(p):
+        return tokenizer_kind(p).encoder()
     if p.is_dir():
         return HfTokenizer(p)
-    raise ZhllamaError(f"tokenizer not found: {p}", "give a .model file or a tokenizer folder")
+    raise ZhllamaError(f"tokenizer not found: {p}", "give a .model or .gguf file or a tokenizer folder")
+
+
+def _is_byte_level_folder(p: Path) -> bool:
+    from . import bbpe
+
+    return (p / "tokenizer.json").is_file() and bbpe.is_byte_level(bbpe.read_tokenizer_json(p))
 
 
 def tokenizer_label(path: str | Path) -> str:
     p = Path(path)
-    return p.parent.name if p.name == "tokenizer.model" else p.name
+    return p.parent.name if p.name in ("tokenizer.model", "tokenizer.json") else p.name
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..errors import ZhllamaError, require_file
 
 ModelType = Literal["bpe", "unigram"]
 MODEL_TYPES = typing.get_args(ModelType)
+Kind = Literal["sentencepiece", "byte-bpe"]
 
 
 @dataclass(kw_only=True)
@@ -30,6 +31,10 @@ class TokenizerTrainConfig:
                                metavar="FILE")
     vocab_size: int = option("number of pieces (byte fallback alone takes 259)", 20000, low=260)
     model_type: ModelType = option("bpe pieces can all be reached once merged into LLaMA's BPE tokenizer", "bpe")
+    type: Kind = option("sentencepiece (for LLaMA/Llama-2 bases) or byte-bpe (for byte-level bases: Llama-3, Qwen2)",
+                        "sentencepiece")
+    base: str | None = option("byte-bpe: the byte-level base tokenizer whose pre-tokenizer to train on "
+                              "(default: Llama-3's split regex)", None, metavar="DIR")
     out: str = option("output folder")
     character_coverage: float = option("share of characters covered by pieces; the rarest fall back to bytes", 0.9995, low=0.9, high=1)
     max_sentence_length: int = option("lines longer than this many bytes are skipped", 16384, low=1)
@@ -126,6 +131,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, progress: bool = True) -> Path:
     from .hf import write_hf_tokenizer
 
     files = validate(cfg)
+    if cfg.type == "byte-bpe":
+        return _train_byte_bpe(cfg, files, progress)
     with atomic_dir(cfg.out, cfg.overwrite) as tmp:
         corpus = CorpusLines(files, cfg.text_field, cfg.max_sentence_length, progress)
         try:
@@ -137,6 +144,25 @@ def train_tokenizer(cfg: TokenizerTrainConfig, progress: bool = True) -> Path:
         write_hf_tokenizer(tmp / "tokenizer.model", tmp)
         _log(progress, f"trained a {cfg.vocab_size}-piece {cfg.model_type} model on {corpus.lines:,} lines"
              + (f" ({corpus.too_long:,} longer than --max-sentence-length were skipped)" if corpus.too_long else ""))
+    return Path(cfg.out)
+
+
+def _train_byte_bpe(cfg: TokenizerTrainConfig, files: list[Path], progress: bool) -> Path:
+    """A byte-level BPE on the corpus lines (``--model-type``/``--character-coverage`` are SentencePiece's)."""
+    from ..io import atomic_dir
+    from .bbpe_train import base_tokenizer_data, train_byte_bpe, write_byte_bpe
+
+    base = base_tokenizer_data(cfg.base) if cfg.base else None
+    with atomic_dir(cfg.out, cfg.overwrite) as tmp:
+        corpus = CorpusLines(files, cfg.text_field, cfg.max_sentence_length, progress)
+        tok = train_byte_bpe(iter(corpus), cfg.vocab_size, base)
+        if corpus.error:
+            raise corpus.error
+        if corpus.lines == 0:
+            raise ZhllamaError(f"the corpus has no text: {', '.join(cfg.corpus)}",
+                               "give files with text (.txt lines, .jsonl with a text field, or Alpaca .json)")
+        write_byte_bpe(tok, tmp)
+        _log(progress, f"trained a {tok.get_vocab_size():,}-token byte-level BPE on {corpus.lines:,} lines")
     return Path(cfg.out)
 
 
