@@ -43,6 +43,19 @@ def _no_extra_buffer_types(monkeypatch):
     monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", params)
 
 
+@pytest.fixture(scope="module")
+def sharp_family_dirs(family_model_dirs, tmp_path_factory):
+    """Each family's tiny model (byte-level BPE vocabularies shaped like Llama-3's and Qwen2's), sharpened;
+    Qwen3 normalises queries and keys per head, so its q/k norm weights are scaled instead."""
+    d = tmp_path_factory.mktemp("sharp")
+    out = {}
+    for family, src in family_model_dirs.items():
+        out[family] = copy_model(src, d / family)
+        edit_weights(out[family], lambda t: {k: (v * 4.0 if k.endswith(("q_norm.weight", "k_norm.weight")) else v)
+                                             for k, v in sharpen(t).items()})
+    return out
+
+
 def _hf_logits(model_dir, ids):
     from transformers import AutoModelForCausalLM
 
@@ -75,6 +88,26 @@ def _check_in_llama_cpp(model_dir, tmp_path, arch: str):
             break
     assert cpp_greedy == hf_greedy
     return reader
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+def test_each_family_in_llama_cpp(family, sharp_family_dirs, tmp_path):
+    """general.architecture is the family's, the family's tensors are there, and llama.cpp computes what
+    transformers does; its tokenizer (gpt2, the family's pre-tokenizer) gives transformers' ids."""
+    from transformers import AutoTokenizer
+
+    model_dir = sharp_family_dirs[family]
+    reader = _check_in_llama_cpp(model_dir, tmp_path, family)
+    names = {t.name for t in reader.tensors}
+    assert ("blk.0.attn_q.bias" in names) == (family == "qwen2")
+    assert ("blk.0.attn_q_norm.weight" in names) == (family == "qwen3")
+    assert ("rope_freqs.weight" in names) == (family == "llama")  # the llama model uses llama3 RoPE scaling
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(tmp_path / "m-f32.gguf"), n_ctx=256, n_threads=2, vocab_only=True, verbose=False)
+    hf = AutoTokenizer.from_pretrained(model_dir)
+    for text in ("北京是中国的首都。", "def main():\n    return 42  # 注释", "  two  spaces 1234"):
+        assert llm.tokenize(text.encode("utf-8"), add_bos=hf.bos_token is not None, special=False) == \
+            hf(text)["input_ids"], text
 
 
 def test_llama_gqa_llama3_rope_in_llama_cpp(llama3_rope_dir, tmp_path):
