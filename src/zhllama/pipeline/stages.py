@@ -80,10 +80,13 @@ class Planner:
     # --- one plan function per stage (registered in .registry): (inputs, settings) ----------
     def plan_base(self, b: BaseSection) -> Plan:
         settings, _ = self.train_settings({**b.train, "train_files": ["-"], "full": True}, "base.train", None)
-        shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train")}
+        shape = {k: v for k, v in asdict(b).items() if k not in ("corpus", "train", "tokenizer")}
         self.model = self.base_tokenizer = self.base_model = str(stage_out(self.r, "base"))
         self.evaluated["English base"] = self.model
-        return self.files(b.corpus, "corpus"), {"shape": shape, "train": settings, "seed": self.r.seed}
+        inputs = self.files(b.corpus, "corpus")
+        if b.tokenizer:
+            inputs["tokenizer"] = self.path(b.tokenizer)
+        return inputs, {"shape": shape, "train": settings, "seed": self.r.seed}
 
     def plan_tokenizer(self, t: TokenizerSection) -> Plan:
         inputs = {"base_tokenizer": self.base_tokenizer}
@@ -203,7 +206,7 @@ def plan(recipe: Recipe) -> list[Stage]:
 
 # --- runners: each one calls the owning stage's Python API ---------------------------------
 def run_base(ctx: StageRun) -> dict:
-    """English tokenizer -> random LLaMA -> full pre-training on English text."""
+    """English tokenizer (or the given one) -> random model of the family -> full pre-training on English text."""
     from dataclasses import fields
 
     from ..model.init import InitConfig, ModelShape, init_model
@@ -211,7 +214,9 @@ def run_base(ctx: StageRun) -> dict:
 
     shape, corpus = ctx.settings["shape"], [v for k, v in ctx.inputs.items() if k.startswith("corpus")]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
-    if not (tok_dir / "tokenizer.json").is_file():
+    if "tokenizer" in ctx.inputs:
+        tok_dir = Path(ctx.inputs["tokenizer"])
+    elif not (tok_dir / "tokenizer.json").is_file():
         train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=shape["vocab_size"], model_type="bpe",
                                  character_coverage=1.0, overwrite=True), progress=False)
     if not (init_dir / "config.json").is_file():
