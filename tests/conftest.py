@@ -8,7 +8,10 @@ Built once per test session (a few seconds) in a temp folder:
 * ``tiny_tokenizer_dir``: its exact Hugging Face files (``zhllama.tokenizer.hf``);
 * ``tiny_model_dir``: ``zhllama model init`` on that tokenizer, hidden 64, 2 layers;
 * ``shared_data``: ``../shared/data`` or a skip when it is absent;
-* ``mistral_sp_model``: Mistral-7B v0.1's 32,000-piece LLaMA-format tokenizer from mistral-common.
+* ``mistral_sp_model``: Mistral-7B v0.1's 32,000-piece LLaMA-format tokenizer from mistral-common;
+* ``byte_level_tokenizer_dirs``: 1,000-token byte-level BPE tokenizers shaped like Llama-3's and Qwen2's;
+* ``family_model_dirs``: a tiny model of each family (llama with Llama-3's vocabulary shape, GQA and
+  llama3 RoPE scaling; qwen2 and qwen3 with Qwen2's).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from bbpe_fixtures import build_byte_level_base
+from bpe_fixtures import train_byte_level_bpe
 from sp_fixtures import train_llama_style_sp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -110,3 +114,23 @@ def tied_tokenizer_dir(tmp_path_factory, tiny_sp_model, builtin_text) -> Path:
     zh = train_llama_style_sp(builtin_text["zh"][:1500], d / "zh", 4000)
     merge_tokenizers(tiny_sp_model, [zh], d / "tokenizer", mode="chinese-llama", pad_token=True)
     return d / "tokenizer"
+
+
+@pytest.fixture(scope="session")
+def byte_level_tokenizer_dirs(tmp_path_factory, builtin_text) -> dict[str, Path]:
+    lines = builtin_text["en"][:1500] + builtin_text["zh"][:1500]
+    d = tmp_path_factory.mktemp("bpe")
+    return {shape: train_byte_level_bpe(lines, d / shape, shape) for shape in ("llama3", "qwen2")}
+
+
+@pytest.fixture(scope="session")
+def family_model_dirs(tmp_path_factory, byte_level_tokenizer_dirs) -> dict[str, Path]:
+    from zhllama.model.init import InitConfig, init_model
+
+    d = tmp_path_factory.mktemp("families")
+    shapes = {"llama": ("llama3", {"rope_theta": 500000.0, "llama3_rope_factor": 8.0}), "qwen2": ("qwen2", {}),
+              "qwen3": ("qwen2", {"rope_theta": 1000000.0})}
+    return {family: init_model(InitConfig(family=family, tokenizer=str(byte_level_tokenizer_dirs[shape]),
+                                          out=str(d / family), hidden_size=64, layers=2, heads=4, kv_heads=2,
+                                          intermediate_size=128, max_position=512, seed=0, **extra))
+            for family, (shape, extra) in shapes.items()}

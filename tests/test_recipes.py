@@ -35,7 +35,7 @@ def test_list_recipes_shows_every_shipped_recipe_with_its_description(capsys):
     assert main(["pipeline", "--list-recipes"]) == 0
     out = capsys.readouterr().out
     shipped = RECIPES + sorted(Path(str(recipes_folder())).glob("train/*.yaml"))
-    assert len(shipped) == 8
+    assert len(shipped) == 9
     for path in shipped:
         first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
         assert first and f"{path.stem}  " in out and first in out
@@ -114,6 +114,16 @@ def test_seed_recipe_without_its_data_fails_the_check_naming_the_file(tmp_path):
     r = load_recipe(next(p for p in RECIPES if p.name == "chatllama-7b.yaml"))
     r.run_dir = str(tmp_path / "run")
     with pytest.raises(ZhllamaError, match=r"pt train_files\[0\]: not found: .*chinese_corpus.txt"):
+        prepare(r)
+
+
+def test_llama3_zh_recipe_is_llama3_shaped_and_needs_the_llama3_tokenizer(tmp_path):
+    """Without ../shared the recipe stops at the check, naming the tokenizer it needs; nothing is run."""
+    r = load_recipe("llama3-zh")
+    assert r.template == "llama3" and r.base.family == "llama" and r.base.kv_heads < r.base.heads
+    assert r.base.rope_theta == 500000.0 and r.ablation is not None
+    r.run_dir, r.base.tokenizer = str(tmp_path / "run"), str(tmp_path / "no-llama3")
+    with pytest.raises(ZhllamaError, match=r"base tokenizer: not found: .*no-llama3"):
         prepare(r)
 
 

@@ -3,6 +3,9 @@ import pytest
 from zhllama.errors import ZhllamaError
 from zhllama.templates import TEMPLATES, alpaca_record_to_messages, encode_messages, get_template
 
+# the templates that render on any vocabulary (llama3, qwen and native need their tokenizers: test_family_templates.py)
+ANY_VOCABULARY = sorted(n for n, t in TEMPLATES.items() if not t.special_tokens and n != "native")
+
 
 def conv(*turns, system=None):
     msgs = [{"role": "system", "content": system}] if system else []
@@ -33,7 +36,7 @@ def test_chatml_reply_ends_with_im_end_and_stops_on_it():
     assert "<|im_end|>" in t.stop_strings
 
 
-@pytest.mark.parametrize("name", sorted(TEMPLATES))
+@pytest.mark.parametrize("name", ANY_VOCABULARY)
 def test_training_and_inference_prompts_share_ids(name, tiny_tokenizer):
     """The prompt ids at inference are exactly the prefix of the training ids before the reply."""
     history = conv("第一个问题", "第一个回答", "second question", "second answer")

@@ -4,7 +4,7 @@ Later stages and other tools read it instead of guessing: the chat template an S
 trained with (chat, serve, eval and merge use it), the base model and stage that produced the
 folder, and the vocabulary (tokenizer size, embedding rows, padding) that an adapter must be
 loaded with.  One reader (:func:`read_meta`) and one writer (:func:`write_meta`);
-:func:`resolve_template_name` picks the chat template a model or adapter folder is prompted with.
+:func:`recorded_template` is the chat template a model or adapter folder records.
 """
 
 from __future__ import annotations
@@ -95,12 +95,14 @@ def write_meta(folder: str | Path, **updates: Any) -> ModelMeta:
     return meta
 
 
-def resolve_template_name(model_path, lora=None, template: str | None = None) -> str:
-    """--template if given, else the adapter's then the model's zhllama.json, else ``none``."""
-    if template:
-        return template
+def recorded_template(model_path, lora=None) -> str | None:
+    """The chat template the adapter's, else the model's ``zhllama.json`` records (None when neither does).
+
+    This is the first half of the template default rule; ``zhllama.model.families.resolve_template``
+    adds the model family's default.
+    """
     for src in ([lora] if lora else []) + [model_path]:
         name = read_meta(src).template
         if name:
             return name
-    return "none"
+    return None

@@ -38,16 +38,20 @@ LLAMA2_SYSTEM = (
     "question, please don't share false information."
 )
 
+QWEN_SYSTEM = "You are a helpful assistant."  # Qwen2's chat_template default (Qwen2.5's names Qwen)
+LLAMA3_TOKENS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+
 
 @dataclass(frozen=True)
 class Segment:
     """One piece of a rendered conversation.
 
-    ``kind`` is ``text`` (tokenized), ``bos`` or ``eos`` (the tokenizer's special id).
+    ``kind`` is ``text`` (tokenized), ``bos`` or ``eos`` (the tokenizer's special id), or ``special``
+    (``text`` names a special token of the vocabulary, e.g. ``<|eot_id|>``: one id, never split).
     ``train`` marks the assistant's response: loss falls only on those tokens.
     """
 
-    kind: Literal["text", "bos", "eos"]
+    kind: Literal["text", "bos", "eos", "special"]
     text: str = ""
     train: bool = False
 
@@ -57,6 +61,10 @@ BOS = Segment("bos")
 
 def _eos(train: bool) -> Segment:
     return Segment("eos", train=train)
+
+
+def _special(token: str, train: bool = False) -> Segment:
+    return Segment("special", token, train)
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ class ChatTemplate:
     description: str
     default_system: str | None = None
     stop_strings: tuple[str, ...] = field(default_factory=tuple)
+    special_tokens: tuple[str, ...] = field(default_factory=tuple)  # the vocabulary must hold these
+    stop_tokens: tuple[str, ...] = field(default_factory=tuple)  # special tokens that end a reply
 
     def segments(self, messages: Sequence[dict], add_generation_prompt: bool | None = None) -> list[Segment]:
         """Render ``messages`` into segments.
@@ -141,7 +151,7 @@ class ChatTemplate:
         after_text = False
         for s in self.segments(messages, add_generation_prompt):
             if s.kind != "text":
-                parts.append(bos if s.kind == "bos" else eos)
+                parts.append({"bos": bos, "eos": eos}.get(s.kind, s.text))
                 after_text = False
             elif s.text:
                 parts.append((separator if after_text else "") + s.text)
@@ -248,6 +258,79 @@ class RawTemplate(ChatTemplate):
                                    _jinja_text("message['content']") + _JINJA_EOS)
 
 
+class Llama3Template(ChatTemplate):
+    """Meta's Llama-3 Instruct format: ``<|start_header_id|>role<|end_header_id|>\\n\\n{content}<|eot_id|>``
+    blocks after ``<|begin_of_text|>``, contents trimmed (as Meta's chat_template does); the reply ends
+    with ``<|eot_id|>``.  Needs a Llama-3 vocabulary (its header tokens are special tokens)."""
+
+    def _block(self, role: str, content: str | None, train: bool = False) -> Iterable[Segment]:
+        yield _special("<|start_header_id|>")
+        yield Segment("text", role)
+        yield _special("<|end_header_id|>")
+        yield Segment("text", "\n\n")
+        if content is not None:
+            yield Segment("text", content.strip(), train)
+            yield _special("<|eot_id|>", train)
+
+    def _render(self, system, turns):
+        yield BOS
+        if system is not None:
+            yield from self._block("system", system)
+        for t in turns:
+            yield from self._block("user", t.user)
+            yield from self._block("assistant", t.assistant, train=True)
+
+    def _jinja_body(self):
+        block = "'<|start_header_id|>' + ROLE + '<|end_header_id|>\\n\\n' + CONTENT | trim + '<|eot_id|>'"
+        return (_JINJA_BOS
+                + "{%- if system is not none -%}{{ " + block.replace("ROLE", "'system'").replace("CONTENT", "system")
+                + " }}{%- endif -%}\n{%- for message in turns -%}{{ "
+                + block.replace("ROLE", "message['role']").replace("CONTENT", "message['content']")
+                + " }}{%- endfor -%}\n{%- if add_generation_prompt -%}"
+                  "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}\n")
+
+
+class QwenTemplate(ChatTemplate):
+    """Qwen's ChatML: ``<|im_start|>role\\n{content}<|im_end|>\\n`` blocks, Qwen's default system message
+    when the conversation has none, ``<|im_start|>``/``<|im_end|>`` as the vocabulary's special tokens
+    (``chatml`` writes them as text, for vocabularies without them); the reply ends with ``<|im_end|>``."""
+
+    def _block(self, role: str, content: str | None, train: bool = False) -> Iterable[Segment]:
+        yield _special("<|im_start|>")
+        yield Segment("text", role + "\n")
+        if content is not None:
+            yield Segment("text", content, train)
+            yield _special("<|im_end|>", train)
+            yield Segment("text", "\n")
+
+    def _render(self, system, turns):
+        yield BOS
+        if system is not None:
+            yield from self._block("system", system)
+        for t in turns:
+            yield from self._block("user", t.user)
+            yield from self._block("assistant", t.assistant, train=True)
+
+    def _jinja_body(self):
+        return (_JINJA_BOS
+                + "{%- if system is not none -%}{{ '<|im_start|>system\\n' + system + '<|im_end|>\\n' }}{%- endif -%}\n"
+                  "{%- for message in turns -%}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+                  "+ '<|im_end|>\\n' }}{%- endfor -%}\n"
+                  "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}\n")
+
+
+class NativeTemplate(ChatTemplate):
+    """The tokenizer's own Jinja ``chat_template`` (``--template native``), rendered by
+    ``apply_chat_template``: the ids are exactly its ids, for training and inference alike (see
+    :func:`encode_native`).  It has no segments of its own: it needs the tokenizer to render."""
+
+    def segments(self, messages, add_generation_prompt=None):
+        raise ZhllamaError("the native template is rendered by the tokenizer", "use encode_messages(tokenizer, ...)")
+
+    def jinja(self, separator: str = " ") -> str:
+        raise ZhllamaError("the native template is the tokenizer's own chat_template", "use chat_template_jinja(tokenizer, ...)")
+
+
 def _jinja_str(text: str) -> str:
     """``text`` as a Jinja string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
@@ -303,6 +386,11 @@ TEMPLATES: dict[str, ChatTemplate] = {
         Llama2Template("llama2", "Llama-2-chat format with Meta's default system prompt", LLAMA2_SYSTEM),
         ChatMLTemplate("chatml", "ChatML (<|im_start|>/<|im_end|>)", "You are a helpful assistant.",
                        ("<|im_end|>",)),
+        Llama3Template("llama3", "Llama-3 Instruct format (<|start_header_id|>...<|eot_id|>); needs a Llama-3 vocabulary",
+                       special_tokens=LLAMA3_TOKENS, stop_tokens=("<|eot_id|>",)),
+        QwenTemplate("qwen", "Qwen's ChatML with its default system message; needs <|im_start|>/<|im_end|> tokens",
+                     QWEN_SYSTEM, special_tokens=("<|im_start|>", "<|im_end|>"), stop_tokens=("<|im_end|>",)),
+        NativeTemplate("native", "the tokenizer's own Jinja chat_template (what apply_chat_template renders)"),
         RawTemplate("none", "no template: raw continuation of the text"),
     ]
 }
@@ -324,26 +412,147 @@ def encode_plain_text(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
+def dummy_prefix_separator(tokenizer) -> str:
+    """" " when the tokenizer puts SentencePiece's ``▁`` before each text it encodes, else ""."""
+    ids = encode_plain_text(tokenizer, "a")
+    return " " if ids and tokenizer.convert_ids_to_tokens(ids[0]).startswith("▁") else ""
+
+
+def special_token_id(tokenizer, token: str) -> int:
+    """The id of a special token the template names; a vocabulary without it is refused."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != token:
+        raise ZhllamaError(f"the tokenizer has no {token} token, which the chat template needs",
+                           "use a template that fits the vocabulary (e.g. llama3 for Llama-3, qwen for Qwen, "
+                           "native for the tokenizer's own chat_template), or none")
+    return token_id
+
+
+def check_template_fits(tokenizer, template: "ChatTemplate | str") -> "ChatTemplate":
+    """Refuse a template the tokenizer cannot render (before any weights are loaded); return the template."""
+    template = get_template(template) if isinstance(template, str) else template
+    if isinstance(template, NativeTemplate) and not getattr(tokenizer, "chat_template", None):
+        raise ZhllamaError("--template native: the tokenizer has no chat_template",
+                           "give the template by name (e.g. --template llama3, qwen, chatml), or a tokenizer that ships one")
+    for token in template.special_tokens:
+        special_token_id(tokenizer, token)
+    return template
+
+
+def chat_template_jinja(tokenizer, template: "ChatTemplate | str") -> str:
+    """The Jinja ``chat_template`` that gives ``template``'s ids with ``tokenizer`` (native: the tokenizer's own)."""
+    template = check_template_fits(tokenizer, template)
+    if isinstance(template, NativeTemplate):
+        return tokenizer.chat_template
+    return template.jinja(dummy_prefix_separator(tokenizer))
+
+
+def _encode_run(tokenizer, texts: list[Segment], joint: bool) -> tuple[list[int], list[bool]]:
+    """Consecutive text segments.  ``joint``: tokenized as one string (as ``apply_chat_template`` does for
+    a tokenizer without a dummy prefix, where byte-level BPE pre-tokens such as ``\\n\\n`` may span two
+    segments); each segment starts at the longest common prefix of the whole with its own prefix's ids."""
+    if not joint or len(texts) == 1:
+        ids, train = [], []
+        for seg in texts:
+            piece = encode_plain_text(tokenizer, seg.text)
+            ids.extend(piece)
+            train.extend([seg.train] * len(piece))
+        return ids, train
+    whole = encode_plain_text(tokenizer, "".join(t.text for t in texts))
+    starts, prefix = [], ""
+    for seg in texts:
+        starts.append(_common_prefix(whole, encode_plain_text(tokenizer, prefix)) if prefix else 0)
+        prefix += seg.text
+    train = [False] * len(whole)
+    for seg, a, b in zip(texts, starts, starts[1:] + [len(whole)]):
+        train[a:b] = [seg.train] * (b - a)
+    return whole, train
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _marker_ids(tokenizer, s: Segment) -> list[int]:
+    """The id of a bos/eos/special segment (none for BOS when the tokenizer has no BOS, as Qwen's)."""
+    if s.kind == "bos":
+        return [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    if s.kind == "eos":
+        if tokenizer.eos_token_id is None:
+            raise ZhllamaError("the tokenizer has no EOS token", "set eos_token in tokenizer_config.json")
+        return [tokenizer.eos_token_id]
+    return [special_token_id(tokenizer, s.text)]
+
+
 def encode_segments(tokenizer, segments: Sequence[Segment]) -> tuple[list[int], list[bool]]:
     """Token ids of ``segments`` and, per id, whether it belongs to the response (trainable)."""
     ids: list[int] = []
     train: list[bool] = []
-    for s in segments:
-        if s.kind == "bos":
-            if tokenizer.bos_token_id is None:
-                continue
-            piece = [tokenizer.bos_token_id]
-        elif s.kind == "eos":
-            if tokenizer.eos_token_id is None:
-                raise ZhllamaError("the tokenizer has no EOS token", "set eos_token in tokenizer_config.json")
-            piece = [tokenizer.eos_token_id]
-        else:
-            if not s.text:
-                continue
-            piece = encode_plain_text(tokenizer, s.text)
+    joint = dummy_prefix_separator(tokenizer) == "" and getattr(tokenizer, "is_fast", False)
+    run: list[Segment] = []
+
+    def add(piece: list[int], flags: list[bool]) -> None:
         ids.extend(piece)
-        train.extend([s.train] * len(piece))
+        train.extend(flags)
+
+    for s in segments:
+        if s.kind == "text":
+            if s.text:
+                run.append(s)
+            continue
+        if run:
+            add(*_encode_run(tokenizer, run, joint))
+            run = []
+        piece = _marker_ids(tokenizer, s)
+        add(piece, [s.train] * len(piece))
+    if run:
+        add(*_encode_run(tokenizer, run, joint))
     return ids, train
+
+
+def _apply_native(tokenizer, messages: Sequence[dict], add_generation_prompt: bool) -> list[int]:
+    out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=add_generation_prompt, tokenize=True,
+                                        return_dict=False)
+    return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+
+def encode_native(tokenizer, messages: Sequence[dict], add_generation_prompt: bool | None = None):
+    """A conversation through the tokenizer's own ``chat_template``: ``apply_chat_template``'s ids, and the
+    assistant mask from the template's ``{% generation %}`` blocks when it has them, else by rendering
+    prefixes: the tokens between the conversation up to a reply's prompt and up to the reply are the reply's."""
+    check_template_fits(tokenizer, TEMPLATES["native"])
+    _, turns = split_turns(messages)
+    if add_generation_prompt is None:
+        add_generation_prompt = turns[-1].assistant is None
+    msgs = list(messages)
+    ids = _apply_native(tokenizer, msgs, add_generation_prompt)
+    if "{% generation %}" in tokenizer.chat_template or "{%- generation %}" in tokenizer.chat_template:
+        out = tokenizer.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True,
+                                            return_dict=True, return_assistant_tokens_mask=True)
+        return list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
+    train = [False] * len(ids)
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant":
+            continue
+        a = _common_prefix(ids, _apply_native(tokenizer, msgs[:i], True))
+        b = _common_prefix(ids, _apply_native(tokenizer, msgs[:i + 1], False))
+        train[a:b] = [True] * max(0, b - a)
+    return ids, train
+
+
+def stop_token_ids(tokenizer, template: "ChatTemplate | str") -> set[int]:
+    """Ids that end a reply besides EOS: the template's stop tokens; for ``native``, the special tokens the
+    tokenizer's template puts at the end of a reply."""
+    template = get_template(template) if isinstance(template, str) else template
+    if not isinstance(template, NativeTemplate):
+        return {special_token_id(tokenizer, t) for t in template.stop_tokens}
+    probe = [{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}]
+    ids, train = encode_native(tokenizer, probe, False)
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return {i for i, t in zip(ids, train) if t and i in special}
 
 
 def encode_messages(tokenizer, template: ChatTemplate | str, messages: Sequence[dict],
@@ -351,6 +560,8 @@ def encode_messages(tokenizer, template: ChatTemplate | str, messages: Sequence[
     """Render and tokenize a conversation: the one path used by training and inference."""
     if isinstance(template, str):
         template = get_template(template)
+    if isinstance(template, NativeTemplate):
+        return encode_native(tokenizer, messages, add_generation_prompt)
     return encode_segments(tokenizer, template.segments(messages, add_generation_prompt))
 
 

@@ -28,7 +28,7 @@ def align_config(stage, model_dir, files, out, **over):
     base = dict(model=str(model_dir), train_files=[str(f) for f in files], output_dir=str(out), max_length=96,
                 batch_size=8, learning_rate=5e-3, lr_scheduler="constant", warmup_ratio=0.0, max_steps=12,
                 logging_steps=1, save_steps=1000, lora_rank=8, lora_alpha=16, lora_dropout=0.0, seed=0,
-                cache_dir=str(Path(out).parent / "data-cache"))
+                cache_dir=str(Path(out).parent / "data-cache"), template="alpaca")
     schema = TRAINERS[stage].schema
     base = {k: v for k, v in base.items() if k in {f.name for f in fields(schema)}}  # ppo reads no max_length
     return schema(**{**base, **over})

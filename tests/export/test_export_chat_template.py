@@ -25,7 +25,7 @@ def sft_gguf(tiny_model_dir, tmp_path_factory):
     """A model folder as an SFT run leaves it (template recorded in zhllama.json), exported by the CLI."""
     d = copy_model(tiny_model_dir, tmp_path_factory.mktemp("sft") / "model")
     write_meta(d, template="llama2-zh")
-    set_chat_template(d)
+    set_chat_template(d, "llama2-zh")
     out = d.parent / "model-f16.gguf"
     assert main(["export", "gguf", "--model", str(d), "--out", str(out), "--outtype", "f16"]) == 0
     return d, out

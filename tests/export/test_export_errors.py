@@ -39,10 +39,25 @@ def test_missing_tokenizer_model(model_copy, tmp_path):
         _export(model_copy, tmp_path / "x.gguf")
 
 
-def test_not_llama_architecture(model_copy, tmp_path, capsys):
+def test_unknown_architecture(model_copy, tmp_path, capsys):
     edit_config(model_copy, model_type="mistral", architectures=["MistralForCausalLM"])
     assert main(["export", "gguf", "--model", str(model_copy), "--out", str(tmp_path / "x.gguf")]) == 2
-    assert "'MistralForCausalLM' is not LLaMA" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'MistralForCausalLM' is not a model family zhllama knows" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_family_llama_cpp_does_not_run(model_copy, tmp_path, capsys, monkeypatch):
+    """A family in the registry whose GGUF architecture llama.cpp lacks is refused before anything is written."""
+    import dataclasses
+
+    from zhllama.model import families
+
+    monkeypatch.setitem(families.FAMILIES, "llama", dataclasses.replace(families.FAMILIES["llama"], gguf_arch="llama9"))
+    assert main(["export", "gguf", "--model", str(model_copy), "--out", str(tmp_path / "x.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert "llama.cpp has no architecture for the llama family" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.gguf").exists()
 
 
 def test_more_pieces_than_embedding_rows(model_copy, tmp_path):
@@ -66,7 +81,7 @@ def test_lora_adapter_folder(tmp_path):
 
 def test_missing_layer_tensor(model_copy, tmp_path):
     edit_weights(model_copy, lambda t: {k: v for k, v in t.items() if "layers.1.mlp.up_proj" not in k})
-    with pytest.raises(ZhllamaError, match="lacks 1 LLaMA tensors .first: blk.1.ffn_up.weight"):
+    with pytest.raises(ZhllamaError, match="lacks 1 llama tensors .first: blk.1.ffn_up.weight"):
         _export(model_copy, tmp_path / "x.gguf")
 
 

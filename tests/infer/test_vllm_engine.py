@@ -33,7 +33,7 @@ def model_dir(tiny_tokenizer_dir, tmp_path_factory):
     init_model(InitConfig(tokenizer=str(tiny_tokenizer_dir), out=str(out), hidden_size=128, layers=2, heads=2,
                           kv_heads=1, intermediate_size=256, max_position=512, seed=0))
     write_meta(out, template="llama2-zh")  # a template with a system block and BOS between turns
-    set_chat_template(out)  # the folder's Jinja template follows, as after `zhllama train sft`
+    set_chat_template(out, "llama2-zh")  # the folder's Jinja template follows, as after `zhllama train sft`
     return out
 
 

@@ -15,7 +15,7 @@ def _tiny_config(model_dir, files, out, **over) -> TrainConfig:
     base = dict(model=str(model_dir), train_files=[str(f) for f in files], output_dir=str(out), block_size=64,
                 max_length=160, batch_size=4, learning_rate=5e-3, lr_scheduler="constant", warmup_ratio=0.0,
                 max_steps=12, logging_steps=1, save_steps=1000, lora_rank=8, lora_alpha=16, lora_dropout=0.0,
-                modules_to_save=["embed_tokens", "lm_head"], seed=0, validation_split=0.1,
+                modules_to_save=["embed_tokens", "lm_head"], seed=0, validation_split=0.1, template="alpaca",
                 cache_dir=str(Path(out).parent / "data-cache"))
     base.update(over)
     return TrainConfig(**base)

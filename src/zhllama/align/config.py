@@ -56,7 +56,8 @@ class PreferenceConfig(_RunOptions):
         from ..templates import get_template
 
         check_run_options(self)
-        get_template(self.template)  # a misspelt template fails here, before the model is loaded
+        if self.template:  # None: the default rule (zhllama.model.families.resolve_template)
+            get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
 
 

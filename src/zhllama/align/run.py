@@ -80,7 +80,9 @@ def load_policy(cfg: PreferenceConfig, spec: Trainer, precision: str):
 def lora_settings(cfg: PreferenceConfig, model, spec: Trainer):
     from ..train.lora import lora_config
 
-    return lora_config(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules,
+    from ..model.families import lora_targets
+
+    return lora_config(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules or lora_targets(model),
                        cfg.modules_to_save, "SEQ_CLS" if spec.head == "score" else "CAUSAL_LM")
 
 
@@ -101,14 +103,19 @@ def train_align(cfg: PreferenceConfig, stage: str, callbacks: list | None = None
     from transformers import set_seed
 
     from ..data.preference import load_pairs
+    from ..model.families import resolve_template
+    from ..templates import check_template_fits
     from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.load import load_tokenizer
     from ..train.lora import count_parameters
     from ..train.run import run_trainer, training_arguments
 
     spec = trainer_for(cfg, stage)
     cfg.check()
-    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
+    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files),
+                              template=resolve_template(cfg.model, template=cfg.template))  # the default rule
     check_handoff(cfg, spec)
+    check_template_fits(load_tokenizer(cfg.tokenizer or cfg.model), cfg.template)  # before the weights are read
     load_pairs(cfg.train_files, cfg.skip_bad)  # a bad record fails here, before the model is loaded
     out = Path(cfg.output_dir)
     claim_output_folder(out)

@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ZhllamaError, require_file
-from ..templates import alpaca_record_to_messages, get_template, split_turns
+from ..templates import alpaca_record_to_messages, chat_template_jinja, check_template_fits, split_turns
 from ..text import iter_records
 
 log = logging.getLogger(__name__)
@@ -220,10 +220,10 @@ def _build_sft(files, tokenizer, template, max_length, validation_split, skip_ba
     return DatasetDict({"train": split["train"], "validation": split["test"]}), report
 
 
-def check_build_arguments(what: str, files: list, template: str, max_length: int, min_length: int,
+def check_build_arguments(what: str, files: list, tokenizer, template: str, max_length: int, min_length: int,
                           validation_split: float, split_example: str) -> list[str]:
     """The checks an SFT or preference dataset build makes before any work; the files as strings."""
-    get_template(template)  # an unknown name fails here, before any work
+    check_template_fits(tokenizer, template)  # an unknown name or a misfit fails here, before any work
     if max_length < min_length:
         raise ZhllamaError(f"max_length must be at least {min_length}, got {max_length}", "use e.g. 512")
     if not 0 <= validation_split < 1:
@@ -249,9 +249,9 @@ def build_sft_dataset(files: list[str], tokenizer, template: str, max_length: in
     """
     from .corpora import cached_build, fingerprint
 
-    files = check_build_arguments("instruction", files, template, max_length, 2, validation_split, "0.01")
+    files = check_build_arguments("instruction", files, tokenizer, template, max_length, 2, validation_split, "0.01")
     # the template's Jinja stands for its definition: a cache built by an older rendering is not reused
-    key = fingerprint("sft", files, tokenizer, template=get_template(template).jinja(), max_length=max_length,
+    key = fingerprint("sft", files, tokenizer, template=chat_template_jinja(tokenizer, template), max_length=max_length,
                       validation_split=validation_split, skip_bad=skip_bad, seed=seed)
     return cached_build("sft", key, cache_dir, lambda work: _build_sft(
         files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work))

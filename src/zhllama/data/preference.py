@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ZhllamaError
-from ..templates import alpaca_record_to_messages, encode_messages, get_template, split_turns
+from ..templates import alpaca_record_to_messages, chat_template_jinja, encode_messages, split_turns
 from .instructions import _sharegpt_messages, _text_field, check_build_arguments, convert_records, response_spans
 
 FORMATS_HINT = ("give {prompt|instruction(+input), chosen, rejected}, or ShareGPT conversations / OpenAI messages "
@@ -206,8 +206,8 @@ def build_preference_dataset(files: list[str], tokenizer, template: str, max_len
     """
     from .corpora import cached_build, fingerprint
 
-    files = check_build_arguments("preference", files, template, max_length, 3, validation_split, "0.05")
-    key = fingerprint("preference", files, tokenizer, template=get_template(template).jinja(), max_length=max_length,
+    files = check_build_arguments("preference", files, tokenizer, template, max_length, 3, validation_split, "0.05")
+    key = fingerprint("preference", files, tokenizer, template=chat_template_jinja(tokenizer, template), max_length=max_length,
                       validation_split=validation_split, skip_bad=skip_bad, seed=seed)
     return cached_build("preference", key, cache_dir, lambda work: _build(
         files, tokenizer, template, max_length, validation_split, skip_bad, seed, work))

@@ -13,12 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="export a model for other runtimes (GGUF for llama.cpp)")
     esub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
-    g = esub.add_parser("gguf", help="write a LLaMA model folder as a (quantized) GGUF file for llama.cpp",
-                        description="Convert a Hugging Face LLaMA model folder (e.g. the output of zhllama merge) "
-                                    "into one GGUF file that llama.cpp, llama-cpp-python, Ollama and LM Studio "
-                                    "load: LLaMA hyper-parameters, the SentencePiece vocabulary from "
-                                    "tokenizer.model, the chat template, and the weights as f32, f16, bf16, or "
-                                    "quantized to q8_0 / q4_0. Tensors are streamed one at a time.")
+    g = esub.add_parser("gguf", help="write a model folder (LLaMA, Qwen2, Qwen3) as a (quantized) GGUF file for llama.cpp",
+                        description="Convert a Hugging Face model folder of a model family (llama, qwen2, qwen3; e.g. "
+                                    "the output of zhllama merge) into one GGUF file that llama.cpp, llama-cpp-python, "
+                                    "Ollama and LM Studio load: the family's hyper-parameters, the vocabulary "
+                                    "(SentencePiece or byte-level BPE), the chat template, and the weights as f32, f16, "
+                                    "bf16, or quantized to q8_0 / q4_0. Tensors are streamed one at a time.")
     add_dataclass_args(g, GgufConfig, overrides=False)
     g.set_defaults(func=_gguf)
 

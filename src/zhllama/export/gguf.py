@@ -1,4 +1,4 @@
-"""Export a Hugging Face LLaMA model folder to a GGUF file llama.cpp can run.
+"""Export a Hugging Face model folder (LLaMA, Qwen2, Qwen3: ``zhllama.model.families``) to a GGUF file llama.cpp can run.
 
 Written with the ``gguf`` package's own writer and quantizers (the library llama.cpp's converter
 uses), not with convert_hf_to_gguf.py, which is not installable from PyPI.  The file is written to
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ZhllamaError, require_dir
 from ..io import atomic_file
-from .hparams import LlamaHParams, add_llama_keys, llama_hparams, read_config
+from .hparams import HParams, add_model_keys, llama3_rope_factors, model_hparams, read_config
 from .tensors import OUTTYPES, CheckpointReader, PlannedTensor, convert, stored_nbytes, tensor_qtype
 from .vocab import add_vocab_keys, build_vocab
 
@@ -28,33 +28,54 @@ def _file_type(outtype: str):
             "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0}[outtype]
 
 
-def _allowed_types():
-    from gguf import MODEL_TENSOR as T
-
-    return {T.TOKEN_EMBD, T.OUTPUT_NORM, T.OUTPUT, T.ATTN_NORM, T.ATTN_Q, T.ATTN_K, T.ATTN_V, T.ATTN_OUT,
-            T.FFN_NORM, T.FFN_GATE, T.FFN_UP, T.FFN_DOWN}
+# The LLaMA block every family has; a family adds its own (Qwen3's q/k norms) and biases (Qwen2's q/k/v).
+_BLOCK = ("ATTN_NORM", "ATTN_Q", "ATTN_K", "ATTN_V", "ATTN_OUT", "FFN_NORM", "FFN_GATE", "FFN_UP", "FFN_DOWN")
 
 
-def plan_tensors(reader: CheckpointReader, hp: LlamaHParams, outtype: str) -> list[PlannedTensor]:
+def _expected(hp: HParams) -> dict[str, set[str]]:
+    """GGUF tensor kind (gguf.MODEL_TENSOR name) -> the suffixes (weight, bias) the family stores for it."""
+    kinds = {k: {"weight"} for k in ("TOKEN_EMBD", "OUTPUT_NORM", "OUTPUT", *_BLOCK, *hp.family.gguf_extra_tensors)}
+    for k in hp.family.gguf_bias_tensors:
+        kinds[k] = kinds.get(k, set()) | {"bias"}
+    return kinds
+
+
+def plan_tensors(reader: CheckpointReader, hp: HParams, outtype: str) -> list[PlannedTensor]:
     """Map every checkpoint tensor to its GGUF name and type; unknown or missing tensors are errors."""
     import gguf
 
-    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, hp.layers)
-    allowed = _allowed_types()
+    arch = hp.family.gguf_arch
+    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH[arch.upper()], hp.layers)
+    expected = _expected(hp)
     plan = []
     for hf_name in reader.names():
         if hf_name.endswith(_SKIPPED):
             continue
         found = name_map.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if found is None or found[0] not in allowed:
-            raise ZhllamaError(f"{reader.model_dir}: tensor {hf_name!r} has no place in a LLaMA GGUF file",
-                               "export LLaMA-architecture checkpoints only (merge LoRA adapters first)")
+        suffix = hf_name.rsplit(".", 1)[-1]
+        if found is None or suffix not in expected.get(found[0].name, ()):
+            raise ZhllamaError(f"{reader.model_dir}: tensor {hf_name!r} has no place in a {arch} GGUF file",
+                               f"the folder's weights do not match its {hp.family.model_class} config.json "
+                               "(merge LoRA adapters first)")
         kind, gguf_name = found
         heads = {gguf.MODEL_TENSOR.ATTN_Q: hp.heads, gguf.MODEL_TENSOR.ATTN_K: hp.kv_heads}.get(kind)
         shape = reader.shape(hf_name)
-        plan.append(PlannedTensor(hf_name, gguf_name, shape, tensor_qtype(gguf_name, shape, outtype), heads))
+        plan.append(PlannedTensor(hf_name, gguf_name, shape, tensor_qtype(gguf_name, shape, outtype),
+                                  heads if hp.family.gguf_permute_qk else None))
     _check_complete(plan, hp, reader.model_dir)
+    plan += _generated_tensors(hp)
     return sorted(plan, key=_file_order)
+
+
+def _generated_tensors(hp: HParams) -> list[PlannedTensor]:
+    """Tensors llama.cpp needs that a checkpoint does not hold: Llama-3.1 RoPE scaling's ``rope_freqs``."""
+    from gguf import GGMLQuantizationType as Q
+
+    scaling = hp.rope_scaling or {}
+    if (scaling.get("rope_type") or scaling.get("type")) != "llama3":
+        return []
+    factors = llama3_rope_factors(hp)
+    return [PlannedTensor(None, "rope_freqs.weight", factors.shape, Q.F32, None, data=factors)]
 
 
 def _file_order(t: PlannedTensor) -> tuple[int, str]:
@@ -65,17 +86,20 @@ def _file_order(t: PlannedTensor) -> tuple[int, str]:
     return (1 << 30) + last.index(t.gguf_name) if t.gguf_name in last else 0, t.gguf_name
 
 
-def _check_complete(plan: list[PlannedTensor], hp: LlamaHParams, where: Path) -> None:
+def _check_complete(plan: list[PlannedTensor], hp: HParams, where: Path) -> None:
     names = {t.gguf_name for t in plan}
+    import gguf
+
     needed = ["token_embd.weight", "output_norm.weight"]
     if not hp.tie_word_embeddings:
         needed.append("output.weight")  # tied models leave it out; llama.cpp then reuses token_embd
+    block = {k: s for k, s in _expected(hp).items() if k not in ("TOKEN_EMBD", "OUTPUT_NORM", "OUTPUT")}
     for i in range(hp.layers):
-        needed += [f"blk.{i}.{t}.weight" for t in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                                   "ffn_norm", "ffn_gate", "ffn_up", "ffn_down")]
+        needed += [gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[k]].format(bid=i) + "." + suffix
+                   for k, suffixes in block.items() for suffix in sorted(suffixes)]
     missing = [n for n in needed if n not in names]
     if missing:
-        raise ZhllamaError(f"{where}: the checkpoint lacks {len(missing)} LLaMA tensors (first: {missing[0]})",
+        raise ZhllamaError(f"{where}: the checkpoint lacks {len(missing)} {hp.family.name} tensors (first: {missing[0]})",
                            "the model folder is incomplete or its config.json does not match its weights")
 
 
@@ -88,16 +112,16 @@ def _add_general_keys(writer, name: str, outtype: str) -> None:
     writer.add_quantization_version(GGML_QUANT_VERSION)
 
 
-def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: LlamaHParams, vocab,
+def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: HParams, vocab,
            name: str, outtype: str, progress: bool) -> None:
     import gguf
     from tqdm import tqdm
 
     from .tensors import permute_qk
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), hp.family.gguf_arch)
     _add_general_keys(writer, name, outtype)
-    add_llama_keys(writer, hp, len(vocab.tokens))
+    add_model_keys(writer, hp, len(vocab.tokens))
     add_vocab_keys(writer, vocab)
     for t in plan:  # header first, from shapes only; the data follows one tensor at a time
         writer.add_tensor_info(t.gguf_name, t.shape, np.float32, stored_nbytes(t.shape, t.qtype), raw_dtype=t.qtype)
@@ -107,7 +131,7 @@ def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: 
         writer.write_ti_data_to_file()
         bar = tqdm(plan, desc=f"gguf {outtype}", unit="tensor", disable=not progress)
         for t in bar:
-            data = reader.load(t.hf_name)
+            data = reader.load(t.hf_name) if t.data is None else t.data
             if t.permute_heads:
                 data = permute_qk(data, t.permute_heads)
             writer.write_tensor_data(convert(data, t.qtype))
@@ -117,7 +141,7 @@ def _write(path: Path, reader: CheckpointReader, plan: list[PlannedTensor], hp: 
 
 def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: str | None = None,
                 overwrite: bool = False, progress: bool = True, imatrix: str | Path | None = None) -> Path:
-    """Write ``model`` (a LLaMA folder in Hugging Face format) as a GGUF file at ``out``.
+    """Write ``model`` (a Hugging Face folder of a family llama.cpp runs) as a GGUF file at ``out``.
 
     The k-quants (``q4_k_m``, ``q5_k_m``, ``q6_k``) are written as f16 first and quantized by
     llama.cpp (see kquant.py); ``imatrix`` weights their rounding.
@@ -140,7 +164,7 @@ def export_gguf(model: str | Path, out: str | Path, outtype: str = "f16", name: 
     elif kquant:
         require_llama_cpp(outtype)
     config = read_config(model_dir)
-    hp = llama_hparams(config, model_dir)
+    hp = model_hparams(config, model_dir)
     reader = CheckpointReader(model_dir)
     if kquant:
         check_kquant_rows({n: reader.shape(n) for n in reader.names()}, outtype)

@@ -1,8 +1,10 @@
-"""LLaMA hyper-parameters from a Hugging Face ``config.json``, written as GGUF ``llama.*`` keys.
+"""Hyper-parameters from a Hugging Face ``config.json``, written as the GGUF ``<arch>.*`` keys llama.cpp reads.
 
 The config is read as plain JSON (not through transformers) so that export works on any folder a
-LLaMA checkpoint was saved in, whichever transformers version wrote it: older configs carry
-``rope_theta`` / ``rope_scaling``, transformers 5 writes ``rope_parameters``.
+checkpoint of a registered family (``zhllama.model.families``) was saved in, whichever
+transformers version wrote it: older configs carry ``rope_theta`` / ``rope_scaling``,
+transformers 5 writes ``rope_parameters``.  LLaMA, Qwen2 and Qwen3 share the key set; the
+architecture name in front of each key is the family's GGUF architecture.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..io import read_json
-
-LLAMA_ARCHITECTURES = ("LlamaForCausalLM", "LLaMAForCausalLM")
+from ..model.families import Family, family_of_config
 
 
 @dataclass
-class LlamaHParams:
+class HParams:
+    family: Family
     hidden_size: int
     layers: int
     heads: int
@@ -59,18 +61,24 @@ def _rope(config: dict) -> tuple[float, dict | None]:
     return float(theta), scaling
 
 
-def llama_hparams(config: dict, where: Path) -> LlamaHParams:
-    """Check that ``config`` is a LLaMA model and pull out what the GGUF header needs."""
-    archs = config.get("architectures") or []
-    if config.get("model_type") != "llama" or (archs and archs[0] not in LLAMA_ARCHITECTURES):
-        got = archs[0] if archs else config.get("model_type")
-        raise ZhllamaError(f"{where}/config.json: architecture {got!r} is not LLaMA",
-                           "zhllama export gguf writes LLaMA-architecture models (LlamaForCausalLM) only")
+def check_gguf_architecture(family: Family, where: Path) -> None:
+    """The family's GGUF architecture must be one the installed ``gguf`` package (llama.cpp's) knows."""
+    import gguf
+
+    if not family.gguf_arch or family.gguf_arch not in gguf.MODEL_ARCH_NAMES.values():
+        raise ZhllamaError(f"{where}/config.json: llama.cpp has no architecture for the {family.name} family "
+                           f"({family.model_class})", "export a family llama.cpp runs (see docs/families.md)")
+
+
+def model_hparams(config: dict, where: Path) -> HParams:
+    """Check that ``config`` is a model of a family llama.cpp runs and pull out what the GGUF header needs."""
+    family = family_of_config(config, f"{where}/config.json")
+    check_gguf_architecture(family, where)
     try:
         hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
         theta, scaling = _rope(config)
-        return LlamaHParams(
-            hidden_size=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
+        return HParams(
+            family=family, hidden_size=hidden, layers=int(config["num_hidden_layers"]), heads=heads,
             kv_heads=int(config.get("num_key_value_heads") or heads),
             intermediate_size=int(config["intermediate_size"]),
             context_length=int(config.get("max_position_embeddings") or 2048),
@@ -86,8 +94,8 @@ def llama_hparams(config: dict, where: Path) -> LlamaHParams:
         raise ZhllamaError(f"{where}/config.json: missing field {e.args[0]!r}", "re-save the model folder") from None
 
 
-def add_llama_keys(writer, hp: LlamaHParams, vocab_size: int) -> None:
-    """The ``llama.*`` keys llama.cpp reads for the LLaMA architecture."""
+def add_model_keys(writer, hp: HParams, vocab_size: int) -> None:
+    """The ``<arch>.*`` keys llama.cpp reads for the llama, qwen2 and qwen3 architectures."""
     writer.add_vocab_size(vocab_size)
     writer.add_context_length(hp.context_length)
     writer.add_embedding_length(hp.hidden_size)
@@ -102,14 +110,17 @@ def add_llama_keys(writer, hp: LlamaHParams, vocab_size: int) -> None:
         writer.add_key_length(hp.head_dim)
         writer.add_value_length(hp.head_dim)
     if hp.rope_scaling:
-        _add_rope_scaling(writer, hp.rope_scaling)
+        _add_rope_scaling(writer, hp)
 
 
-def _add_rope_scaling(writer, scaling: dict) -> None:
+def _add_rope_scaling(writer, hp: HParams) -> None:
     from gguf import RopeScalingType
 
+    scaling = hp.rope_scaling
     kind = scaling.get("rope_type") or scaling.get("type")
     factor = scaling.get("factor")
+    if kind in hp.family.rope_types:
+        return  # llama3: carried by the rope_freqs tensor (see llama3_rope_factors), no scaling keys
     if kind == "linear" and factor:
         writer.add_rope_scaling_type(RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(float(factor))
@@ -122,4 +133,33 @@ def _add_rope_scaling(writer, scaling: dict) -> None:
         # dynamic NTK and llama3-style scaling change the model in ways this exporter does not write;
         # exporting without them would give a file that silently computes something else.
         raise ZhllamaError(f"config.json: rope scaling {kind!r} is not supported by GGUF export",
-                           "supported: linear and yarn; remove rope_scaling if the model was not trained with it")
+                           "supported: linear, yarn and llama3; remove rope_scaling if the model was not trained with it")
+
+
+def llama3_rope_factors(hp: HParams):
+    """Llama-3.1's RoPE scaling as llama.cpp takes it: a ``rope_freqs`` tensor of per-frequency divisors.
+
+    The same rule as transformers' ``_compute_llama3_parameters`` (and llama.cpp's converter): wavelengths
+    shorter than ``original / high_freq_factor`` keep their frequency, longer than ``original /
+    low_freq_factor`` are divided by ``factor``, and those between are interpolated smoothly.
+    """
+    import math
+
+    import numpy as np
+
+    s = hp.rope_scaling
+    factor = float(s.get("factor", 8.0))
+    low, high = float(s.get("low_freq_factor", 1.0)), float(s.get("high_freq_factor", 4.0))
+    original = float(s.get("original_max_position_embeddings", 8192))
+    freqs = 1.0 / (hp.rope_theta ** (np.arange(0, hp.head_dim, 2, dtype=np.float64) / hp.head_dim))
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < original / high:
+            out.append(1.0)
+        elif wavelen > original / low:
+            out.append(factor)
+        else:
+            smooth = (original / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.asarray(out, dtype=np.float32)

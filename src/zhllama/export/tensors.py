@@ -20,11 +20,12 @@ from .config import OUTTYPES
 
 @dataclass
 class PlannedTensor:
-    hf_name: str
+    hf_name: str | None  # None: computed at export (``data``), not read from the checkpoint
     gguf_name: str
     shape: tuple[int, ...]  # row-major, as in the checkpoint
     qtype: object  # gguf.GGMLQuantizationType
-    permute_heads: int | None  # Q/K projections: heads to permute by
+    permute_heads: int | None  # Q/K projections of the llama architecture: heads to permute by
+    data: np.ndarray | None = None
 
 
 class CheckpointReader:

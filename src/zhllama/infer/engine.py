@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..errors import ZhllamaError
-from ..meta import resolve_template_name
 from ..rope_scaling import RopeScaling
-from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns
+from ..templates import ChatTemplate, encode_messages, encode_plain_text, get_template, split_turns, stop_token_ids
 from .batch import DecodeBatch, _left_pad, _Request, cache_argument
 from .logprobs import LogprobRequest, TokenNames
 from .sampling import SAMPLING_DEFAULTS, SamplingParams, expand_params, generator_seed
@@ -53,7 +52,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.template = get_template(template) if isinstance(template, str) else template
         self.context_length = int(context_length or _model_context(model))
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = _eos_ids(model, tokenizer) | stop_token_ids(tokenizer, self.template)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
 
     @classmethod
@@ -65,13 +64,14 @@ class Engine:
         ``rope_scaling`` e.g. ``RopeScaling.from_text("ntk:2")``; ``draft_model`` a folder for speculative sampling;
         ``quantize`` 8bit/4bit (bitsandbytes) and ``attn`` the attention kernel, for the model and its draft.
         """
+        from ..model.families import resolve_template
         from ..model.load import load_model
         from ..model.rope import apply_rope_scaling
         from .speculative import check_draft
 
-        name = resolve_template_name(model_path, lora, template)
-        get_template(name)  # fail on bad options before loading weights
-        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device, quantize=quantize, attn=attn)
+        name = resolve_template(model_path, lora, template)
+        model, tokenizer = load_model(model_path, lora=lora, dtype=dtype, device=device, quantize=quantize, attn=attn,
+                                      template=name)  # the template is checked against the tokenizer before the weights
         if rope_scaling:
             context_length = context_length or apply_rope_scaling(model, rope_scaling)
         draft = None

@@ -22,7 +22,6 @@ from types import SimpleNamespace
 from typing import Iterator
 
 from ..errors import ZhllamaError
-from ..meta import resolve_template_name
 from .batch import _Request
 from .engine import Engine, _eos_ids
 from .logprobs import entries_for, text_offsets
@@ -79,11 +78,11 @@ class VllmEngine(Engine):
         self.draft_tokens = 1
         self.speculative_stats = SpeculativeStats()  # stays empty: `generate` reports it
         self.tokenizer = tokenizer
-        from ..templates import get_template
+        from ..templates import check_template_fits, stop_token_ids
 
-        self.template = get_template(template)
+        self.template = check_template_fits(tokenizer, template)
         self.context_length = int(context_length)
-        self.eos_ids = eos_ids
+        self.eos_ids = eos_ids | stop_token_ids(tokenizer, self.template)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids, default=0)
         self._numbers = itertools.count()  # request numbers, unique across batches (vLLM ids must be)
 
@@ -91,17 +90,18 @@ class VllmEngine(Engine):
     def load(cls, engine, backend) -> "VllmEngine":
         """``engine``: an EngineConfig (model, template, dtype, context_length); ``backend``: a BackendConfig."""
         from ..checks import is_local
-        from ..model.load import check_model_dir
+        from ..model.families import resolve_template
+        from ..model.load import model_source
+        from ..templates import check_template_fits
         from ..tokenizer.load import load_tokenizer
-        from ..templates import get_template
 
         check_engine_options(engine)
-        name = resolve_template_name(engine.model, None, engine.template)
-        get_template(name)
+        name = resolve_template(engine.model, None, engine.template)
         if is_local(engine.model):
-            check_model_dir(engine.model)
+            model_source(engine.model)  # config.json, weights and a known family
         vllm = require_vllm()
         tokenizer = load_tokenizer(engine.model)
+        check_template_fits(tokenizer, name)
         args = vllm.EngineArgs(model=str(engine.model), tokenizer=str(engine.model), dtype=_DTYPES.get(engine.dtype, engine.dtype),
                                max_model_len=engine.context_length, tensor_parallel_size=backend.tensor_parallel_size,
                                enforce_eager=backend.enforce_eager,

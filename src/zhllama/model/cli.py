@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("model", help="model utilities (init, resize)")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    init = msub.add_parser("init", help="write a randomly initialised LLaMA model for a tokenizer",
-                           description="Write a randomly initialised LLaMA-architecture model (Hugging Face "
+    init = msub.add_parser("init", help="write a randomly initialised model (llama, qwen2, qwen3) for a tokenizer",
+                           description="Write a randomly initialised model of a family (--family llama, qwen2, qwen3; Hugging Face "
                                        "format, safetensors) whose vocabulary is the tokenizer's.")
     add_dataclass_args(init, InitConfig, overrides=False)
     init.set_defaults(func=_init)

@@ -1,4 +1,4 @@
-"""A randomly initialised LLaMA-architecture model in Hugging Face format."""
+"""A randomly initialised model of a registered family (LLaMA, Qwen2, Qwen3) in Hugging Face format."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from ..io import atomic_dir
 
 @dataclass(kw_only=True)
 class ModelShape:
-    """The shape of a LLaMA-architecture model: ``model init`` options and the pipeline's ``base:`` section."""
+    """The shape of a model: ``model init`` options and the pipeline's ``base:`` section."""
 
+    family: str = option("model family: llama, qwen2 or qwen3 (see docs/families.md)", "llama")
     hidden_size: int = option("hidden size", 256, low=1)
     layers: int = option("transformer layers", 4, low=1)
     heads: int = option("attention heads", 4, low=1)
@@ -21,6 +22,8 @@ class ModelShape:
     intermediate_size: int | None = option("MLP width; default LLaMA's 8h/3", None, low=1)
     max_position: int = option("longest context in tokens", 2048, low=2)
     rope_theta: float = option("RoPE base frequency", 10000.0, positive=True)
+    llama3_rope_factor: float | None = option("Llama-3.1's RoPE scaling (rope_type llama3) by this factor over an "
+                                              "original context of max_position / factor tokens", None, positive=True)
 
 
 @dataclass(kw_only=True)
@@ -33,9 +36,13 @@ class InitConfig(ModelShape):
     overwrite: bool = option("replace an existing output folder", False)
 
 
-def llama_config(vocab_size: int, cfg: InitConfig, tokenizer):
-    from transformers import LlamaConfig
+def model_config(vocab_size: int, cfg: InitConfig, tokenizer):
+    """The transformers config of ``cfg.family`` with ``cfg``'s shape (refused before anything is built)."""
+    import transformers
 
+    from .families import get_family
+
+    family = get_family(cfg.family)
     if cfg.hidden_size % cfg.heads:
         raise ZhllamaError(f"--hidden-size {cfg.hidden_size} is not divisible by --heads {cfg.heads}",
                            "choose heads that divide the hidden size")
@@ -43,20 +50,28 @@ def llama_config(vocab_size: int, cfg: InitConfig, tokenizer):
     if cfg.heads % kv:
         raise ZhllamaError(f"--heads {cfg.heads} is not divisible by --kv-heads {kv}", "choose kv-heads dividing heads")
     inter = cfg.intermediate_size or _llama_intermediate(cfg.hidden_size)
-    return LlamaConfig(
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    if cfg.llama3_rope_factor:
+        if "llama3" not in family.rope_types:
+            raise ZhllamaError(f"--llama3-rope-factor is for the llama family, not {family.name}", "drop it")
+        rope = {"rope_type": "llama3", "factor": cfg.llama3_rope_factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": max(1, int(cfg.max_position / cfg.llama3_rope_factor)),
+                "rope_theta": cfg.rope_theta}
+    return getattr(transformers, family.config_class)(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,
         intermediate_size=inter,
         num_hidden_layers=cfg.layers,
         num_attention_heads=cfg.heads,
         num_key_value_heads=kv,
+        head_dim=cfg.hidden_size // cfg.heads,
         max_position_embeddings=cfg.max_position,
-        rms_norm_eps=1e-5,
-        rope_theta=cfg.rope_theta,
+        rope_parameters=rope,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **family.init_options,
     )
 
 
@@ -67,22 +82,23 @@ def _llama_intermediate(hidden: int) -> int:
 
 
 def init_model(cfg: InitConfig) -> Path:
-    """Write a random LLaMA model with ``cfg``'s shape and the tokenizer's vocabulary to ``cfg.out``."""
+    """Write a random model of ``cfg.family`` with ``cfg``'s shape and the tokenizer's vocabulary to ``cfg.out``."""
     import torch
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
+    from .families import resolve_template
     from ..tokenizer.chat import set_chat_template
     from ..tokenizer.hf import copy_tokenizer_files
     from ..tokenizer.load import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.tokenizer)
-    config = llama_config(len(tokenizer), cfg, tokenizer)
+    config = model_config(len(tokenizer), cfg, tokenizer)
     torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     with atomic_dir(cfg.out, cfg.overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id).save_pretrained(tmp)
         copy_tokenizer_files(cfg.tokenizer, tmp)
-        set_chat_template(tmp)
+        set_chat_template(tmp, resolve_template(tmp))
     return Path(cfg.out)

@@ -49,8 +49,14 @@ def check_model_dir(path: str | Path) -> Path:
 
 
 def model_source(path: str | Path) -> str:
-    """A checked local folder or a hub id, as a string for transformers."""
-    return str(check_model_dir(path)) if is_local(path) else str(path)
+    """A checked local folder (of a model family zhllama knows) or a hub id, as a string for transformers."""
+    from .families import family_of_folder
+
+    if not is_local(path):
+        return str(path)
+    folder = check_model_dir(path)
+    family_of_folder(folder)  # an unknown architecture is refused before any weights are read
+    return str(folder)
 
 
 def resolve_dtype(dtype: str | None, device: str):
@@ -294,14 +300,16 @@ def apply_adapter(model, adapter: str | Path, merge: bool = False):
 # --- everything together -------------------------------------------------------------------
 def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: str | None = "auto",
                device: str | None = "auto", tokenizer: str | Path | None = None, merge_lora: bool = False,
-               quantize: str | None = None, attn: str | None = None):
+               quantize: str | None = None, attn: str | None = None, template: str | None = None):
     """Return ``(model, tokenizer)`` in eval mode on ``device``.
 
     ``lora`` is an adapter folder (or a list, applied in order: all but the last are merged) put on
     top of the base; ``merge_lora`` folds the last one in too, for faster inference.  The tokenizer
     is ``tokenizer``, else the last adapter's, else the model's; it must extend the model's own.
-    ``quantize`` (8bit/4bit, bitsandbytes) and ``attn`` (attention kernel) are checked before any loading.
+    ``quantize`` (8bit/4bit, bitsandbytes) and ``attn`` (attention kernel) are checked before any loading;
+    so is ``template``, the chat template the model will be prompted with, against the tokenizer.
     """
+    from ..templates import check_template_fits
     from .quantize import check_attn, check_quantize
 
     device = resolve_device(device)
@@ -314,6 +322,8 @@ def load_model(path: str | Path, lora: str | Path | list | None = None, dtype: s
         read_adapter_config(a)  # before any weights are read
     tok_src = str(tokenizer) if tokenizer else tokenizer_source(src, adapters)
     tok = load_tokenizer(tok_src)
+    if template:
+        check_template_fits(tok, template)
     if tok_src != src:
         base_tok = load_base_tokenizer(src)
         if base_tok is not None:

@@ -175,6 +175,7 @@ def resize_model(cfg: ResizeConfig) -> dict:
     from ..io import atomic_dir
     from ..meta import write_meta
     from ..tokenizer.chat import set_chat_template
+    from .families import resolve_template
     from ..tokenizer.hf import copy_tokenizer_files
     from ..tokenizer.load import load_tokenizer
     from .load import check_tokenizer_extends_base, load_causal_lm, model_source
@@ -191,5 +192,5 @@ def resize_model(cfg: ResizeConfig) -> dict:
         copy_tokenizer_files(cfg.tokenizer, tmp)
         write_meta(tmp, stage="resize", base_model=cfg.model, tokenizer_size=len(tokenizer),
                    vocab_size=report["new_rows"], pad_to_multiple_of=cfg.pad_to_multiple_of)
-        set_chat_template(tmp)
+        set_chat_template(tmp, resolve_template(tmp))
     return report

@@ -48,10 +48,12 @@ ALIGN_SECTIONS = {name: section_of(t.schema, f"{name.title()}Section", set_by_pi
 @dataclass(kw_only=True)
 class BaseSection(ModelShape):
     """Build an English-only base model from scratch (the demo's stand-in for downloading LLaMA):
-    a tokenizer of ``vocab_size`` on ``corpus``, a model of this shape (``zhllama model init``'s
-    options), pre-trained with the ``train`` settings."""
+    a tokenizer of ``vocab_size`` on ``corpus`` (or the ready one at ``tokenizer``, e.g. Llama-3's), a
+    model of this shape and family (``zhllama model init``'s options), pre-trained with the ``train``
+    settings."""
 
     corpus: list[str] = field(default_factory=list)
+    tokenizer: str | None = None
     vocab_size: int = 2000
     train: BaseTrainSection = field(default_factory=BaseTrainSection)
 

@@ -90,7 +90,10 @@ class Planner:
                             train=build(TrainConfig, b.train, full=True))
         self.model = self.base_tokenizer = self.base_model = str(stage_out(self.r, "base"))
         self.evaluated["English base"] = self.model
-        return {"corpus": self.paths(b.corpus)}, settings
+        inputs: Inputs = {"corpus": self.paths(b.corpus)}
+        if b.tokenizer:
+            inputs["tokenizer"] = self.path(b.tokenizer)
+        return inputs, settings
 
     def plan_tokenizer(self, t: TokenizerSection) -> Plan:
         inputs: Inputs = {"base_tokenizer": self.base_tokenizer}
@@ -203,14 +206,16 @@ class Planner:
 
 # --- runners: each one calls the owning stage's Python API ---------------------------------
 def run_base(ctx: StageRun) -> dict:
-    """English tokenizer -> random LLaMA -> full pre-training on English text."""
+    """English tokenizer (or the given one) -> random model of the family -> full pre-training on English text."""
     from ..model.init import init_model
     from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     s: BasePlan = ctx.settings
     corpus = ctx.inputs["corpus"]
     tok_dir, init_dir = ctx.work / "tokenizer", ctx.work / "init"
-    if not (tok_dir / "tokenizer.json").is_file():
+    if "tokenizer" in ctx.inputs:
+        tok_dir = Path(ctx.inputs["tokenizer"])
+    elif not (tok_dir / "tokenizer.json").is_file():
         train_tokenizer(SpConfig(corpus=corpus, out=str(tok_dir), vocab_size=s.vocab_size, model_type="bpe",
                                  character_coverage=1.0, overwrite=True), progress=False)
     if not (init_dir / "config.json").is_file():
@@ -245,6 +250,7 @@ def run_tokenizer(ctx: StageRun) -> dict:
 
 def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
     """Copy a tokenizer folder; a bare SentencePiece model (file or folder) gets its HF files written."""
+    from ..model.families import resolve_template
     from ..tokenizer.chat import set_chat_template
     from ..tokenizer.hf import copy_tokenizer_files, write_hf_tokenizer
 
@@ -253,7 +259,7 @@ def write_tokenizer_folder(src: str | Path, dst: Path) -> None:
         write_hf_tokenizer(p, dst)
     else:
         copy_tokenizer_files(p, dst)
-        set_chat_template(dst)
+        set_chat_template(dst, resolve_template(dst))
 
 
 def run_resize(ctx: StageRun) -> dict:

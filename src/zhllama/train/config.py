@@ -15,7 +15,6 @@ from ..rope_scaling import RopeScaling
 
 STAGES = ("pt", "sft")
 TRAIN_ROPE_KINDS = ("linear", "yarn")  # dynamic NTK is an inference-time rule, not a trained one
-LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
 
 
 @dataclass
@@ -31,7 +30,8 @@ class TrainConfig:
     validation_split: float = option("fraction held out for validation loss/perplexity (pt default 0.01)", None, low=0, high=0.99)
     text_field: str = option("pt: the text field of .jsonl records", "text")
     block_size: int = option("pt: tokens per training block (documents are concatenated, EOS between)", 512, low=1)
-    template: str = option("sft: chat template (alpaca, llama2-zh, llama2, chatml, none)", "alpaca")
+    template: str | None = option("sft: chat template (alpaca, llama2-zh, llama2, chatml, llama3, qwen, native, none); "
+                                  "default: the model's zhllama.json, else its family's default, else none", None)
     max_length: int = option("sft: longest example in tokens (longer ones are truncated safely)", 512, low=1)
     skip_bad: bool = option("skip malformed records (counted in the report) instead of stopping", False)
     cache_dir: str | None = option("datasets cache folder for tokenized data", None)
@@ -47,7 +47,8 @@ class TrainConfig:
     lora_rank: int = option("LoRA rank r", 8, low=1)
     lora_alpha: float = option("LoRA alpha (scale = alpha / r)", 32.0, positive=True)
     lora_dropout: float = option("LoRA dropout", 0.05, low=0, high=0.99)
-    lora_target_modules: list[str] = option("modules that get LoRA adapters", factory=lambda: list(LLAMA_PROJECTIONS))
+    lora_target_modules: list[str] | None = option("modules that get LoRA adapters (default: the model family's, "
+                                                   "every attention and MLP projection)", None)
     modules_to_save: list[str] = option("modules trained fully and saved in the adapter (embed_tokens lm_head)",
                                        factory=list)
     # --- optimisation ---
@@ -97,7 +98,7 @@ class TrainConfig:
         self.check_scale()
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
-        if stage == "sft":
+        if stage == "sft" and self.template:
             from ..templates import get_template
 
             get_template(self.template)  # a misspelt template fails here, before the model is loaded

@@ -51,6 +51,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
 
     from ..meta import read_meta, write_meta
     from ..model import load as L
+    from ..model.families import resolve_template
     from ..tokenizer.chat import set_chat_template
     from ..tokenizer.load import load_base_tokenizer, load_tokenizer
     from .prepare import save_tokenizer
@@ -81,7 +82,7 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
         save_tokenizer(tok_src, tok, tmp)
         write_meta(tmp, stage="merged", base_model=str(base), loras=[str(a) for a in adapters], template=template,
                    tokenizer_size=len(tok), vocab_size=rows)
-        set_chat_template(tmp)
+        set_chat_template(tmp, resolve_template(tmp))
     return Path(out)
 
 

@@ -115,8 +115,11 @@ def build_model(cfg: TrainConfig, precision: str):
     if cfg.rope_scaling:
         apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
+        from ..model.families import lora_targets
+
         to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
-        model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules, to_save)
+        targets = cfg.lora_target_modules or lora_targets(model)
+        model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, targets, to_save)
     if cfg.gradient_checkpointing:
         model.config.use_cache = False  # the KV cache is useless in training and conflicts with recomputation
     return model, tok, tok_src, vocab, count_parameters(model)
@@ -126,10 +129,16 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     """Run stage ``pt`` or ``sft``; return ``{"metrics": ..., "output_dir": ..., "model_dir": ...}``."""
     from transformers import Trainer, set_seed
 
+    from ..model.families import resolve_template
+    from ..templates import check_template_fits
     from ..tokenizer.chat import set_chat_template
+    from ..tokenizer.load import load_tokenizer
 
     cfg.check(stage)
-    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files))
+    template = resolve_template(cfg.model, template=cfg.template) if stage == "sft" else None  # the default rule
+    if template:
+        check_template_fits(load_tokenizer(cfg.tokenizer or cfg.model), template)  # before the weights are read
+    cfg = dataclasses.replace(cfg, train_files=expand_files(cfg.train_files), template=template)
     out = Path(cfg.output_dir)
     claim_output_folder(out)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)  # pure reads: every rank decides the same
@@ -242,6 +251,7 @@ def publish_final(trainer, out: Path, summary: dict, save_weights, describe) -> 
     template and the run's report.  (``zhllama.io.atomic_dir`` picks a random temp name per process;
     here all ranks must write into the same folder, so the name is fixed.)
     """
+    from ..model.families import resolve_template
     from ..tokenizer.chat import set_chat_template
     from .report import write_run_outputs
 
@@ -254,7 +264,7 @@ def publish_final(trainer, out: Path, summary: dict, save_weights, describe) -> 
     trainer.accelerator.wait_for_everyone()
     if main:
         describe(tmp)
-        set_chat_template(tmp)
+        set_chat_template(tmp, resolve_template(tmp))
         write_run_outputs(out, summary, trainer.state.log_history)
         if final.exists():
             shutil.rmtree(final)
