@@ -20,7 +20,7 @@ def eval_parser():
 
 def test_each_registered_task_is_a_command_with_its_schemas_options():
     sub = next(a for a in eval_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == list(EVAL_TASKS) == ["ppl", "mc", "compare", "passkey", "reward"]
+    assert list(sub.choices) == list(EVAL_TASKS) == ["ppl", "mc", "compare", "passkey", "reward", "report"]
     for name, task in EVAL_TASKS.items():
         assert task.name == name and task.help and task.description
         assert {a.dest for a in sub.choices[name]._actions} - {"help"} == {o.dest for o in _options(task.schema)}, name
