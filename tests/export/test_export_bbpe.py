@@ -104,16 +104,22 @@ def test_llama_cpp_tokenizes_tiny_extended_as_hf(tmp_path, tiny_bbpe_dir, tiny_s
         assert _agreement(folder, write_vocab_gguf(folder, tmp_path / f"{folder.name}.gguf"), agreement_texts) == []
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen2"])
-def test_llama_cpp_tokenizes_real_bases_and_extensions_as_hf(tmp_path, shared_data, name, agreement_texts):
+@pytest.fixture(scope="module", params=["llama3", "qwen2"])
+def real_extension(request, shared_data, tmp_path_factory):
+    """(base folder, base + chinese-sp-20k folder) for Llama-3 and Qwen2."""
     pytest.importorskip("llama_cpp")
     tok = shared_data / "tokenizers"
-    ext = tmp_path / "ext"
-    merge_tokenizers(tok / name, [tok / "chinese-sp-20k" / "chinese_sp.model"], ext)
-    vectors = (next((tok / name / "llama.cpp").glob("*.gguf.inp")).read_text(encoding="utf-8")
-               .split("\n__ggml_vocab_test__\n")[:-1])
-    for folder in (tok / name, ext):
-        path = write_vocab_gguf(folder, tmp_path / f"{name}-{folder.name}.gguf")
+    ext = tmp_path_factory.mktemp("real_ext") / request.param
+    merge_tokenizers(tok / request.param, [tok / "chinese-sp-20k" / "chinese_sp.model"], ext)
+    return tok / request.param, ext
+
+
+def test_llama_cpp_tokenizes_real_bases_and_extensions_as_hf(tmp_path, real_extension, agreement_texts):
+    pytest.importorskip("llama_cpp")
+    base, ext = real_extension
+    vectors = next((base / "llama.cpp").glob("*.gguf.inp")).read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")[:-1]
+    for k, folder in enumerate((base, ext)):
+        path = write_vocab_gguf(folder, tmp_path / f"{k}.gguf")
         assert _agreement(folder, path, vectors + agreement_texts) == []
 
 
@@ -186,14 +192,11 @@ def test_llama_cpp_runs_the_exported_model_as_hf(extended_model, agreement_texts
     _check_in_llama_cpp(extended_model[2], agreement_texts, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen2"])
-def test_llama_cpp_runs_a_model_on_a_real_extension_as_hf(shared_data, name, agreement_texts, tmp_path):
+def test_llama_cpp_runs_a_model_on_a_real_extension_as_hf(real_extension, agreement_texts, tmp_path):
     """A tiny LLaMA on Llama-3 / Qwen2 + chinese-sp-20k (``model init --tokenizer EXTENDED``)."""
     from zhllama.model.init import InitConfig, init_model
 
     pytest.importorskip("llama_cpp")
-    tok = shared_data / "tokenizers"
-    merge_tokenizers(tok / name, [tok / "chinese-sp-20k" / "chinese_sp.model"], tmp_path / "ext")
-    model = init_model(InitConfig(tokenizer=str(tmp_path / "ext"), out=str(tmp_path / "model"), hidden_size=32, layers=1,
+    model = init_model(InitConfig(tokenizer=str(real_extension[1]), out=str(tmp_path / "model"), hidden_size=32, layers=1,
                                   heads=2, kv_heads=1, intermediate_size=64, max_position=256, seed=0))
     _check_in_llama_cpp(model, agreement_texts, tmp_path)

@@ -114,7 +114,7 @@ def check_byte_level(data: dict, where: str | Path, role: str = "--base") -> Non
     if not is_byte_level(data):
         raise ZhllamaError(f"{role} {where}: its tokenizer.json is a BPE without a ByteLevel pre-tokenizer "
                            "(another byte alphabet)",
-                           "give a byte-level BPE tokenizer (e.g. from `zhllama tokenizer train --type byte-bpe`)")
+                           "give a byte-level BPE tokenizer, e.g. one written by zhllama tokenizer train --type byte-bpe")
     alphabet = set(byte_to_char().values())
     odd = next((t for t in data["model"].get("vocab", {}) if not set(t) <= alphabet and t not in added_contents(data)), None)
     if odd is not None:
