@@ -104,6 +104,18 @@ def test_llama_cpp_tokenizes_tiny_extended_as_hf(tmp_path, tiny_bbpe_dir, tiny_s
         assert _agreement(folder, write_vocab_gguf(folder, tmp_path / f"{folder.name}.gguf"), agreement_texts) == []
 
 
+def test_stats_reads_a_gguf_vocabulary_like_its_folder(tmp_path, tiny_bbpe_dir, builtin_text):
+    """``tokenizer stats --tokenizer FILE.gguf``: llama.cpp's tokenization of our vocab file measures as the folder."""
+    from zhllama.tokenizer.stats import collect_stats
+
+    pytest.importorskip("llama_cpp")
+    (tmp_path / "zh.txt").write_text("\n".join(builtin_text["zh"][:200] + builtin_text["en"][:200]), encoding="utf-8")
+    gguf_path = write_vocab_gguf(tiny_bbpe_dir, tmp_path / "v.gguf")
+    folder, gguf_row = collect_stats([str(tiny_bbpe_dir), str(gguf_path)], [str(tmp_path / "zh.txt")], progress=False)
+    assert gguf_row.tokens == folder.tokens and gguf_row.vocab_size == folder.vocab_size
+    assert gguf_row.roundtrip_rate == folder.roundtrip_rate == 1.0
+
+
 @pytest.fixture(scope="module", params=["llama3", "qwen2"])
 def real_extension(request, shared_data, tmp_path_factory):
     """(base folder, base + chinese-sp-20k folder) for Llama-3 and Qwen2."""

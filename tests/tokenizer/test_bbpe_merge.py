@@ -214,3 +214,21 @@ def test_real_extension_in_plain_transformers(real_extended, zh_lines, mixed_tex
     assert plain == load_tokenizer(tmp_path)(texts)["input_ids"]
     assert plain == [e.ids for e in _tokenizer(str(ext / "tokenizer.json")).encode_batch(texts)]
     assert (plain[0][0] == 128000) is (base.name == "llama3")  # Llama-3 adds BOS, Qwen2 none
+
+
+def test_train_byte_bpe_bad_inputs(tmp_path, capsys):
+    from tokenizers import models
+
+    wordpiece = tmp_path / "wp"
+    wordpiece.mkdir()
+    Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]")).save(str(wordpiece / "tokenizer.json"))
+    corpus, empty = tmp_path / "zh.txt", tmp_path / "empty.txt"
+    corpus.write_text("中文文本\n", encoding="utf-8")
+    empty.write_text("\n\n", encoding="utf-8")
+    out = tmp_path / "out"
+    for args, words in [(["--base", wordpiece, "--corpus", corpus], "WordPiece model"),
+                        (["--corpus", empty], "no text"), (["--corpus", tmp_path / "missing.txt"], "missing.txt")]:
+        assert main(["tokenizer", "train", "--type", "byte-bpe", *map(str, args), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zhllama: error:") and words in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
