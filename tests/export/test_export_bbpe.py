@@ -104,16 +104,34 @@ def test_llama_cpp_tokenizes_tiny_extended_as_hf(tmp_path, tiny_bbpe_dir, tiny_s
         assert _agreement(folder, write_vocab_gguf(folder, tmp_path / f"{folder.name}.gguf"), agreement_texts) == []
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen2"])
-def test_llama_cpp_tokenizes_real_bases_and_extensions_as_hf(tmp_path, shared_data, name, agreement_texts):
+def test_stats_reads_a_gguf_vocabulary_like_its_folder(tmp_path, tiny_bbpe_dir, builtin_text):
+    """``tokenizer stats --tokenizer FILE.gguf``: llama.cpp's tokenization of our vocab file measures as the folder."""
+    from zhllama.tokenizer.stats import collect_stats
+
+    pytest.importorskip("llama_cpp")
+    (tmp_path / "zh.txt").write_text("\n".join(builtin_text["zh"][:200] + builtin_text["en"][:200]), encoding="utf-8")
+    gguf_path = write_vocab_gguf(tiny_bbpe_dir, tmp_path / "v.gguf")
+    folder, gguf_row = collect_stats([str(tiny_bbpe_dir), str(gguf_path)], [str(tmp_path / "zh.txt")], progress=False)
+    assert gguf_row.tokens == folder.tokens and gguf_row.vocab_size == folder.vocab_size
+    assert gguf_row.roundtrip_rate == folder.roundtrip_rate == 1.0
+
+
+@pytest.fixture(scope="module", params=["llama3", "qwen2"])
+def real_extension(request, shared_data, tmp_path_factory):
+    """(base folder, base + chinese-sp-20k folder) for Llama-3 and Qwen2."""
     pytest.importorskip("llama_cpp")
     tok = shared_data / "tokenizers"
-    ext = tmp_path / "ext"
-    merge_tokenizers(tok / name, [tok / "chinese-sp-20k" / "chinese_sp.model"], ext)
-    vectors = (next((tok / name / "llama.cpp").glob("*.gguf.inp")).read_text(encoding="utf-8")
-               .split("\n__ggml_vocab_test__\n")[:-1])
-    for folder in (tok / name, ext):
-        path = write_vocab_gguf(folder, tmp_path / f"{name}-{folder.name}.gguf")
+    ext = tmp_path_factory.mktemp("real_ext") / request.param
+    merge_tokenizers(tok / request.param, [tok / "chinese-sp-20k" / "chinese_sp.model"], ext)
+    return tok / request.param, ext
+
+
+def test_llama_cpp_tokenizes_real_bases_and_extensions_as_hf(tmp_path, real_extension, agreement_texts):
+    pytest.importorskip("llama_cpp")
+    base, ext = real_extension
+    vectors = next((base / "llama.cpp").glob("*.gguf.inp")).read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")[:-1]
+    for k, folder in enumerate((base, ext)):
+        path = write_vocab_gguf(folder, tmp_path / f"{k}.gguf")
         assert _agreement(folder, path, vectors + agreement_texts) == []
 
 
@@ -186,14 +204,11 @@ def test_llama_cpp_runs_the_exported_model_as_hf(extended_model, agreement_texts
     _check_in_llama_cpp(extended_model[2], agreement_texts, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["llama3", "qwen2"])
-def test_llama_cpp_runs_a_model_on_a_real_extension_as_hf(shared_data, name, agreement_texts, tmp_path):
+def test_llama_cpp_runs_a_model_on_a_real_extension_as_hf(real_extension, agreement_texts, tmp_path):
     """A tiny LLaMA on Llama-3 / Qwen2 + chinese-sp-20k (``model init --tokenizer EXTENDED``)."""
     from zhllama.model.init import InitConfig, init_model
 
     pytest.importorskip("llama_cpp")
-    tok = shared_data / "tokenizers"
-    merge_tokenizers(tok / name, [tok / "chinese-sp-20k" / "chinese_sp.model"], tmp_path / "ext")
-    model = init_model(InitConfig(tokenizer=str(tmp_path / "ext"), out=str(tmp_path / "model"), hidden_size=32, layers=1,
+    model = init_model(InitConfig(tokenizer=str(real_extension[1]), out=str(tmp_path / "model"), hidden_size=32, layers=1,
                                   heads=2, kv_heads=1, intermediate_size=64, max_position=256, seed=0))
     _check_in_llama_cpp(model, agreement_texts, tmp_path)

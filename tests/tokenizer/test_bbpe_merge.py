@@ -8,6 +8,7 @@ Llama-3 and Qwen2 tokenizers and Chinese-LLaMA's 20K SentencePiece model.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import pytest
 from tokenizers import Tokenizer
@@ -18,8 +19,13 @@ from zhllama.tokenizer.bbpe_merge import bpe_segment, implies_chinese
 from zhllama.tokenizer.merge import HAN_CHAR, has_chinese, merge_tokenizers
 
 
+@lru_cache(maxsize=8)
+def _tokenizer(path: str) -> Tokenizer:
+    return Tokenizer.from_file(path)
+
+
 def _ids(folder, texts):
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = _tokenizer(str(folder / "tokenizer.json"))
     return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
 
 
@@ -188,7 +194,41 @@ def test_real_bases_extended_with_chinese_sp_20k(real_extended, zh_lines, en_lin
     assert len(free) == 44 and _ids(ext, [t for t, _ in free]) == [w for _, w in free]
     english = list(en_lines) + [t for t in mixed_texts if not has_chinese(t)]
     assert _ids(ext, english) == _ids(base, english)
-    tok = Tokenizer.from_file(str(ext / "tokenizer.json"))
+    tok = _tokenizer(str(ext / "tokenizer.json"))
     everything = texts + news + mixed_texts
     assert all(tok.decode(i, skip_special_tokens=False) == t for t, i in zip(everything, _ids(ext, everything)))
     assert json.loads((ext / "merge_report.json").read_text())["unreachable"] == []
+
+
+def test_real_extension_in_plain_transformers(real_extended, zh_lines, mixed_texts, tmp_path):
+    """A model folder's copy of the extended tokenizer: plain AutoTokenizer = zhllama = tokenizers, BOS as the base."""
+    from transformers import AutoTokenizer
+
+    from zhllama.tokenizer.hf import copy_tokenizer_files
+    from zhllama.tokenizer.load import load_tokenizer
+
+    base, ext = real_extended
+    copy_tokenizer_files(ext, tmp_path)  # what every stage that writes a model folder does
+    texts = zh_lines[2500:3000] + mixed_texts
+    plain = AutoTokenizer.from_pretrained(str(tmp_path))(texts)["input_ids"]
+    assert plain == load_tokenizer(tmp_path)(texts)["input_ids"]
+    assert plain == [e.ids for e in _tokenizer(str(ext / "tokenizer.json")).encode_batch(texts)]
+    assert (plain[0][0] == 128000) is (base.name == "llama3")  # Llama-3 adds BOS, Qwen2 none
+
+
+def test_train_byte_bpe_bad_inputs(tmp_path, capsys):
+    from tokenizers import models
+
+    wordpiece = tmp_path / "wp"
+    wordpiece.mkdir()
+    Tokenizer(models.WordPiece({"[UNK]": 0}, unk_token="[UNK]")).save(str(wordpiece / "tokenizer.json"))
+    corpus, empty = tmp_path / "zh.txt", tmp_path / "empty.txt"
+    corpus.write_text("中文文本\n", encoding="utf-8")
+    empty.write_text("\n\n", encoding="utf-8")
+    out = tmp_path / "out"
+    for args, words in [(["--base", wordpiece, "--corpus", corpus], "WordPiece model"),
+                        (["--corpus", empty], "no text"), (["--corpus", tmp_path / "missing.txt"], "missing.txt")]:
+        assert main(["tokenizer", "train", "--type", "byte-bpe", *map(str, args), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zhllama: error:") and words in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()

@@ -114,9 +114,9 @@ def check_byte_level(data: dict, where: str | Path, role: str = "--base") -> Non
     if not is_byte_level(data):
         raise ZhllamaError(f"{role} {where}: its tokenizer.json is a BPE without a ByteLevel pre-tokenizer "
                            "(another byte alphabet)",
-                           "give a byte-level BPE tokenizer (e.g. from `zhllama tokenizer train --type byte-bpe`)")
-    alphabet = set(byte_to_char().values())
-    odd = next((t for t in data["model"].get("vocab", {}) if not set(t) <= alphabet and t not in added_contents(data)), None)
+                           "give a byte-level BPE tokenizer, e.g. one written by zhllama tokenizer train --type byte-bpe")
+    alphabet, added = set(byte_to_char().values()), added_contents(data)
+    odd = next((t for t in data["model"].get("vocab", {}) if not set(t) <= alphabet and t not in added), None)
     if odd is not None:
         raise ZhllamaError(f"{role} {where}: token {odd!r} is not written in the GPT-2 byte alphabet",
                            "give a byte-level BPE tokenizer whose tokens are byte strings (Llama-3, Qwen2)")

@@ -9,7 +9,7 @@ from ..config import add_dataclass_args, from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tokenizer", help="train a Chinese SentencePiece model, merge it into LLaMA's, measure tokenizers",
+    p = sub.add_parser("tokenizer", help="train a Chinese tokenizer, merge it into LLaMA's or Llama-3's/Qwen2's, measure tokenizers",
                        description="The vocabulary-extension stage: train, merge, stats.")
     tsub = p.add_subparsers(dest="tokenizer_command", metavar="COMMAND")
     p.set_defaults(func=lambda a: _print_help(p))
@@ -26,10 +26,11 @@ def _print_help(parser) -> int:
 def _add_train(tsub) -> None:
     from .train import TokenizerTrainConfig
 
-    p = tsub.add_parser("train", help="train a SentencePiece model on Chinese text",
+    p = tsub.add_parser("train", help="train a SentencePiece model (or a byte-level BPE) on Chinese text",
                         description="Train a SentencePiece model with LLaMA-compatible settings (byte fallback, digits "
                                     "split, identity normalisation, dummy prefix, <unk>/<s>/</s> = 0/1/2). Writes "
-                                    "tokenizer.model, tokenizer.vocab and Hugging Face files into --out.")
+                                    "tokenizer.model, tokenizer.vocab and Hugging Face files into --out. --type byte-bpe: "
+                                    "a byte-level BPE (tokenizer.json) on the pre-tokenizer of --base, for Llama-3/Qwen2.")
     add_dataclass_args(p, TokenizerTrainConfig, overrides=False)
     p.set_defaults(func=_run_train)
 
@@ -44,12 +45,14 @@ def _run_train(a) -> int:
 def _add_merge(tsub) -> None:
     from .merge import TokenizerMergeConfig
 
-    p = tsub.add_parser("merge", help="merge Chinese pieces into a LLaMA tokenizer",
+    p = tsub.add_parser("merge", help="merge Chinese pieces into a LLaMA or byte-level BPE (Llama-3, Qwen2) tokenizer",
                         description="Append the pieces of --add model(s) to --base. extend (default): only Chinese "
                                     "pieces, with distinct scores, so non-Chinese text tokenizes exactly as the base "
                                     "and the Hugging Face files match SentencePiece. chinese-llama: every missing piece, "
                                     "score 0, as the first Chinese-LLaMA did. Writes tokenizer.model, Hugging Face "
-                                    "files and merge_report.json into --out.")
+                                    "files and merge_report.json into --out. A byte-level BPE base (tokenizer.json of "
+                                    "Llama-3, Qwen2): Chinese tokens after its last id, merges ranked after its own, "
+                                    "every other id and setting unchanged.")
     add_dataclass_args(p, TokenizerMergeConfig, overrides=False)
     p.set_defaults(func=_run_merge)
 

@@ -177,7 +177,19 @@ def hf_config(proto, add_bos: bool = True, add_eos: bool = False, model_max_leng
         "model_max_length": model_max_length or 1_000_000_000,
         **_special_tokens(proto),
         "chat_template": chat_template or get_template(template).jinja(" " if proto.normalizer_spec.add_dummy_prefix else ""),
+        **(_sentencepiece_backend(add_bos, add_eos) if S.tied_pieces(proto) else {}),
     }
+
+
+def _sentencepiece_backend(add_bos: bool, add_eos: bool) -> dict:
+    """Config keys that make plain ``AutoTokenizer`` encode with transformers 5's ``SentencePieceBackend``.
+
+    For a model whose mergeable pieces tie on score (Chinese-LLaMA-2's) no ``tokenizer.json`` gives
+    SentencePiece's ids; this class encodes with SentencePiece itself.  ``special_tokens_pattern`` is how
+    it adds BOS/EOS, ``legacy`` keeps the dummy prefix on every text.  (Its decoder leaves byte pieces
+    such as ``<0xF0>`` as text; zhllama's own loader decodes them.)"""
+    pattern = {(True, True): "bos_eos", (True, False): "bos", (False, True): "eos"}.get((add_bos, add_eos), "none")
+    return {"tokenizer_class": "SentencePieceBackend", "special_tokens_pattern": pattern, "legacy": True}
 
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -199,3 +211,29 @@ def copy_tokenizer_files(src_dir: str | Path, dst_dir: str | Path) -> None:
             found = True
     if not found:
         raise ZhllamaError(f"no tokenizer files in {src}", "give a folder written by `zhllama tokenizer merge`")
+    exact_for_transformers(dst)
+
+
+def exact_for_transformers(folder: str | Path) -> None:
+    """Make plain ``AutoTokenizer`` give zhllama's ids for a folder holding ``tokenizer.model``.
+
+    A ``tokenizer.model`` without ``tokenizer.json`` (bare, or with only a ``tokenizer_config.json`` as
+    the published Chinese-LLaMA-2 folder) gets zhllama's exact Hugging Face files, its BOS/EOS settings
+    and chat template kept: transformers' own conversion adds no BOS and ranks merges by id.  A model
+    with tied scores gets the config that selects the SentencePiece backend (:func:`_sentencepiece_backend`)."""
+    from ..io import read_json
+
+    folder = Path(folder)
+    sp = folder / "tokenizer.model"
+    if not sp.is_file():
+        return
+    config_path = folder / "tokenizer_config.json"
+    config = read_json(config_path, "fix or remove the file") if config_path.is_file() else {}
+    if not (folder / "tokenizer.json").is_file():
+        write_hf_tokenizer(sp, folder, add_bos=config.get("add_bos_token", True), add_eos=config.get("add_eos_token", False),
+                           model_max_length=config.get("model_max_length"), chat_template=config.get("chat_template"))
+        return
+    if S.tied_pieces(S.load_proto(sp)) and config.get("tokenizer_class") != "SentencePieceBackend":
+        keys = _sentencepiece_backend(config.get("add_bos_token", True), config.get("add_eos_token", False))
+        write_json_atomic(config_path, {**config, **keys})
+
