@@ -31,8 +31,10 @@ from pathlib import Path
 
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.hf import write_hf_tokenizer
-from zhllama.tokenizer.merge import has_chinese, merge_tokenizers
-from zhllama.tokenizer.stats import SpTokenizer, format_table, measure
+from zhllama.tokenizer.backend import merge_tokenizers
+from zhllama.tokenizer.merge import has_chinese
+from zhllama.tokenizer.encoders import SpTokenizer
+from zhllama.tokenizer.stats import format_table, measure
 from zhllama.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
 PARTS = 53
@@ -68,7 +70,7 @@ def byte_level_rows(data: Path, work: Path, train_parts: int, vocab_size: int) -
     from tokenizers import Tokenizer
 
     from zhllama.data.builtin import people_daily_lines
-    from zhllama.tokenizer.stats import HfTokenizer
+    from zhllama.tokenizer.encoders import HfTokenizer
 
     tok = data / "tokenizers"
     parts = [data / "alpaca-zh" / f"alpaca_chinese_part_{i}.json" for i in range(PARTS)]

@@ -27,7 +27,7 @@ from zhllama.tokenizer.load import load_tokenizer
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.spm import tied_pieces
 from zhllama.tokenizer.hf import write_hf_tokenizer
-from zhllama.tokenizer.merge import merge_tokenizers
+from zhllama.tokenizer.backend import merge_tokenizers
 
 
 def cmmlu_texts(data: Path) -> list[str]:

@@ -109,7 +109,7 @@ def mistral_sp_model() -> Path:
 def tied_tokenizer_dir(tmp_path_factory, tiny_sp_model, builtin_text) -> Path:
     """``tiny_sp_model`` + a 4,000-piece Chinese model merged the Chinese-LLaMA way (every added piece
     scores 0): the fast files cannot give SentencePiece's ids; zhllama's loader encodes with SentencePiece."""
-    from zhllama.tokenizer.merge import merge_tokenizers
+    from zhllama.tokenizer.backend import merge_tokenizers
 
     d = tmp_path_factory.mktemp("tied")
     zh = train_llama_style_sp(builtin_text["zh"][:1500], d / "zh", 4000)

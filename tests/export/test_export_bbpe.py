@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 
 from zhllama.export.vocab import add_vocab_keys, build_vocab
 from zhllama.tokenizer import bbpe
-from zhllama.tokenizer.merge import merge_tokenizers
+from zhllama.tokenizer.backend import merge_tokenizers
 
 
 def write_vocab_gguf(folder, path, n_rows=None):

@@ -16,7 +16,8 @@ from tokenizers import Tokenizer
 from zhllama.cli import main
 from zhllama.tokenizer import bbpe
 from zhllama.tokenizer.bbpe_merge import bpe_segment, implies_chinese
-from zhllama.tokenizer.merge import HAN_CHAR, has_chinese, merge_tokenizers
+from zhllama.tokenizer.backend import merge_tokenizers
+from zhllama.tokenizer.merge import HAN_CHAR, has_chinese
 
 
 @lru_cache(maxsize=8)

@@ -10,7 +10,8 @@ from zhllama.cli import main
 from zhllama.tokenizer import spm as S
 from zhllama.tokenizer.hf import write_hf_tokenizer
 from zhllama.tokenizer.load import load_tokenizer
-from zhllama.tokenizer.merge import has_chinese, is_chinese_piece, merge_tokenizers
+from zhllama.tokenizer.backend import merge_tokenizers
+from zhllama.tokenizer.merge import has_chinese, is_chinese_piece
 
 
 def same_ids_share(a_model, b_model, texts) -> float:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from ..errors import ZhllamaError, require_file
 from ..io import atomic_dir, write_json_atomic
+from .shards import tokenizer_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,6 @@ def tokenizer_digest(tokenizer) -> str:
     """A fingerprint of what the tokenizer does: its full pipeline plus its special ids."""
     specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, len(tokenizer)]
     return hashlib.sha256((tokenizer_pipeline(tokenizer) + json.dumps(specials)).encode()).hexdigest()
-
-
-def tokenizer_pipeline(tokenizer) -> str:
-    """The tokenizer's whole pipeline as text (a fast tokenizer's JSON, or the SentencePiece model's hash)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    sp_model = getattr(tokenizer, "sp_model", None)  # zhllama.tokenizer.exact.SentencePieceTokenizer
-    if backend is not None:
-        body = backend.to_str()
-    elif sp_model is not None:
-        added = sorted((i, t.content) for i, t in tokenizer.added_tokens_decoder.items())
-        body = hashlib.sha256(sp_model.serialized_model_proto()).hexdigest() + json.dumps(added, ensure_ascii=False)
-    else:  # a slow tokenizer: fall back on datasets' own object hasher
-        from datasets.fingerprint import Hasher
-
-        body = Hasher.hash(tokenizer)
-    return body
 
 
 def fingerprint(kind: str, files: list[str], tokenizer, **options) -> str:

@@ -52,10 +52,24 @@ def token_dtype(vocab_size: int) -> str:
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
+def tokenizer_pipeline(tokenizer) -> str:
+    """The tokenizer's whole pipeline as text (a fast tokenizer's JSON, or the SentencePiece model's hash)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    sp_model = getattr(tokenizer, "sp_model", None)  # zhllama.tokenizer.exact.SentencePieceTokenizer
+    if backend is not None:
+        body = backend.to_str()
+    elif sp_model is not None:
+        added = sorted((i, t.content) for i, t in tokenizer.added_tokens_decoder.items())
+        body = hashlib.sha256(sp_model.serialized_model_proto()).hexdigest() + json.dumps(added, ensure_ascii=False)
+    else:  # a slow tokenizer: fall back on datasets' own object hasher
+        from datasets.fingerprint import Hasher
+
+        body = Hasher.hash(tokenizer)
+    return body
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of what decides the token ids: the tokenizer's pipeline, BOS, EOS and vocabulary size."""
-    from .corpora import tokenizer_pipeline
-
     specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, len(tokenizer)]
     return hashlib.sha256((tokenizer_pipeline(tokenizer) + json.dumps(specials)).encode()).hexdigest()
 

@@ -227,7 +227,7 @@ def run_base(ctx: StageRun) -> dict:
 
 def run_tokenizer(ctx: StageRun) -> dict:
     from ..io import atomic_dir
-    from ..tokenizer.merge import merge_tokenizers
+    from ..tokenizer.backend import merge_tokenizers
     from ..tokenizer.train import TokenizerTrainConfig as SpConfig, train_tokenizer
 
     s: TokenizerSection = ctx.settings

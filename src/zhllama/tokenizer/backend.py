@@ -38,7 +38,7 @@ class SentencePieceKind:
         return merge_sentencepiece(self.path, add, out, **options)
 
     def encoder(self):
-        from .stats import SpTokenizer
+        from .encoders import SpTokenizer
 
         return SpTokenizer(self.path)
 
@@ -68,7 +68,7 @@ class ByteLevelKind:
         return merge_byte_level(self.folder, add, out, **options)
 
     def encoder(self):
-        from .stats import HfTokenizer
+        from .encoders import HfTokenizer
 
         return HfTokenizer(self.folder)
 
@@ -95,3 +95,36 @@ def tokenizer_kind(path: str | Path, role: str = "tokenizer"):
     data = bbpe.read_tokenizer_json(p)
     bbpe.check_byte_level(data, p, role)
     return ByteLevelKind(p)
+
+
+def merge_tokenizers(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
+                     placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
+                     overwrite: bool = False):
+    """Extend ``base`` with the Chinese pieces of ``add`` into ``out``, whichever kind of tokenizer ``base`` is
+    (:mod:`zhllama.tokenizer.backend`); returns the result, whose ``summary()`` is in ``merge_report.json``."""
+    if not add:
+        raise ZhllamaError("nothing to merge", "give at least one --add TOKENIZER")
+    return tokenizer_kind(base, "--base").merge(add, out, mode=mode, placement=placement, pad_token=pad_token,
+                                                max_pieces=max_pieces, overwrite=overwrite)
+
+
+def open_tokenizer(path: str | Path):
+    """A GGUF file through llama.cpp; SentencePiece or byte-level BPE through their kind's encoder
+    (SentencePiece itself for a ``tokenizer.model``); any other
+    Hugging Face folder through ``AutoTokenizer``."""
+    from .encoders import GgufTokenizer, HfTokenizer
+
+    p = Path(path)
+    if p.is_file() and p.suffix == ".gguf":
+        return GgufTokenizer(p)
+    if p.is_file() or (p / "tokenizer.model").is_file() or _is_byte_level_folder(p):
+        return tokenizer_kind(p).encoder()
+    if p.is_dir():
+        return HfTokenizer(p)
+    raise ZhllamaError(f"tokenizer not found: {p}", "give a .model or .gguf file or a tokenizer folder")
+
+
+def _is_byte_level_folder(p: Path) -> bool:
+    from . import bbpe
+
+    return (p / "tokenizer.json").is_file() and bbpe.is_byte_level(bbpe.read_tokenizer_json(p))

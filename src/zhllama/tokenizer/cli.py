@@ -58,7 +58,8 @@ def _add_merge(tsub) -> None:
 
 
 def _run_merge(a) -> int:
-    from .merge import TokenizerMergeConfig, merge_tokenizers
+    from .backend import merge_tokenizers
+    from .merge import TokenizerMergeConfig
 
     cfg = from_args(TokenizerMergeConfig, a)
     s = merge_tokenizers(**asdict(cfg)).summary()

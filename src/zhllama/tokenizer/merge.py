@@ -223,19 +223,6 @@ class TokenizerMergeConfig:
     overwrite: bool = option("replace --out if it exists", False)
 
 
-def merge_tokenizers(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
-                     placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
-                     overwrite: bool = False):
-    """Extend ``base`` with the Chinese pieces of ``add`` into ``out``, whichever kind of tokenizer ``base`` is
-    (:mod:`zhllama.tokenizer.backend`); returns the result, whose ``summary()`` is in ``merge_report.json``."""
-    from .backend import tokenizer_kind
-
-    if not add:
-        raise ZhllamaError("nothing to merge", "give at least one --add TOKENIZER")
-    return tokenizer_kind(base, "--base").merge(add, out, mode=mode, placement=placement, pad_token=pad_token,
-                                                max_pieces=max_pieces, overwrite=overwrite)
-
-
 def merge_sentencepiece(base: str | Path, add: list[str | Path], out: str | Path, mode: str = "extend",
                         placement: str = "above", pad_token: bool = False, max_pieces: int | None = None,
                         overwrite: bool = False) -> MergeResult:
