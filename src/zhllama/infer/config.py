@@ -16,8 +16,9 @@ class EngineConfig:
 
     model: str = option("model folder (Hugging Face format) or hub id")
     lora: str | None = option("a LoRA adapter folder applied on top of --model (not merged)", None)
-    template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, none (default: the one recorded "
-                                  "in the model/adapter folder's zhllama.json, else none)", None)
+    template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, llama3, qwen, native, none "
+                                  "(default: the one recorded in the adapter/model folder's zhllama.json, else the model "
+                                  "family's, else none)", None)
     device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
     dtype: str = option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
