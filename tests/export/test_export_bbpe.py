@@ -20,12 +20,13 @@ def write_vocab_gguf(folder, path, n_rows=None):
     """A vocab-only GGUF (LLaMA header, no tensors) of a tokenizer folder, as llama.cpp's ggml-vocab files are."""
     import gguf
 
-    from zhllama.export.hparams import LlamaHParams, add_llama_keys
+    from zhllama.export.hparams import HParams, add_model_keys
+    from zhllama.model.families import FAMILIES
 
     n = n_rows or len(bbpe.id_to_token(bbpe.read_tokenizer_json(folder)))
     vocab = build_vocab(folder, n, {})
     writer = gguf.GGUFWriter(str(path), "llama")
-    add_llama_keys(writer, LlamaHParams(64, 1, 4, 4, 128, 512, 1e-5, 16, 10000.0, None, False, None, None, None), n)
+    add_model_keys(writer, HParams(FAMILIES["llama"], 64, 1, 4, 4, 128, 512, 1e-5, 16, 10000.0, None, False, None, None, None), n)
     add_vocab_keys(writer, vocab)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

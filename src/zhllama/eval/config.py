@@ -58,8 +58,9 @@ class McConfig:
     out: str = option("results folder (re-running with the same settings continues)")
     batch_size: int = option("prompts per forward pass / generation batch", 8, low=1)
     max_length: int | None = option("context limit in tokens (default: the model's)", None, low=2)
-    template: str | None = option("chat template to wrap the prompt in (default: none in logit mode; the model's own "
-                                  "with --generate)", None)
+    template: str | None = option("chat template to wrap the prompt in (default: none in logit mode, which scores the "
+                                  "protocol's raw prompt; with --generate the default rule: zhllama.json, else the "
+                                  "model family's, else none)", None)
     generate: bool = option("generate a reply and extract the letter (chat models)", False)
     max_new_tokens: int = option("reply length limit with --generate", 32, low=1)
     overwrite: bool = option("discard predictions already in --out", False)

@@ -18,8 +18,9 @@ class EngineConfig(LoadConfig):
 
     model: str = option("model folder (Hugging Face format) or hub id; with --engine llamacpp a .gguf file or a model "
                         "folder")
-    template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, none (default: the one recorded "
-                                  "in the model/adapter folder's zhllama.json, else none)", None)
+    template: str | None = option("chat template: alpaca, llama2-zh, llama2, chatml, llama3, qwen, native, none "
+                                  "(default: the one recorded in the adapter/model folder's zhllama.json, else the model "
+                                  "family's, else none)", None)
     context_length: int | None = option("tokens of context (default: the model's max_position_embeddings, times the "
                                         "RoPE factor)", None, low=2)
     rope_scaling: RopeScaling | None = option("extend the context with RoPE scaling: linear:F (position interpolation), "

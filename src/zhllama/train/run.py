@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, stage: str, callbacks: list | None = None) -> dict:
     # The model is loaded before TrainingArguments exist, so ZeRO-3 does not partition it at load
     # time (zero.Init): a resize can then touch whole embedding matrices; DeepSpeed shards it later.
     model, tok, tok_src, vocab, params = build_model(cfg, precision)
-    set_chat_template(tok, cfg.template if stage == "sft" else "none")  # the Trainer saves it into checkpoints
+    set_chat_template(tok, cfg.template or "none")  # the Trainer saves it into checkpoints (pt: none)
     args = training_arguments(cfg, out, precision, has_eval=True)
     with args.main_process_first(local=False, desc="preparing the output folder and data"):
         if args.process_index == 0 and plan.wipe:
@@ -237,7 +237,7 @@ def save_final(trainer, cfg: TrainConfig, stage: str, tok, tok_src: str, vocab: 
         if not cfg.full:
             verify_saved_adapter(tmp, trainer.model)
         save_tokenizer(tok_src, tok, tmp)
-        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template if stage != "pt" else None,
+        write_meta(tmp, stage=stage, base_model=cfg.model, lora=not cfg.full, template=cfg.template,
                    tokenizer_size=len(tok), vocab_size=vocab["embedding_rows"], **meta)
 
     return publish_final(trainer, out, summary, lambda tmp, main: trainer.save_model(str(tmp)), describe)
