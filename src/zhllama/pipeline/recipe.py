@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
 from ..align import TRAINERS
 from ..config import section_of
 from ..export.config import GgufSettings
