@@ -12,7 +12,7 @@ from typing import Literal
 from ..config import check_ranges, option
 from ..errors import ZhllamaError
 
-STAGES = ("pt", "sft")
+TRAIN_STAGES = ("pt", "sft")
 TRAIN_ROPE_KINDS = ("linear", "yarn")  # dynamic NTK is an inference-time rule, not a trained one
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
 
@@ -82,9 +82,9 @@ class TrainConfig:
 
     def check(self, stage: str) -> "TrainConfig":
         """Raise a clear error for a missing or inconsistent field; return self."""
-        if stage not in STAGES:
-            raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(STAGES)}")
-        check_run_options(self)
+        if stage not in TRAIN_STAGES:
+            raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(TRAIN_STAGES)}")
+        check_run_options(self, with_template=stage == "sft")
         if self.rope_scaling is not None:
             from ..model.rope import parse_rope_scaling
 
@@ -92,10 +92,6 @@ class TrainConfig:
         self.check_scale()
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
-        if stage == "sft":
-            from ..templates import get_template
-
-            get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
 
     def check_scale(self) -> None:
@@ -112,8 +108,9 @@ class TrainConfig:
         return 0.01 if stage == "pt" else 0.0
 
 
-def check_run_options(cfg) -> None:
-    """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas)."""
+def check_run_options(cfg, with_template: bool) -> None:
+    """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas);
+    ``with_template``: the chat template is used, so a misspelt one fails here, before the model is loaded."""
     for name in ("model", "output_dir"):
         if not getattr(cfg, name):
             raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
@@ -124,6 +121,10 @@ def check_run_options(cfg) -> None:
     check_ranges(cfg)  # the bounds declared on the fields (CLI and recipes check them when they are read)
     if cfg.fsdp and cfg.deepspeed:
         raise ZhllamaError("fsdp and deepspeed are both set", "choose one way of sharding the model")
+    if with_template:
+        from ..templates import get_template
+
+        get_template(cfg.template)
 
 
 @dataclass(kw_only=True)
