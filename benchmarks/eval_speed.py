@@ -98,10 +98,10 @@ def _timed_run(settings, data: Path, out: Path, batch_size: int, scorer) -> floa
 
 
 def _mean_prompt_tokens(scorer, data: Path, shots: int) -> float:
-    from zhllama.eval.mc import Item
+    from zhllama.eval.mc import McItem
     from zhllama.eval.mc_data import load_task
 
-    items = [Item(s, q) for s in load_task("cmmlu", data, "test", shots) for q in s.questions]
+    items = [McItem(s, q) for s in load_task("cmmlu", data, "test", shots) for q in s.questions]
     for it in items:
         scorer.prepare(it, shots)
     return sum(len(it.ids) for it in items) / len(items)

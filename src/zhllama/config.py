@@ -20,9 +20,10 @@ The schemas, by command (a pipeline recipe section reuses the settings part of i
     model init|resize            model.init.InitConfig (ModelShape = recipe base:),
                                  model.resize.ResizeConfig (ResizeSettings = recipe resize:)
     train pt|sft, merge          train.config.TrainConfig (recipe pt:/sft:), MergeConfig (MergeSettings = merge:)
+    train rm|dpo|ppo|orpo        align.TRAINERS[name].schema (align/rm.py ... orpo.py; recipe rm:/dpo:/ppo:/orpo:)
     chat, generate               infer.config.ChatConfig, GenerateConfig (EngineConfig + infer.sampling.SamplingParams)
     serve, webui                 serve.config.ServeConfig, WebuiConfig
-    eval ppl|mc|compare          eval.config.PplConfig, McConfig, CompareConfig
+    eval ppl|mc|compare|...      eval.registry.EVAL_TASKS[name].schema (eval.config.PplConfig, McConfig, ...)
     export gguf                  export.config.GgufConfig (GgufSettings = recipe export:)
 
 Why argparse and not jsonargparse or tyro: ``zhllama --help`` must stay instant, and the stage

@@ -1,4 +1,4 @@
-"""The pipeline's rm / dpo / ppo stages: plan-time hand-offs, and a dpo stage run end to end."""
+"""The pipeline's rm / dpo / ppo / orpo stages: plan-time hand-offs, and dpo and orpo stages run end to end."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def test_stages_hand_on_the_sft_model_the_reward_model_and_the_tuned_model(tmp_p
     ({"rm": {"train_files": [PAIRS]}, "ppo": {"train_files": [PAIRS], "reward_model": "x"}},
      r"ppo: 'reward_model' is set by the pipeline"),
     ({"dpo": {"train_files": [PAIRS], "beat": 0.1}}, r"dpo: unknown key 'beat'.*did you mean 'beta'"),
+    ({"orpo": {"train_files": [PAIRS], "loss_type": "ipo"}}, r"orpo: unknown key 'loss_type'"),  # a dpo option
+    ({"dpo": {"train_files": [PAIRS], "block_size": 64}}, r"dpo: unknown key 'block_size'"),  # a pt option
 ])
 def test_bad_preference_sections_are_refused_before_any_work(sections, message, tmp_path, tiny_model_dir):
     with pytest.raises(ZhllamaError, match=message):
@@ -75,3 +77,26 @@ def test_dpo_stage_writes_adapter_and_merged_model(tmp_path, tiny_model_dir):
     assert meta["template"] == "alpaca" and meta["stage"] == "merged"
     manifest = json.loads((tmp_path / "run" / "dpo" / "manifest.json").read_text())
     assert manifest["metrics"]["train_loss"] > 0
+
+
+def test_orpo_stage_reads_the_dpo_model_and_hands_on_its_own(tmp_path, tiny_model_dir):
+    sft = {"train_files": ["builtin:tasks?per_task=4&dev=2&test=2"], "full": True}
+    stages = prepare(recipe(tmp_path, tiny_model_dir, sft=sft, dpo={"train_files": [PAIRS]},
+                            orpo={"train_files": [PAIRS], "beta": 0.25},
+                            eval={"text": ["builtin:people_daily?split=valid&max_chars=100"]}))
+    by, run = {s.name: s for s in stages}, tmp_path / "run"
+    assert [s.name for s in stages] == ["sft", "dpo", "orpo", "eval"]
+    assert by["orpo"].inputs["model"] == str(run / "dpo" / "out" / "model")
+    assert by["orpo"].settings["beta"] == 0.25 and "loss_type" not in by["orpo"].settings
+    assert by["eval"].settings["final"] == str(run / "orpo" / "out" / "model")
+
+
+def test_orpo_stage_writes_adapter_and_merged_model(tmp_path, tiny_model_dir):
+    orpo = {"train_files": [PAIRS], "max_steps": 2, "batch_size": 4, "max_length": 400, "logging_steps": 1,
+            "validation_split": 0.25, "cache_dir": str(tmp_path / "cache")}
+    run_pipeline(recipe(tmp_path, tiny_model_dir, orpo=orpo), echo=lambda s: None)
+    out = tmp_path / "run" / "orpo" / "out"
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model" / "config.json").is_file()
+    assert json.loads((out / "model" / "zhllama.json").read_text())["template"] == "alpaca"
+    metrics = json.loads((tmp_path / "run" / "orpo" / "manifest.json").read_text())["metrics"]
+    assert metrics["train_loss"] > 0 and "eval_log_odds_chosen" in metrics

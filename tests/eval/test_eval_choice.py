@@ -8,18 +8,18 @@ import math
 import pytest
 
 from zhllama.eval.choice import best_choice, choice_scores, continuation_scores, next_token_scores, task_accuracy
-from zhllama.eval.mc import Item, LogitScorer
+from zhllama.eval.mc import McItem, LogitScorer
 from zhllama.eval.mc_data import LETTERS, Question, Subject
 from zhllama.eval.mc_prompt import prompt_text
 
 from eval_fixtures import QUESTIONS
 
 
-def items(scorer: LogitScorer) -> list[Item]:
+def items(scorer: LogitScorer) -> list[McItem]:
     subject = Subject("agronomy", "农学", ("Other",), [])
     out = []
     for i, (q, a, b, c, d, answer) in enumerate(QUESTIONS):
-        it = Item(subject, Question(str(i), q, (a, b, c, d), answer))
+        it = McItem(subject, Question(str(i), q, (a, b, c, d), answer))
         it.ids = scorer.encoder.encode(prompt_text(subject.name, [], it.question))
         out.append(it)
     return out

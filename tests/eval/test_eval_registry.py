@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 
+import pytest
+
 from zhllama.cli import main
 from zhllama.config import _options
 from zhllama.eval.registry import EVAL_TASKS
@@ -44,3 +46,21 @@ def test_the_registered_run_gets_the_schema_built_from_the_command_line(monkeypa
     assert main(["eval", "toy", "--model", "m2", "--text", "t.txt"]) == 0
     assert [type(c) for c in seen] == [PplConfig, PplConfig] and seen[0].stride == 7 and seen[1].load.model == "m2"
     assert capsys.readouterr().out.splitlines()[0] == '{"stride": 7}'
+
+
+def test_a_benchmark_in_a_known_csv_shape_is_one_registry_entry(monkeypatch, ceval_dir):
+    """The C-Eval reader, file names and header checks come from the entry: a renamed copy reads the same folder."""
+    from zhllama.errors import ZhllamaError
+    from zhllama.eval.mc_benchmarks import MC_BENCHMARKS
+    from zhllama.eval.mc_data import load_task
+
+    ceval = MC_BENCHMARKS["ceval"]
+    monkeypatch.setitem(MC_BENCHMARKS, "toy", dataclasses.replace(ceval, name="toy"))
+    toy, real = load_task("toy", ceval_dir, "val", shots=1), load_task("ceval", ceval_dir, "val", shots=1)
+    assert toy == real and toy
+    assert ceval.header("val") == "id,question,A,B,C,D,answer,explanation" and ceval.header("test") == \
+        "id,question,A,B,C,D,explanation"
+    assert MC_BENCHMARKS["cmmlu"].header("test") == ",Question,A,B,C,D,Answer"
+    monkeypatch.setitem(MC_BENCHMARKS, "toy", dataclasses.replace(ceval, name="toy", subjects={"other": ("其他", ())}))
+    with pytest.raises(ZhllamaError, match=r"unknown TOY subject .*e\.g\. other_val\.csv"):
+        load_task("toy", ceval_dir, "val")

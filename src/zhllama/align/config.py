@@ -53,11 +53,7 @@ class PreferenceConfig(_RunOptions):
 
     def check(self) -> "PreferenceConfig":
         """Raise a clear error for a missing or inconsistent field; return self."""
-        from ..templates import get_template
-
-        check_run_options(self)
-        if self.template:  # None: the default rule (zhllama.model.families.resolve_template)
-            get_template(self.template)  # a misspelt template fails here, before the model is loaded
+        check_run_options(self, with_template=True)
         return self
 
 

@@ -9,6 +9,7 @@ from ..config import option
 from ..model.config import LoadConfig
 from ..infer.sampling import SamplingParams
 from ..rope_scaling import RopeScaling
+from .mc_benchmarks import MC_BENCHMARKS
 
 
 @dataclass(kw_only=True)
@@ -49,7 +50,7 @@ class PasskeyConfig:
 @dataclass(kw_only=True)
 class McConfig:
     load: EvalModel
-    task: Literal["cmmlu", "ceval"] = option("benchmark")
+    task: str = option("benchmark", choices=tuple(MC_BENCHMARKS))
     data_dir: str = option("benchmark folder with dev/ and test/ (CMMLU) or dev/, val/, test/ (C-Eval)")
     split: str | None = option("split to evaluate (default: test for CMMLU, val for C-Eval)", None)
     shots: int = option("few-shot examples from the dev split (dropped from the end when the prompt is too long)", 0,

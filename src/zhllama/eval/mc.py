@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import ZhllamaError
 from ..io import write_json_atomic, write_text_atomic
 from .config import McConfig
+from .mc_benchmarks import MC_BENCHMARKS
 from .mc_data import LETTERS, Question, Subject
 from .mc_prompt import PromptEncoder, fit_prompt, prompt_text
 from .task import EvalTask
@@ -48,7 +49,7 @@ class McSettings:
 
 
 @dataclass
-class Item:
+class McItem:
     subject: Subject
     question: Question
     ids: list[int] = field(default_factory=list)
@@ -66,11 +67,11 @@ class LogitScorer:
         self.max_length = max_length
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def prepare(self, item: Item, shots: int) -> None:
+    def prepare(self, item: McItem, shots: int) -> None:
         item.ids, item.shots, item.truncated = fit_prompt(self.encoder, item.subject.name, item.subject.dev,
                                                           item.question, shots, self.max_length)
 
-    def answer(self, items: list[Item]) -> list[dict]:
+    def answer(self, items: list[McItem]) -> list[dict]:
         from .choice import best_choice, choice_scores
 
         letters = [[t] for t in self.letter_ids]
@@ -89,7 +90,7 @@ class GenerateScorer:
                                      repetition_penalty=1.0)
         self.budget = engine.context_length - max_new_tokens
 
-    def prepare(self, item: Item, shots: int) -> None:
+    def prepare(self, item: McItem, shots: int) -> None:
         subject, q = item.subject, item.question
         for k in range(min(shots, len(subject.dev)), -1, -1):
             messages = [{"role": "user", "content": prompt_text(subject.name, subject.dev[:k], q)}]
@@ -104,7 +105,7 @@ class GenerateScorer:
                            f"({self.engine.context_length} tokens) with {self.params.max_new_tokens} new tokens",
                            "lower --max-new-tokens or raise --max-length")
 
-    def answer(self, items: list[Item]) -> list[dict]:
+    def answer(self, items: list[McItem]) -> list[dict]:
         from .extract import extract_choice
 
         outs = self.engine.generate([it.ids for it in items], self.params)
@@ -170,8 +171,8 @@ def append_predictions(path: Path, records: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def pending_items(subjects: list[Subject], done: dict) -> list[Item]:
-    return [Item(s, q) for s in subjects for q in s.questions if (s.key, q.qid) not in done]
+def pending_items(subjects: list[Subject], done: dict) -> list[McItem]:
+    return [McItem(s, q) for s in subjects for q in s.questions if (s.key, q.qid) not in done]
 
 
 def run_mc(subjects: list[Subject], scorer, shots: int, out: Path, done: dict, batch_size: int = 8,
@@ -196,7 +197,7 @@ def run_mc(subjects: list[Subject], scorer, shots: int, out: Path, done: dict, b
     return done
 
 
-def _record(item: Item, answer: dict) -> dict:
+def _record(item: McItem, answer: dict) -> dict:
     gold = item.question.answer
     rec = {"subject": item.subject.key, "id": item.question.qid, "pred": answer["pred"], "answer": gold,
            "correct": None if gold is None else answer["pred"] == gold, "shots": item.shots}
@@ -249,7 +250,7 @@ def evaluate_mc(settings: McSettings, data_dir: str | Path, out: str | Path, sub
     done = open_results(out, settings, overwrite)
     done = run_mc(subs, scorer, settings.shots, out, done, batch_size, progress)
     summary = summarize(settings.task, subs, done)
-    submission = ceval_submission(subs, done) if settings.task == "ceval" else None
+    submission = ceval_submission(subs, done) if MC_BENCHMARKS[settings.task].writes_submission else None
     write_reports(out, settings.task, asdict(settings), summary, submission)
     return summary
 
@@ -259,7 +260,7 @@ def mc_command(cfg) -> int:
     from .mc_report import results_table
 
     m = cfg.load
-    split = cfg.split or ("test" if cfg.task == "cmmlu" else "val")
+    split = cfg.split or MC_BENCHMARKS[cfg.task].splits[0]
     settings = McSettings(task=cfg.task, split=split, shots=cfg.shots, model=str(m.model), lora=m.lora,
                           template=cfg.template, generate=cfg.generate, max_length=cfg.max_length,
                           max_new_tokens=cfg.max_new_tokens if cfg.generate else None)

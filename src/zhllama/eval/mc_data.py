@@ -1,4 +1,5 @@
-"""Reading CMMLU and C-Eval data folders in their public layouts, with one-line errors.
+"""Reading the folders of the multiple-choice benchmarks (:data:`~zhllama.eval.mc_benchmarks.MC_BENCHMARKS`)
+in their public layouts, with one-line errors.
 
 * CMMLU: ``DIR/dev/{subject}.csv`` and ``DIR/test/{subject}.csv``; columns ``(index), Question, A,
   B, C, D, Answer``.
@@ -15,15 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ZhllamaError, require_dir
-from .subjects import subject_info
+from .mc_benchmark import McBenchmark
+from .mc_benchmarks import MC_BENCHMARKS
 
 LETTERS = ("A", "B", "C", "D")
-TASKS = ("cmmlu", "ceval")
-SPLITS = {"cmmlu": ("test", "dev"), "ceval": ("val", "test", "dev")}
-LAYOUT = {
-    "cmmlu": "DIR/dev/*.csv and DIR/test/*.csv (CMMLU layout)",
-    "ceval": "DIR/dev/*_dev.csv, DIR/val/*_val.csv and DIR/test/*_test.csv (C-Eval layout)",
-}
 
 
 @dataclass(frozen=True)
@@ -43,26 +39,20 @@ class Subject:
     dev: list[Question] = field(default_factory=list)
 
 
+def benchmark(task: str) -> McBenchmark:
+    """The registry entry of ``task`` (cmmlu, ceval, ...)."""
+    if task not in MC_BENCHMARKS:
+        raise ZhllamaError(f"unknown task '{task}'", f"use one of: {', '.join(MC_BENCHMARKS)}")
+    return MC_BENCHMARKS[task]
+
+
 def columns(task: str) -> dict[str, str]:
     """Field -> column name in the task's CSV header."""
-    if task == "cmmlu":
-        return {"question": "Question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "Answer", "id": ""}
-    return {"question": "question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "answer", "id": "id"}
+    return benchmark(task).columns
 
 
 def split_file(task: str, data_dir: Path, split: str, key: str) -> Path:
-    name = f"{key}.csv" if task == "cmmlu" else f"{key}_{split}.csv"
-    return data_dir / split / name
-
-
-def subject_key(task: str, path: Path, split: str) -> str:
-    stem = path.stem
-    if task == "ceval":
-        suffix = f"_{split}"
-        if not stem.endswith(suffix):
-            raise ZhllamaError(f"{path}: C-Eval file names end in '{suffix}.csv'", f"e.g. computer_network{suffix}.csv")
-        stem = stem[: -len(suffix)]
-    return stem
+    return data_dir / split / benchmark(task).file_name(key, split)
 
 
 def check_layout(task: str, data_dir: Path, split: str, need_dev: bool) -> None:
@@ -71,14 +61,14 @@ def check_layout(task: str, data_dir: Path, split: str, need_dev: bool) -> None:
     for part in needed:
         folder = data_dir / part
         if not folder.is_dir() or not any(folder.glob("*.csv")):
-            raise ZhllamaError(f"{data_dir}: no {part}/*.csv; expected {LAYOUT[task]}",
+            raise ZhllamaError(f"{data_dir}: no {part}/*.csv; expected {benchmark(task).layout}",
                                "point --data-dir at the unpacked benchmark folder, or pick the --task/--split that matches it")
 
 
-def read_questions(task: str, path: Path, split: str) -> list[Question]:
+def read_subject_file(task: str, path: Path, split: str) -> list[Question]:
     """The questions of one CSV file, checking columns, answers and ids."""
     cols = columns(task)
-    answers_required = not (task == "ceval" and split == "test")
+    answers_required = benchmark(task).answers_required(split)
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f)
@@ -87,18 +77,12 @@ def read_questions(task: str, path: Path, split: str) -> list[Question]:
             missing = [c for c in wanted if c and c not in header]
             if missing:
                 raise ZhllamaError(f"{path}: missing column(s) {', '.join(missing)}",
-                                   f"expected header {expected_header(task, split)}")
+                                   f"expected header {benchmark(task).header(split)}")
             return _rows_to_questions(reader, cols, path, answers_required, header)
     except UnicodeDecodeError as e:
         raise ZhllamaError(f"{path}: not UTF-8 text (byte {e.start})", "convert the file to UTF-8") from None
     except csv.Error as e:
         raise ZhllamaError(f"{path}: malformed CSV ({e})", "check the quoting of that line") from None
-
-
-def expected_header(task: str, split: str) -> str:
-    if task == "cmmlu":
-        return ",Question,A,B,C,D,Answer"
-    return "id,question,A,B,C,D" + ("" if split == "test" else ",answer") + ",explanation"
 
 
 def _rows_to_questions(reader: csv.DictReader, cols: dict, path: Path, answers_required: bool,
@@ -127,13 +111,13 @@ def _rows_to_questions(reader: csv.DictReader, cols: dict, path: Path, answers_r
 
 
 def list_subjects(task: str, data_dir: Path, split: str) -> list[str]:
-    keys = []
+    bench, keys = benchmark(task), []
     for path in sorted((data_dir / split).glob("*.csv")):
-        key = subject_key(task, path, split)
-        if subject_info(task, key) is None:
+        key = bench.subject_key(path, split)
+        if key not in bench.subjects:
             raise ZhllamaError(f"{path}: unknown {task.upper()} subject '{key}'",
                                f"file names must be {task.upper()} subject keys (e.g. "
-                               f"{'agronomy.csv' if task == 'cmmlu' else 'computer_network_val.csv'})")
+                               f"{bench.file_name(next(iter(bench.subjects)), split)})")
         keys.append(key)
     return keys
 
@@ -152,23 +136,22 @@ def select_subjects(task: str, available: list[str], wanted: list[str] | None, d
 def load_task(task: str, data_dir: str | Path, split: str, shots: int = 0,
               subjects: list[str] | None = None) -> list[Subject]:
     """Subjects (with their dev examples when ``shots`` > 0) of ``split`` in ``data_dir``."""
-    if task not in TASKS:
-        raise ZhllamaError(f"unknown task '{task}'", f"use one of: {', '.join(TASKS)}")
-    if split not in SPLITS[task]:
-        raise ZhllamaError(f"{task} has no split '{split}'", f"use one of: {', '.join(SPLITS[task])}")
+    bench = benchmark(task)
+    if split not in bench.splits:
+        raise ZhllamaError(f"{task} has no split '{split}'", f"use one of: {', '.join(bench.splits)}")
     root = require_dir(data_dir, f"{task} data folder")
     check_layout(task, root, split, need_dev=shots > 0)
     keys = select_subjects(task, list_subjects(task, root, split), subjects, root, split)
     out = []
     for key in keys:
-        name, cats = subject_info(task, key)  # type: ignore[misc]
-        questions = read_questions(task, split_file(task, root, split, key), split)
+        name, cats = bench.subjects[key]
+        questions = read_subject_file(task, split_file(task, root, split, key), split)
         dev: list[Question] = []
         if shots > 0:
             dev_path = split_file(task, root, "dev", key)
             if not dev_path.is_file():
                 raise ZhllamaError(f"{dev_path} not found: {shots}-shot prompts need the subject's dev split",
                                    "add the dev file or use --shots 0")
-            dev = read_questions(task, dev_path, "dev")
+            dev = read_subject_file(task, dev_path, "dev")
         out.append(Subject(key, name, cats, questions, dev))
     return out

@@ -175,7 +175,7 @@ def check_protocol(name: str, task: str, template: str | None, generate: bool) -
     if protocol is None:
         return
     if task not in protocol.tasks:
-        other = "ymcui or ceval" if task == "ceval" else "ymcui or cmmlu"
+        other = " or ".join(n for n in ("ymcui", task) if n in PROTOCOL_NAMES)  # the general one, the benchmark's own
         raise ZhllamaError(f"--protocol {name} reproduces the {name.upper()} evaluator, which has no --task {task}",
                            f"use --protocol {other} with --task {task}")
     if template and template != "none":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..io import write_json_atomic, write_text_atomic
 from .mc_data import Subject
-from .subjects import categories
+from .mc_benchmarks import MC_BENCHMARKS
 
 
 def _pct(num: int, den: int) -> float | None:
@@ -40,7 +40,7 @@ def summarize(task: str, subjects: list[Subject], done: dict) -> dict:
                               "truncated": sum(1 for r in recs if r.get("truncated")),
                               "accuracy": _pct(correct, len(graded))}
     rows = list(per_subject.values())
-    cats = {c: _group([r for r in rows if c in r["categories"]]) for c in categories(task)}
+    cats = {c: _group([r for r in rows if c in r["categories"]]) for c in MC_BENCHMARKS[task].categories}
     return {"overall": _group(rows), "categories": {c: v for c, v in cats.items() if v["subjects"]},
             "subjects": per_subject}
 

@@ -12,6 +12,8 @@ in Chinese (``以下是关于{科目}的单项选择题...``), and accuracy is r
 
 from __future__ import annotations
 
+from .mc_benchmark import McBenchmark
+
 STEM, HUM, SOC, OTHER, CN = "STEM", "Humanities", "Social Science", "Other", "China specific"
 CMMLU_CATEGORIES = (STEM, HUM, SOC, OTHER, CN)
 CEVAL_CATEGORIES = (STEM, SOC, HUM, OTHER)
@@ -144,13 +146,14 @@ CEVAL_SUBJECTS: dict[str, tuple[str, str]] = {
 }
 
 
-def subject_info(task: str, key: str) -> tuple[str, tuple[str, ...]] | None:
-    """(Chinese name, categories) of a subject key, or None when the task does not know it."""
-    if task == "cmmlu":
-        return CMMLU_SUBJECTS.get(key)
-    entry = CEVAL_SUBJECTS.get(key)
-    return (entry[0], (entry[1],)) if entry else None
-
-
-def categories(task: str) -> tuple[str, ...]:
-    return CMMLU_CATEGORIES if task == "cmmlu" else CEVAL_CATEGORIES
+CMMLU = McBenchmark(
+    "cmmlu", splits=("test", "dev"), layout="DIR/dev/*.csv and DIR/test/*.csv (CMMLU layout)",
+    columns={"question": "Question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "Answer", "id": ""},
+    subjects=CMMLU_SUBJECTS, categories=CMMLU_CATEGORIES)
+CEVAL = McBenchmark(
+    "ceval", splits=("val", "test", "dev"),
+    layout="DIR/dev/*_dev.csv, DIR/val/*_val.csv and DIR/test/*_test.csv (C-Eval layout)",
+    columns={"question": "question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "answer", "id": "id"},
+    subjects={key: (name, (category,)) for key, (name, category) in CEVAL_SUBJECTS.items()},
+    categories=CEVAL_CATEGORIES, extra_columns=("explanation",), split_in_file_name=True, unanswered_splits=("test",),
+    writes_submission=True)

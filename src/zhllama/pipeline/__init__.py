@@ -24,7 +24,7 @@ from .runner import Outcome, run_stages, stage_dir
 from .summary import PLOT_PNG, build_summary, plot_bits_per_char, plot_loss_curves
 
 SUMMARY_MD = "summary.md"
-LOSS_PNG = "loss_curves.png"
+LOSS_CURVES_PNG = "loss_curves.png"
 
 
 @dataclass
@@ -57,7 +57,7 @@ def run_pipeline(recipe: Recipe, only: str | None = None, start: str | None = No
     manifests = {s.name: m for s in stages if (m := read_manifest(stage_dir(recipe, s.name))) and m.get("status") == "complete"}
     summary = build_summary(recipe.name, manifests)
     run = recipe.run_path
-    png = run / LOSS_PNG
+    png = run / LOSS_CURVES_PNG
     if any(o.action != "cached" for o in outcomes) or not png.exists():
         png = plot_loss_curves(manifests, png)
     if any(o.action != "cached" for o in outcomes) or not (run / PLOT_PNG).exists():

@@ -44,7 +44,7 @@ def check_inputs_exist(recipe: Recipe, stages: list[Stage], where: str) -> None:
             raise ZhllamaError(f"{where}: {st.name} {role}: not found: {value}", "check the path (relative to the recipe file; in a shipped recipe, to the current folder)")
 
 
-def embedding_rows(model_dir: Path) -> int | None:
+def config_embedding_rows(model_dir: Path) -> int | None:
     cfg = model_dir / "config.json"
     if not cfg.is_file():
         return None
@@ -63,7 +63,7 @@ def check_vocabularies(recipe: Recipe, where: str) -> None:
     base_tok_dir = Path(recipe.resolve(recipe.base_tokenizer, hub_ok=True)) if recipe.base_tokenizer else model_dir
     if not (model_dir.is_dir() and base_tok_dir.is_dir()):
         return  # a hub id: checked when the stage loads it
-    rows = embedding_rows(model_dir)
+    rows = config_embedding_rows(model_dir)
     base_tok = load_tokenizer(base_tok_dir)
     if rows is not None:
         check_tokenizer_fits(len(base_tok), rows, f"{where}: the base tokenizer ({base_tok_dir})",

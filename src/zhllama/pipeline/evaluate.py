@@ -71,11 +71,11 @@ def evaluate_models(ctx: StageRun) -> dict:
     from ..data.tasks import majority_baseline
     from ..eval.choice import task_accuracy
     from ..model.load import load_model
-    from .metrics import bits_per_char, read_texts
+    from .metrics import bits_per_char, read_validation_texts
 
     s: EvalPlan = ctx.settings
     text_files = ctx.inputs.get("text", [])
-    texts = read_texts(text_files, s.max_chars)
+    texts = read_validation_texts(text_files, s.max_chars)
     records = load_records(ctx.inputs["tasks"], "eval.tasks") if "tasks" in ctx.inputs else []
     held = checkable(records, s.max_examples)
     first = checkable(records, s.showcase)[: s.showcase]  # the file's first N questions, as they come

@@ -14,7 +14,7 @@ def bits_per_char(model, tokenizer, texts: list[str], context: int) -> float:
     return report["bits_per_char"]
 
 
-def read_texts(paths: list[str], max_chars: int) -> list[str]:
+def read_validation_texts(paths: list[str], max_chars: int) -> list[str]:
     """Documents from the validation files, up to ``max_chars`` characters in all."""
     from ..text import iter_documents
 

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sp.add_argument("--config", help="YAML recipe (see recipes/train/); optional when the flags say enough")
         add_dataclass_args(sp, TrainConfig)
         sp.set_defaults(func=_train, stage=stage)
-    p.stages = tsub  # zhllama/align/cli.py adds rm, dpo, ppo here (docs/align.md)
+    p.stages = tsub  # zhllama/align/cli.py adds the preference trainers here (docs/align.md)
 
     m = sub.add_parser("merge", help="merge LoRA adapters into a full model",
                        description="Merge one or more LoRA adapters, in order, into the base model (resized and "

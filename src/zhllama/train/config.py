@@ -13,7 +13,7 @@ from ..config import check_ranges, option
 from ..errors import ZhllamaError
 from ..rope_scaling import RopeScaling
 
-STAGES = ("pt", "sft")
+TRAIN_STAGES = ("pt", "sft")
 TRAIN_ROPE_KINDS = ("linear", "yarn")  # dynamic NTK is an inference-time rule, not a trained one
 
 
@@ -86,22 +86,18 @@ class TrainConfig:
 
     def check(self, stage: str) -> "TrainConfig":
         """Raise a clear error for a missing or inconsistent field; return self."""
-        if stage not in STAGES:
-            raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(STAGES)}")
+        if stage not in TRAIN_STAGES:
+            raise ZhllamaError(f"unknown training stage '{stage}'", f"use one of: {', '.join(TRAIN_STAGES)}")
         if self.data and stage != "pt":
             raise ZhllamaError(f"'data' (a prepared folder) is for pt, not {stage}", "pass --train-files")
         if self.data and self.train_files:
             raise ZhllamaError("both 'data' and 'train_files' are set", "give one: --data DIR (prepared) or --train-files FILE ...")
-        check_run_options(self, prepared=stage == "pt")
+        check_run_options(self, prepared=stage == "pt", with_template=stage == "sft")
         if self.rope_scaling is not None:
             self.rope_scaling.require(TRAIN_ROPE_KINDS)
         self.check_scale()
         if self.resize_init not in ("subword-mean", "mean", "random"):
             raise ZhllamaError(f"'resize_init' is '{self.resize_init}'", "use subword-mean, mean or random")
-        if stage == "sft" and self.template:
-            from ..templates import get_template
-
-            get_template(self.template)  # a misspelt template fails here, before the model is loaded
         return self
 
     def check_scale(self) -> None:
@@ -118,9 +114,11 @@ class TrainConfig:
         return 0.01 if stage == "pt" else 0.0
 
 
-def check_run_options(cfg, prepared: bool = False) -> None:
+def check_run_options(cfg, prepared: bool = False, with_template: bool = False) -> None:
     """The checks of the options every trainer shares (``TrainConfig`` and the preference trainers' schemas);
-    ``prepared``: the trainer may read a prepared folder (``data``) instead of ``train_files``."""
+    ``prepared``: the trainer may read a prepared folder (``data``) instead of ``train_files``; ``with_template``:
+    the chat template is used, so a misspelt one fails here, before the model is loaded (None: the default rule,
+    :func:`zhllama.model.families.resolve_template`, picks it later)."""
     for name in ("model", "output_dir"):
         if not getattr(cfg, name):
             raise ZhllamaError(f"'{name}' is not set", f"add '{name}:' to the recipe or pass --{name.replace('_', '-')}")
@@ -132,6 +130,10 @@ def check_run_options(cfg, prepared: bool = False) -> None:
     check_ranges(cfg)  # the bounds declared on the fields (CLI and recipes check them when they are read)
     if cfg.fsdp and cfg.deepspeed:
         raise ZhllamaError("fsdp and deepspeed are both set", "choose one way of sharding the model")
+    if with_template and cfg.template:
+        from ..templates import get_template
+
+        get_template(cfg.template)
 
 
 @dataclass(kw_only=True)
