@@ -365,3 +365,28 @@ def test_chat_and_generate_run_on_llama_cpp_and_stream_whole_characters(memorize
                  "--threads", "2"]) == 0
     row = json.loads(out.read_text(encoding="utf-8"))
     assert (row["output"], row["finish_reason"]) == (RAW_CONTINUATION, "stop")
+
+
+def test_the_web_ui_builds_and_streams_the_engines_reply(engines):
+    """`zhllama webui --engine llamacpp`: the Gradio page builds on the llama.cpp engine and its responder
+    streams the reply the engine gives (a growing text)."""
+    pytest.importorskip("gradio")
+    from zhllama.infer.sampling import SamplingParams
+    from zhllama.serve.webui import build_demo, make_responder
+
+    engine = _load(engines[1].path)  # its own engine: the page's scheduler owns its batch
+    history = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好，有什么可以帮你？"}]
+    messages = [{"role": "system", "content": "你是助手"}, *history, {"role": "user", "content": "北京在哪里"}]
+    expected = engine.generate([engine.chat_prompt(messages, 10)],
+                               SamplingParams(max_new_tokens=10, temperature=0, top_k=40, top_p=0.9))[0].text
+    demo, scheduler = build_demo(engine, "tiny", max_batch_size=2)
+    try:
+        async def run():
+            respond = make_responder(engine, scheduler)
+            return [p async for p in respond("北京在哪里", history, "你是助手", 0.0, 0.9, 40, 10, 1.1)]
+
+        partials = asyncio.run(run())
+    finally:
+        scheduler.close()
+        engine.close()
+    assert partials[-1] == expected and all(b.startswith(a) for a, b in zip(partials, partials[1:]))

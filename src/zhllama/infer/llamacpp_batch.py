@@ -29,8 +29,8 @@ class LlamaCppBatch:
     A request joins at the next :meth:`step` when a sequence is free and its prompt plus its token
     budget fit in the KV cells the running ones leave (requests wait in order otherwise), and leaves
     (its cells freed) as soon as it finishes or is cancelled.  Each step feeds the running sequences'
-    last tokens and the newcomers' prompts in one ``llama_decode`` (a long prompt's head goes first,
-    in ``n_batch`` chunks), then draws one token per sequence with its own sampler.
+    last tokens and the newcomers' prompts in one ``llama_decode`` (prompts that do not fit in its
+    ``n_batch`` tokens go first, in chunks), then draws one token per sequence with its own sampler.
     """
 
     def __init__(self, engine):
@@ -100,21 +100,21 @@ class LlamaCppBatch:
         if self.closed:
             raise RuntimeError("this batch was closed (the engine opened another)")
         newcomers = self._admit()
-        self._prefill(newcomers)
         order = [(n, e) for n, e in self.requests.items() if e.pending is not None]
         order += [(n, e) for n, e in self.requests.items() if e.pending is None and e.seq is not None]
         if not order:
             return []
-        entries = []
-        for _, e in order:
-            tok = e.pending if e.pending is not None else e.request.prompt[-1]
-            entries.append((tok, e.fed, e.seq, True))
+        heads = self._prefill(newcomers, room=self.engine.n_batch - len(order))
+        entries = [(e.pending, e.fed, e.seq, True) for _, e in order if e.pending is not None]
+        first = len(entries)  # the newcomers' last prompt tokens follow their heads
+        entries += heads + [(e.request.prompt[-1], e.fed, e.seq, True) for _, e in order if e.pending is None]
+        rows = list(range(first)) + list(range(first + len(heads), len(entries)))
         self.engine.decode_batch(entries)
         events = []
         lib, ctx = self.engine.lib, self.engine.ctx
-        for i, (number, e) in enumerate(order):
+        for row, (number, e) in zip(rows, order):
             e.fed += 1
-            e.pending = tok = int(lib.llama_sampler_sample(e.sampler, ctx, i))
+            e.pending = tok = int(lib.llama_sampler_sample(e.sampler, ctx, row))
             delta, finish = self.engine._advance(e.request, tok)
             if delta or finish:
                 events.append((number, delta, finish, e.request.generated))
@@ -123,10 +123,18 @@ class LlamaCppBatch:
                 self._release(e)
         return events
 
-    def _prefill(self, newcomers: list[_Seq]) -> None:
-        """Feed every newcomer's prompt but its last token (that one goes with the step's batch)."""
+    def _prefill(self, newcomers: list[_Seq], room: int) -> list[tuple[int, int, int, bool]]:
+        """The newcomers' prompts but their last tokens (those go with the step's batch, with logits).
+
+        When they fit in ``room`` they are returned, to go in the step's one ``llama_decode`` (a lone
+        request's time to first token is one forward pass, as in llama.cpp); otherwise they are fed
+        now, ``n_batch`` tokens at a time, and nothing is returned.
+        """
         tokens = [(tok, pos, e.seq, False) for e in newcomers for pos, tok in enumerate(e.request.prompt[:-1])]
-        for start in range(0, len(tokens), self.engine.n_batch):
-            self.engine.decode_batch(tokens[start:start + self.engine.n_batch])
         for e in newcomers:
             e.fed = len(e.request.prompt) - 1
+        if len(tokens) <= room:
+            return tokens
+        for start in range(0, len(tokens), self.engine.n_batch):
+            self.engine.decode_batch(tokens[start:start + self.engine.n_batch])
+        return []

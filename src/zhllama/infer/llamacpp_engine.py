@@ -34,6 +34,7 @@ from .speculative import SpeculativeStats
 INSTALL_HINT = ("pip install 'zhllama[llamacpp]' (llama-cpp-python builds llama.cpp from source: about 5 min on "
                 "2 cores; see docs/serve.md, 'llama.cpp backend')")
 _SEED_SPACE = 0xFFFFFFFF  # llama.cpp's seeds are uint32, and 0xFFFFFFFF (LLAMA_DEFAULT_SEED) means "random"
+_MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: more parallel requests than this wait for a free sequence
 _LOG_ERROR, _LOG_CONT = 4, 5  # GGML_LOG_LEVEL_ERROR; _CONT continues the previous message at its level
 
 
@@ -182,7 +183,7 @@ class LlamaCppEngine(Engine):
         template = gguf_template(source.decode("utf-8") if source else None, tokenizer, name)
         n_ctx = int(engine.context_length or llama_cpp.llama_model_n_ctx_train(model))
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx, parallel, True
+        params.n_ctx, params.n_seq_max, params.kv_unified = n_ctx, min(parallel, _MAX_SEQUENCES), True
         params.n_batch = params.n_ubatch = min(512, n_ctx)
         params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
         params.no_perf = True
@@ -191,7 +192,7 @@ class LlamaCppEngine(Engine):
             llama_cpp.llama_model_free(model)
             raise ZhllamaError(f"llama.cpp cannot make a context of {n_ctx} tokens for {path}",
                                "lower --context-length (the KV cache may not fit in memory)")
-        return cls(llama_cpp, model, ctx, tokenizer, template, parallel, path)
+        return cls(llama_cpp, model, ctx, tokenizer, template, params.n_seq_max, path)
 
     @property
     def device(self):
