@@ -157,6 +157,7 @@ def test_bad_inputs_are_one_line_and_write_nothing(tmp_path, capsys, tiny_bbpe_d
         (["--base", tiny_bbpe_dir, "--add", truncated], "not valid JSON"),
         (["--base", tiny_bbpe_dir, "--add", tiny_bbpe_dir, "--max-pieces", 500], "--max-pieces 500"),
         (["--base", tiny_bbpe_dir, "--add", tiny_bbpe_dir, "--mode", "chinese-llama"], "SentencePiece bases only"),
+        (["--base", tiny_bbpe_dir, "--add", tiny_bbpe_dir, "--placement", "below"], "SentencePiece bases only"),
     ]
     for args, words in cases:
         assert main(["tokenizer", "merge", *map(str, args), "--out", str(out)]) == 2

@@ -45,6 +45,9 @@ def merge_byte_level(base: Path, add: list, out, mode: str = "extend", placement
     if mode != "extend":
         raise ZhllamaError(f"--mode {mode} works on SentencePiece bases only; {base} is a byte-level BPE",
                            "leave --mode out (extend: Chinese tokens only, every other id unchanged)")
+    if placement != "above":
+        raise ZhllamaError(f"--placement {placement} works on SentencePiece bases only; {base} is a byte-level BPE, "
+                           "whose new merges always rank after all of its own", "leave --placement out")
     data = bbpe.read_tokenizer_json(base)
     texts = [t for a in add for t in added_texts(a)]
     extended, result = extend(data, texts, max_pieces, pad_token)
