@@ -51,7 +51,7 @@ def model_dir(tiny_tokenizer_dir, tmp_path_factory):
             tensors[name] = (t * 10.0).contiguous()
     save_file(tensors, str(weights), metadata={"format": "pt"})
     write_meta(out, template="llama2-zh")  # a template with a system block and BOS between turns
-    set_chat_template(out)  # the folder's Jinja template follows, as after `zhllama train sft`
+    set_chat_template(out, "llama2-zh")  # the folder's Jinja template follows, as after `zhllama train sft`
     return out
 
 
