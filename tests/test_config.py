@@ -161,7 +161,7 @@ def test_sampling_defaults_live_in_one_place():
     assert (request.temperature, request.top_p, request.top_k, request.repetition_penalty) == (
         defaults.temperature, defaults.top_p, defaults.top_k, defaults.repetition_penalty)
     serve = build(ServeConfig, build_parser().parse_args(["serve", "--model", "m"]))
-    assert serve.max_tokens == defaults.max_new_tokens
+    assert serve.api.max_tokens == defaults.max_new_tokens
 
 
 def test_section_of_and_build_make_a_stage_config_from_a_recipe_section_in_one_step():

@@ -33,7 +33,8 @@ def test_init_sft_merge_serve(family, template, expected, family_model_dirs, sft
     from transformers import AutoTokenizer
 
     from zhllama.infer.engine import Engine
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
     base = family_model_dirs[family]
     run = tmp_path / "run"
@@ -53,7 +54,7 @@ def test_init_sft_merge_serve(family, template, expected, family_model_dirs, sft
 
     engine = Engine.load(merged, device="cpu")
     assert engine.template.name == expected
-    settings = ServeSettings(model_name="m", max_request_bytes=50_000, max_prompt_tokens=400, default_max_tokens=4)
+    settings = ApiSettings(model_name="m", max_request_bytes=50_000, max_prompt_tokens=400, max_tokens=4)
     with TestClient(create_app(engine, settings)) as client:
         r = client.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES, "max_tokens": 4,
                                                       "temperature": 0})

@@ -209,9 +209,10 @@ def test_a_gguf_file_runs_with_template_override_and_its_own_jinja_template(engi
 def clients(engines):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
-    apps = [create_app(e, ServeSettings(model_name="tiny", api_key="k", max_batch_size=4)) for e in engines]
+    apps = [create_app(e, ApiSettings(model_name="tiny", api_key="k", max_batch_size=4)) for e in engines]
     with TestClient(apps[0]) as ours, TestClient(apps[1]) as theirs:
         yield ours, theirs
 

@@ -105,11 +105,12 @@ def test_a_stop_string_ends_the_vllm_request_where_zhllama_ends(engines):
 def test_server_on_vllm_keeps_routes_auth_and_answers(engines):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
     answers = []
     for engine in engines:
-        with TestClient(create_app(engine, ServeSettings(model_name="tiny", api_key="k"))) as client:
+        with TestClient(create_app(engine, ApiSettings(model_name="tiny", api_key="k"))) as client:
             assert client.post("/v1/chat/completions", json={"model": "tiny", "messages": CHATS[0]}).status_code == 401
             auth = {"Authorization": "Bearer k"}
             body = {"model": "tiny", "messages": CHATS[0], "temperature": 0, "max_tokens": 16}
@@ -164,7 +165,8 @@ def test_logprobs_and_echo_over_the_api_equal_zhllamas(engines):
     generating, and chat top_logprobs."""
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
     bodies = [("/v1/completions", {"prompt": TEXTS[0], "echo": True, "max_tokens": 0, "logprobs": 2}),
               ("/v1/completions", {"prompt": [TEXTS[1], TEXTS[2]], "echo": True, "max_tokens": 4, "logprobs": 1,
@@ -173,7 +175,7 @@ def test_logprobs_and_echo_over_the_api_equal_zhllamas(engines):
                                         "top_logprobs": 3, "repetition_penalty": 1.0})]
     answers = []
     for engine in engines:
-        with TestClient(create_app(engine, ServeSettings(model_name="tiny"))) as client:
+        with TestClient(create_app(engine, ApiSettings(model_name="tiny"))) as client:
             answers.append([client.post(route, json={"model": "tiny", **body}).json() for route, body in bodies])
     for ours, theirs in zip(*answers):
         assert "choices" in ours and "choices" in theirs, (ours, theirs)

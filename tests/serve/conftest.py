@@ -71,10 +71,11 @@ def engine(tiny_model_dir):
 def client(engine):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
-    app = create_app(engine, ServeSettings(model_name=MODEL, max_request_bytes=50_000, max_prompt_tokens=300,
-                                           default_max_tokens=8))
+    app = create_app(engine, ApiSettings(model_name=MODEL, max_request_bytes=50_000, max_prompt_tokens=300,
+                                         max_tokens=8))
     with TestClient(app) as c:
         yield c
 

@@ -171,7 +171,8 @@ def test_http_503_when_the_queue_is_full_and_queued_requests_still_complete():
 
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
     class Engine(ScriptedEngine):
         def text_prompt(self, text):
@@ -179,8 +180,8 @@ def test_http_503_when_the_queue_is_full_and_queued_requests_still_complete():
 
     gate = threading.Event()
     engine = Engine(gate=gate)
-    app = create_app(engine, ServeSettings(model_name="m", max_batch_size=1, max_queue=1, batch_wait_s=0.0,
-                                           scheduler="static"))
+    app = create_app(engine, ApiSettings(model_name="m", max_batch_size=1, max_queue=1, batch_wait_ms=0.0,
+                                         scheduler="static"))
     body = {"model": "m", "prompt": "ab", "max_tokens": 3}
     with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
         running = pool.submit(client.post, "/v1/completions", json=body)

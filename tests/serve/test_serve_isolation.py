@@ -115,9 +115,10 @@ def test_non_finite_numbers_are_refused(client, value):
 def test_request_larger_than_the_whole_queue_is_a_400_not_a_503(engine):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
-    app = create_app(engine, ServeSettings(model_name=MODEL, max_queue=16, default_max_tokens=2))
+    app = create_app(engine, ApiSettings(model_name=MODEL, max_queue=16, max_tokens=2))
     with TestClient(app) as c:
         r = c.post("/v1/completions", json={"model": MODEL, "prompt": ["x"] * 5, "n": 4})
         err = assert_openai_error(r, 400, param="n", code="request_too_large")
@@ -128,9 +129,10 @@ def test_request_larger_than_the_whole_queue_is_a_400_not_a_503(engine):
 def test_auth_is_checked_before_the_body_is_parsed(engine):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
-    app = create_app(engine, ServeSettings(model_name=MODEL, api_key="k", default_max_tokens=2))
+    app = create_app(engine, ApiSettings(model_name=MODEL, api_key="k", max_tokens=2))
     with TestClient(app) as c:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = c.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json",

@@ -18,10 +18,11 @@ TEXT = "在农业生产中，土地是最主要的基本生产资料。The quick
 def api(request, engine):
     from fastapi.testclient import TestClient
 
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
-    app = create_app(engine, ServeSettings(model_name=MODEL, max_prompt_tokens=300, default_max_tokens=8,
-                                           scheduler=request.param))
+    app = create_app(engine, ApiSettings(model_name=MODEL, max_prompt_tokens=300, max_tokens=8,
+                                         scheduler=request.param))
     with TestClient(app) as c:
         yield c
 

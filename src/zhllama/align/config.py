@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..config import option
+from ..model.config import device_option
 from ..train.config import TrainConfig, check_run_options
 
 # TrainConfig fields of trainers on tokenized pairs (not ppo, which samples its own replies)
@@ -77,5 +78,5 @@ class RewardEvalConfig:
     max_length: int = option("longest prompt + reply in tokens (replies are cut as in training)", 1024, low=3)
     batch_size: int = option("sequences scored per forward pass", 16, low=1)
     skip_bad: bool = option("skip malformed records (counted) instead of stopping", False)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
+    device: str = device_option()
     out: str | None = option("also write the JSON result to this file", None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import option
-from ..model.config import LoadConfig
+from ..model.config import LoadConfig, device_option, dtype_option
 from ..infer.sampling import SamplingParams
 from ..rope_scaling import RopeScaling
 from .mc_benchmarks import MC_BENCHMARKS
@@ -89,8 +89,8 @@ class CompareConfig:
     elo_k: float = option("Elo K-factor (FastChat's 4)", 4.0, positive=True)
     elo_init: float = option("starting Elo rating", 1500.0)
     elo_rounds: int = option("bootstrap rounds (0: one pass in file order)", 1000, low=0)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
-    dtype: str = option("auto, float32, float16, bfloat16", "auto")
+    device: str = device_option()
+    dtype: str = dtype_option()
 
 
 @dataclass(kw_only=True)
@@ -118,5 +118,5 @@ class ReportConfig:
     longbench_limit: int | None = option("first N samples of each LongBench file", None, low=1)
     batch_size: int = option("prompts per forward pass", 8, low=1)
     seed: int = option("seed of the passkeys", 0)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
-    dtype: str = option("auto, float32, float16, bfloat16", "auto")
+    device: str = device_option()
+    dtype: str = dtype_option()

@@ -17,14 +17,26 @@ Quantize = Literal["8bit", "4bit"]
 Attention = Literal["sdpa", "eager", "flash_attention_2"]
 
 
+def device_option() -> str:
+    """``--device``, declared once: :class:`LoadConfig` and every other schema that places a model
+    (eval compare, report, reward) take their field from here."""
+    return option("auto, cpu, cuda, cuda:1, mps", "auto")
+
+
+def dtype_option() -> str:
+    """``--dtype``, declared once (see :func:`device_option`); resolved by
+    :func:`zhllama.model.load.resolve_dtype`."""
+    return option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
+
+
 @dataclass(kw_only=True)
 class LoadConfig:
     """Which model to load, with which adapter, where and how (:func:`zhllama.model.load.load_model`'s options)."""
 
     model: str = option("model folder (Hugging Face format) or hub id")
     lora: str | None = option("a LoRA adapter folder applied on top of --model (not merged)", None)
-    device: str = option("auto, cpu, cuda, cuda:1, mps", "auto")
-    dtype: str = option("auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16, float16", "auto")
+    device: str = device_option()
+    dtype: str = dtype_option()
     quantize: Quantize | None = option("load the linear layers quantized with bitsandbytes (LLM.int8 or NF4); needs "
                                        "bitsandbytes", None)
     attn: Attention | None = option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import add_dataclass_args, from_args
@@ -28,13 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     webui.set_defaults(func=_webui)
 
 
-def _load_engine(cfg):
+def _load_engine(cfg, parallel: int):
     from ..checks import is_local
     from ..model.load import check_model_dir
 
     if cfg.backend.kind == "zhllama" and is_local(cfg.engine.model):
         check_model_dir(cfg.engine.model)  # one-line error before any heavy loading
-    return cfg.backend.load(cfg.engine, threads=cfg.threads, parallel=cfg.max_batch_size)
+    return cfg.backend.load(cfg.engine, threads=cfg.threads, parallel=parallel)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,18 +44,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = from_args(ServeConfig, args)
     check_port_free(cfg.host, cfg.port)
-    engine = _load_engine(cfg)
+    engine = _load_engine(cfg, cfg.api.max_batch_size)
     import uvicorn
 
-    from .openai import ServeSettings, create_app
+    from .openai import create_app
 
-    settings = ServeSettings(
-        model_name=cfg.model_name or Path(cfg.engine.model).name, api_key=cfg.api_key,
-        max_request_bytes=cfg.max_request_bytes, max_prompt_tokens=cfg.max_prompt_tokens,
-        default_max_tokens=cfg.max_tokens, max_batch_size=cfg.max_batch_size, max_queue=cfg.max_queue,
-        batch_wait_s=cfg.batch_wait_ms / 1000, scheduler=cfg.scheduler)
+    settings = replace(cfg.api, model_name=cfg.api.model_name or Path(cfg.engine.model).name)
     app = create_app(engine, settings)
-    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api_key:
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and not cfg.api.api_key:
         print(f"zhllama: warning: listening on {cfg.host} without --api-key: anyone who can reach this port can "
               "use the model", file=sys.stderr)
     print(f"zhllama: serving '{settings.model_name}' (template {engine.template.name}, context "
@@ -71,7 +68,7 @@ def _webui(args: argparse.Namespace) -> int:
     cfg = from_args(WebuiConfig, args)
     require_gradio()
     check_port_free(cfg.host, cfg.port)
-    engine = _load_engine(cfg)
+    engine = _load_engine(cfg, cfg.max_batch_size)
 
     launch(engine, host=cfg.host, port=cfg.port, title=Path(cfg.engine.model).name, max_batch_size=cfg.max_batch_size)
     return 0

@@ -24,8 +24,10 @@ class ServedModel:
 
 
 @dataclass(kw_only=True)
-class ServeConfig(ServedModel):
-    port: int = option("port to listen on", 8000, low=1, high=65535)
+class ApiSettings:
+    """How the OpenAI-compatible API behaves: the one settings object ``create_app`` takes, and the
+    ``zhllama serve`` options that fill it."""
+
     api_key: str | None = option("require 'Authorization: Bearer KEY' on the API routes (default: no auth)", None)
     model_name: str | None = option("the model id clients send (default: the folder's name)", None)
     max_tokens: int = option("max_tokens when a request does not set it", SAMPLING_DEFAULTS.max_new_tokens, low=1)
@@ -39,6 +41,16 @@ class ServeConfig(ServedModel):
         "continuous: a request joins the running batch at the next decode step and leaves it as soon as it ends or its "
         "client goes away; static: a batch runs to its end before the requests that came meanwhile start",
         "continuous")
+
+    @property
+    def batch_wait_s(self) -> float:
+        return self.batch_wait_ms / 1000
+
+
+@dataclass(kw_only=True)
+class ServeConfig(ServedModel):
+    port: int = option("port to listen on", 8000, low=1, high=65535)
+    api: ApiSettings = option("how the API behaves", factory=ApiSettings)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = option("uvicorn's log level", "info")
 
 

@@ -12,7 +12,6 @@ import base64
 import json
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from fastapi import FastAPI
 from sse_starlette.sse import EventSourceResponse
@@ -20,33 +19,20 @@ from sse_starlette.sse import EventSourceResponse
 from .. import __version__
 from ..errors import ZhllamaError
 from ..infer.logprobs import LogprobRequest
-from ..infer.sampling import SAMPLING_DEFAULTS
 from ..templates import split_turns
 from . import schemas as S
 from .batching import BatchScheduler, CallJob, Channel, GenJob
 from .chunks import ChatChunker, TextChunker, chat_logprobs, completion_choice_logprobs, new_id
+from .config import ApiSettings
 from .continuous import SCHEDULERS
 from .http import APIError, BearerAuth, BodySizeLimit, as_api_error, install_error_handlers
 from .results import collect, stream_events, wait_started
 
 
-@dataclass
-class ServeSettings:
-    model_name: str
-    api_key: str | None = None
-    max_request_bytes: int = 1 << 20
-    max_prompt_tokens: int | None = None  # default: the model's context length - 1
-    default_max_tokens: int = SAMPLING_DEFAULTS.max_new_tokens
-    max_batch_size: int = 8
-    max_queue: int = 64
-    batch_wait_s: float = 0.03
-    scheduler: str = "continuous"  # or "static" (see serve/continuous.py and serve/batching.py)
-
-
 class Service:
     """What the routes do, kept apart from FastAPI's wiring."""
 
-    def __init__(self, engine, settings: ServeSettings, scheduler: BatchScheduler):
+    def __init__(self, engine, settings: ApiSettings, scheduler: BatchScheduler):
         self.engine, self.settings, self.scheduler = engine, settings, scheduler
         self.context = int(engine.context_length)
         self.max_prompt = min(settings.max_prompt_tokens or self.context - 1, self.context - 1)
@@ -60,7 +46,7 @@ class Service:
 
     def max_new_tokens(self, requested: int | None) -> int:
         if requested is None:
-            return min(self.settings.default_max_tokens, self.context - 1)
+            return min(self.settings.max_tokens, self.context - 1)
         if requested >= self.context:
             raise APIError(400, f"max_tokens is too large: {requested}. This model's maximum context length is "
                                 f"{self.context} tokens", param="max_tokens", code="context_length_exceeded")
@@ -227,7 +213,9 @@ def _chat_messages(req: S.ChatCompletionRequest) -> list[dict]:
     return messages
 
 
-def create_app(engine, settings: ServeSettings) -> FastAPI:
+def create_app(engine, settings: ApiSettings) -> FastAPI:
+    if not settings.model_name:
+        raise ZhllamaError("the server needs a model id", "set ApiSettings.model_name (zhllama serve uses the folder's name)")
     if settings.scheduler not in SCHEDULERS:
         raise ZhllamaError(f"unknown scheduler '{settings.scheduler}'", f"one of {', '.join(SCHEDULERS)}")
     scheduler = SCHEDULERS[settings.scheduler](engine, settings.max_batch_size, settings.max_queue,
