@@ -2,7 +2,8 @@
 
 A tiny Llama model on the in-process Llama-3-style base (tests/bbpe_fixtures.py, English only) goes
 init -> resize to the base extended with ``tiny_sp_model``'s Chinese pieces -> train pt (Chinese text)
--> merge -> train sft (LoRA) -> merge -> train dpo -> merge -> generate, Engine chat, serve, eval ppl.
+-> merge -> train sft (LoRA) -> merge -> train dpo -> merge -> generate, Engine chat, serve, eval ppl,
+tokenizer stats.
 Each stage's output folder must tokenize exactly as the extended tokenizer does, Chinese must use the
 new ids, and the resized rows of new tokens must be the mean of their old segmentation's rows.
 """
@@ -196,3 +197,17 @@ def test_eval_ppl_counts_the_extended_tokens(chain, zh_lines, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["tokens"] == len(_ids(chain["ext"], [doc])[0]) - 1
     assert printed["ppl"] > 1.0 and printed["chars"] == len(doc)
+
+
+def test_tokenizer_stats_compares_base_extension_and_model_folder(chain, tiny_bbpe_dir, zh_lines, capsys):
+    text = chain["dir"] / "stats.txt"
+    docs = list(zh_lines[2000:2100])
+    text.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    assert main(["tokenizer", "stats", "--tokenizer", str(tiny_bbpe_dir), "--tokenizer", str(chain["ext"]),
+                 "--tokenizer", str(chain["dpo"]), "--text", str(text), "--json"]) == 0
+    base, ext, model = json.loads(capsys.readouterr().out)
+    assert ext["chinese_chars_per_token"] > 1.5 * base["chinese_chars_per_token"]  # 0.54 vs 0.29 measured
+    tok = Tokenizer.from_file(str(chain["ext"] / "tokenizer.json"))
+    assert model["tokens"] == ext["tokens"] == sum(len(e.ids) for e in tok.encode_batch(docs, add_special_tokens=False))
+    assert model["vocab_size"] == ext["vocab_size"] == tok.get_vocab_size() > base["vocab_size"]
+    assert ext["roundtrip_rate"] == model["roundtrip_rate"] == 1.0
