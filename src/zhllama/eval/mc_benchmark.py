@@ -15,13 +15,14 @@ from ..errors import ZhllamaError
 
 @dataclass(frozen=True)
 class McBenchmark:
-    """``splits``: the first is evaluated by default; ``layout``: the folder layout as errors state it;
+    """``title``: the name reports print; ``splits``: the first is evaluated by default; ``layout``: the folder layout as errors state it;
     ``columns``: field (question, A-D, answer, id) -> CSV column ("": none); ``extra_columns``: further
     columns of the published header; ``subjects``: file key -> (Chinese name, categories);
     ``split_in_file_name``: files are ``{key}_{split}.csv`` (else ``{key}.csv``); ``unanswered_splits``:
     published without answers; ``writes_submission``: the leaderboard's submission.json is written."""
 
     name: str
+    title: str  # as reports name it, e.g. C-Eval
     splits: tuple[str, ...]
     layout: str
     columns: dict[str, str]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from .config import ReportConfig
+from .mc_benchmarks import MC_BENCHMARKS
 from .task import EvalTask
 
 
@@ -91,7 +92,7 @@ def mc_correct(engine, model: str, task: str, data_dir: str, out: Path, subjects
     from .mc import McSettings, evaluate_mc, read_predictions
     from .mc_protocols import ProtocolScorer, get_protocol
 
-    split = "test" if task == "cmmlu" else "val"
+    split = MC_BENCHMARKS[task].splits[0]  # the benchmark's default split (CMMLU: test, C-Eval: val)
     max_length = engine.context_length
     settings = McSettings(task=task, split=split, shots=shots, model=model, max_length=max_length)
     scorer = ProtocolScorer(engine.model, engine.tokenizer, get_protocol("ymcui"), task, max_length)
@@ -185,7 +186,7 @@ def _evaluate_model(cfg, label: str, path: str, texts: dict, out: Path, metrics:
     if cfg.mc_task:
         hits = mc_correct(engine, path, cfg.mc_task, cfg.mc_data, out / cfg.mc_task, cfg.mc_subjects, cfg.shots,
                           cfg.batch_size)
-        record(cfg.mc_task.upper() if cfg.mc_task == "cmmlu" else "C-Eval", "% correct", True, hits,
+        record(MC_BENCHMARKS[cfg.mc_task].title, "% correct", True, hits,
                100 * sum(hits) / len(hits))
     if cfg.mmlu_data:
         from .mmlu import evaluate as mmlu

@@ -147,11 +147,11 @@ CEVAL_SUBJECTS: dict[str, tuple[str, str]] = {
 
 
 CMMLU = McBenchmark(
-    "cmmlu", splits=("test", "dev"), layout="DIR/dev/*.csv and DIR/test/*.csv (CMMLU layout)",
+    "cmmlu", title="CMMLU", splits=("test", "dev"), layout="DIR/dev/*.csv and DIR/test/*.csv (CMMLU layout)",
     columns={"question": "Question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "Answer", "id": ""},
     subjects=CMMLU_SUBJECTS, categories=CMMLU_CATEGORIES)
 CEVAL = McBenchmark(
-    "ceval", splits=("val", "test", "dev"),
+    "ceval", title="C-Eval", splits=("val", "test", "dev"),
     layout="DIR/dev/*_dev.csv, DIR/val/*_val.csv and DIR/test/*_test.csv (C-Eval layout)",
     columns={"question": "question", "A": "A", "B": "B", "C": "C", "D": "D", "answer": "answer", "id": "id"},
     subjects={key: (name, (category,)) for key, (name, category) in CEVAL_SUBJECTS.items()},
