@@ -138,9 +138,10 @@ def report_command(cfg) -> list[str]:
     return command
 
 
-def run_report(cfg, command: list[str]) -> str:
+def run_report(cfg, command: list[str], labels: list[str] | None = None) -> str:
     """Evaluate the base and every adapted model on what ``cfg`` (a ReportConfig) gives; write the report; return
-    its table."""
+    its table.  ``labels``: the base's and each model's name in the report (default: their folder names; the
+    pipeline's report stage names them by stage, its models' folders all being called ``model``)."""
     from ..io import write_json_atomic, write_text_atomic
     from .ppl import read_texts
 
@@ -149,7 +150,7 @@ def run_report(cfg, command: list[str]) -> str:
     if bool(cfg.mc_task) != bool(cfg.mc_data):
         raise ZhllamaError("--mc-task and --mc-data go together", "e.g. --mc-task cmmlu --mc-data data/cmmlu")
     paths = [cfg.base] + list(cfg.model)
-    labels = [Path(p).name for p in paths]
+    labels = list(labels) if labels else [Path(p).name for p in paths]
     check_labels(labels)
     texts = {lang: read_texts(f)[:cfg.text_limit] for lang, f in (("zh", cfg.zh_text), ("en", cfg.en_text)) if f}
     if not (texts or cfg.mc_task or cfg.mmlu_data or cfg.passkey_lengths or cfg.longbench):

@@ -2,7 +2,8 @@
 
 Each stage has its own section; a section that is absent is a stage that does not run.  Every
 section is its stage's schema (:func:`zhllama.config.section_of`): ``pt:``, ``sft:`` and
-``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:``/``orpo:`` their trainer's schema's, checked
+``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:``/``orpo:`` their trainer's schema's,
+``report:`` ``zhllama eval report``'s (``ReportConfig``), checked
 when the recipe is read (a typo is reported with the nearest valid key, a key the pipeline sets as
 such); the pipeline fills in the model, data and output paths itself and builds the stage's config
 from the section in one step (:func:`zhllama.config.build`).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from ..align import TRAINERS
 from ..config import section_of
+from ..eval.config import ReportConfig
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
 from ..checks import is_hub_id
@@ -96,6 +98,11 @@ class EvalSection:
     pairs: str | None = None  # held-out preference pairs: log p(chosen) - log p(rejected) of each tuned model
 
 
+# `report:`: `zhllama eval report`'s settings; the pipeline gives the base (the English base model),
+# the models (the pre-trained and the final one) and the output folder
+ReportSection = section_of(ReportConfig, "ReportSection", set_by_pipeline=("base", "model", "out"),
+                           what="eval report settings")
+
 ExportSection = GgufSettings  # `zhllama export gguf`'s settings
 
 
@@ -125,6 +132,7 @@ class Recipe:
     ppo: ALIGN_SECTIONS["ppo"] | None = field(default=None, metadata=STAGE)
     orpo: ALIGN_SECTIONS["orpo"] | None = field(default=None, metadata=STAGE)
     eval: EvalSection | None = field(default=None, metadata=STAGE)
+    report: ReportSection | None = field(default=None, metadata=STAGE)
     export: ExportSection | None = field(default=None, metadata=STAGE)
     # where relative paths are resolved from (the recipe's folder); not a YAML key
     root: Path = field(default=Path("."), init=False)

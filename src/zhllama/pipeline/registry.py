@@ -18,9 +18,10 @@ from typing import Any, Callable
 from ..align import TRAINERS
 from .align_stages import plan_dpo, plan_policy, plan_ppo, plan_rm, run_dpo, run_policy, run_ppo, run_rm
 from .recipe import (ALIGN_SECTIONS, AblationSection, BaseSection, EvalSection, ExportSection, MergeSection,
-                     ResizeSection, SftSection, TokenizerSection, TrainSection)
+                     ReportSection, ResizeSection, SftSection, TokenizerSection, TrainSection)
 from .ablation import plan_ablation, run_ablation
 from .recipe import Recipe
+from .report_stage import plan_report, run_report_stage
 from .runner import Inputs, Stage, StageRun
 from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer
 from .training import run_train
@@ -69,6 +70,7 @@ STAGES: dict[str, StageSpec] = {
     "orpo": StageSpec(ALIGN_SECTIONS["orpo"], partial(run_policy, stage="orpo"), partial(plan_policy, stage="orpo"),
                       needs=(BASE_MODEL,), requires=TRL, resumable=True),
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
+    "report": StageSpec(ReportSection, run_report_stage, plan_report, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
 }
 

