@@ -113,6 +113,13 @@ def load_pairs(files: list[str], skip_bad: bool = False) -> tuple[list[Preferenc
     return pairs, read_report(files, stats, "pairs", len(pairs), "preference pairs", FORMATS_HINT)
 
 
+def check_pairs(files: list[str], skip_bad: bool = False) -> dict:
+    """Validate every record as :func:`load_pairs` does, one at a time (memory does not grow with the files); the report."""
+    stats: dict = {}
+    count = sum(1 for _ in iter_converted(files, "preference", record_to_pair, skip_bad, stats))
+    return read_report(files, stats, "pairs", count, "preference pairs", FORMATS_HINT)
+
+
 # ---------------------------------------------------------------- encoding
 
 def split_prompt_reply(tokenizer, template: str, pair: PreferencePair, reply: str) -> tuple[list[int], list[int]]:
