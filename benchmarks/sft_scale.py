@@ -13,8 +13,11 @@ benchmarks/data_scale.py does:
   alpaca, max_length 512, validation split 0.01;
 * **preference**: ``zhllama.data.preference.build_preference_dataset`` (``train rm/dpo/orpo``).
 
+With ``--read-only`` (SFT) the child only reads the records into a ``datasets.Dataset``, the step whose
+memory grew with the records before they were streamed; it runs at 1M records in minutes.
+
 Usage: python benchmarks/sft_scale.py [--records 10000,100000] [--kinds sft,preference]
-       [--tokenizer DIR] [--work /tmp/sft_scale] [--num-proc 1]
+       [--tokenizer DIR] [--work /tmp/sft_scale] [--num-proc 1] [--read-only]
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ def child_build(a) -> dict:
 
     tok = load_tokenizer(a.tokenizer)
     t0 = time.perf_counter()
+    if a.read_only:
+        return {"seconds": time.perf_counter() - t0 + read_records(a), "records": 0, "kept": 0, "train": 0}
     if a.kind == "sft":
         from zhllama.data.instructions import build_sft_dataset
 
@@ -81,6 +86,28 @@ def child_build(a) -> dict:
             "train": len(data["train"])}
 
 
+def read_records(a) -> float:
+    """Only the first step of the SFT build: the records into a ``Dataset``, streamed (``write_arrow``) where the
+    code has it, else as commit 795f597 did (``load_conversations`` then ``Dataset.from_dict``).  Returns seconds."""
+    import tempfile
+
+    import pyarrow as pa
+    from datasets import Dataset
+
+    from zhllama.data import instructions as ins
+
+    t0 = time.perf_counter()
+    if hasattr(ins, "write_arrow"):
+        with tempfile.TemporaryDirectory(dir=a.work) as tmp:
+            ins.write_arrow(({"messages": m} for m in ins.iter_converted([a.file], "instruction", ins.record_to_messages,
+                                                                         False, {})),
+                            Path(tmp) / "records.arrow", pa.schema([("messages", ins.messages_type())]))
+    else:
+        conversations, _ = ins.load_conversations([a.file])
+        Dataset.from_dict({"messages": conversations})
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", default="10000,100000", help="record counts, comma-separated")
@@ -88,6 +115,7 @@ def main() -> None:
     ap.add_argument("--num-proc", type=int, default=1, help="SFT encoding processes")
     ap.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "chinese-llama2"))
     ap.add_argument("--work", default="/tmp/sft_scale")
+    ap.add_argument("--read-only", action="store_true", help="SFT: time only reading the records into a Dataset")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
@@ -105,7 +133,8 @@ def main() -> None:
             write_records(file, n, kind)
             out = work / f"cache-{kind}-{n}-{time.time_ns()}"
             r = run_child(["--child", "build", "--kind", kind, "--file", str(file), "--out", str(out),
-                           "--tokenizer", a.tokenizer, "--num-proc", str(a.num_proc)], script=__file__)
+                           "--tokenizer", a.tokenizer, "--num-proc", str(a.num_proc), "--work", str(work),
+                           *(["--read-only"] if a.read_only else [])], script=__file__)
             rows.append({"kind": kind, "n": n, "file_mb": file.stat().st_size / 1e6, **r})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print("| data | records | file | build | records/s | peak RSS | peak anon |")
