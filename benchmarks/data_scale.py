@@ -78,10 +78,10 @@ def tree_memory(pid: int) -> tuple[int, int]:
     return rss, anon
 
 
-def run_child(args: list[str]) -> dict:
-    """Run this script as a child with ``args``; return its JSON result plus peak tree RSS/anon."""
+def run_child(args: list[str], script: str = __file__) -> dict:
+    """Run ``script`` (this one) as a child with ``args``; return its JSON result plus peak tree RSS/anon."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=env, text=True)
     peak = {"rss": 0, "anon": 0}
 

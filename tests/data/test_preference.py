@@ -7,7 +7,7 @@ import json
 import pytest
 
 from zhllama.data.instructions import IGNORE_INDEX, build_sft_dataset
-from zhllama.data.preference import (build_preference_dataset, encode_pair, fit_pair, load_pairs, pairs_from_tasks,
+from zhllama.data.preference import (build_preference_dataset, check_pairs, encode_pair, fit_pair, load_pairs, pairs_from_tasks,
                                      record_to_pair)
 from zhllama.errors import ZhllamaError
 from zhllama.templates import TEMPLATES
@@ -84,8 +84,11 @@ def test_bad_record_names_file_and_line_and_is_skipped_only_on_request(record, m
     path = write(tmp_path / "p.jsonl", [good, record, good])
     with pytest.raises(ZhllamaError, match=rf"p\.jsonl: line 2: .*{message}"):
         load_pairs([str(path)])
+    with pytest.raises(ZhllamaError, match=rf"p\.jsonl: line 2: .*{message}"):
+        check_pairs([str(path)])  # the streaming check train rm/dpo/orpo run before loading the model
     pairs, report = load_pairs([str(path)], skip_bad=True)
     assert len(pairs) == 2 and report["skipped"] == 1 and message in report["first_skipped"][0]
+    assert check_pairs([str(path)], skip_bad=True) == report
 
 
 def test_invalid_json_line_and_no_usable_pairs(tmp_path):

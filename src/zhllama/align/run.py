@@ -102,7 +102,7 @@ def train_align(cfg: PreferenceConfig, stage: str, callbacks: list | None = None
     """Run the preference trainer ``stage``; return ``{"metrics", "output_dir", "model_dir"}`` like ``train``."""
     from transformers import set_seed
 
-    from ..data.preference import load_pairs
+    from ..data.preference import check_pairs
     from ..model.families import resolve_template
     from ..templates import check_template_fits
     from ..tokenizer.chat import set_chat_template
@@ -116,7 +116,7 @@ def train_align(cfg: PreferenceConfig, stage: str, callbacks: list | None = None
                               template=resolve_template(cfg.model, template=cfg.template))  # the default rule
     check_handoff(cfg, spec)
     check_template_fits(load_tokenizer(cfg.tokenizer or cfg.model), cfg.template)  # before the weights are read
-    load_pairs(cfg.train_files, cfg.skip_bad)  # a bad record fails here, before the model is loaded
+    check_pairs(cfg.train_files, cfg.skip_bad)  # a bad record fails here, before the model is loaded
     out = Path(cfg.output_dir)
     claim_output_folder(out)
     plan = plan_output_dir(out, cfg.resume, cfg.overwrite)

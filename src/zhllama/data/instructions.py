@@ -30,6 +30,7 @@ from ..text import iter_records
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+FORMATS_HINT = "check the files' format (Alpaca, ShareGPT or OpenAI messages)"
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
                   "system": "system"}
@@ -98,35 +99,75 @@ def load_conversations(files: list[str], skip_bad: bool = False) -> tuple[list[l
     """
     if not files:
         raise ZhllamaError("no instruction files given", "pass one or more .json/.jsonl files")
-    conversations, records, skipped, reasons = convert_records(files, "instruction", record_to_messages, skip_bad)
-    if not conversations:
-        raise ZhllamaError(f"no usable conversations in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
-                           "check the files' format (Alpaca, ShareGPT or OpenAI messages)")
-    return conversations, {"files": [str(f) for f in files], "records": records, "conversations": len(conversations),
-                           "skipped": skipped, "first_skipped": reasons}
+    stats: dict = {}
+    conversations = list(iter_converted(files, "instruction", record_to_messages, skip_bad, stats))
+    return conversations, read_report(files, stats, "conversations", len(conversations), "conversations", FORMATS_HINT)
 
 
-def convert_records(files: list[str], what: str, convert, skip_bad: bool) -> tuple[list, int, int, list[str]]:
-    """``convert(record, where)`` over every record of ``files`` -> (items, records, skipped, first reasons).
+def read_report(files: list, stats: dict, key: str, count: int, label: str, hint: str) -> dict:
+    """The read part of a build report (``key``: how many ``label`` were read); raises when none was usable."""
+    if not count:
+        raise ZhllamaError(f"no usable {label} in {', '.join(map(str, files))} ({stats['records']} records, "
+                           f"{stats['skipped']} skipped)", hint)
+    return {"files": [str(f) for f in files], "records": stats["records"], key: count, "skipped": stats["skipped"],
+            "first_skipped": stats["reasons"]}
 
-    A record ``convert`` rejects (``ZhllamaError``) stops the read, or with ``skip_bad`` is counted,
-    its reason kept (the first 5) and logged once at the end."""
-    items, records, skipped, reasons = [], 0, 0, []
+
+def iter_converted(files: list[str], what: str, convert, skip_bad: bool, stats: dict):
+    """``convert(record, where)`` over every record of ``files``, one at a time.
+
+    ``stats`` receives records, skipped and reasons (the first 5), final once the iterator is
+    exhausted.  A record ``convert`` rejects (``ZhllamaError``) stops the read, or with
+    ``skip_bad`` is counted and logged once at the end."""
+    stats.update(records=0, skipped=0, reasons=[])
     for name in files:
         path = require_file(name, f"{what} file")
         for where, obj in iter_records(path, f"{what}-data"):
-            records += 1
+            stats["records"] += 1
             try:
-                items.append(convert(obj, where))
+                item = convert(obj, where)
             except ZhllamaError as e:
                 if not skip_bad:
                     raise
-                skipped += 1
-                if len(reasons) < 5:
-                    reasons.append(e.message)
-    if skipped:
-        log.warning("skipped %d bad %s records (first: %s)", skipped, what, reasons[0])
-    return items, records, skipped, reasons
+                stats["skipped"] += 1
+                if len(stats["reasons"]) < 5:
+                    stats["reasons"].append(e.message)
+                continue
+            yield item
+    if stats["skipped"]:
+        log.warning("skipped %d bad %s records (first: %s)", stats["skipped"], what, stats["reasons"][0])
+
+
+def messages_type():
+    """The Arrow type of an OpenAI-style message list (what ``Dataset.from_dict`` infers for one)."""
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+def write_arrow(rows, path: Path, schema):
+    """Stream ``rows`` (dicts) into an Arrow file and memory-map it as a ``datasets.Dataset``.
+
+    ``Dataset.from_dict`` would need every record in a Python list first, memory growing with the
+    data set; ``datasets``' own ``ArrowWriter`` writes them in batches of 1,000."""
+    from datasets import Dataset, Features
+    from datasets.arrow_writer import ArrowWriter
+
+    with ArrowWriter(features=Features.from_arrow_schema(schema), path=str(path), writer_batch_size=1000) as writer:
+        for row in rows:
+            writer.write(row)
+        writer.finalize()
+    return Dataset.from_file(str(path))
+
+
+def column_counts(ds, column: str):
+    """``Counter`` of a column's values, read in batches (never the whole column as a Python list)."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for batch in ds.select_columns([column]).iter(batch_size=10_000):
+        counts.update(batch[column])
+    return counts
 
 
 # ---------------------------------------------------------------- encoding and truncation
@@ -190,16 +231,17 @@ def _encode_batch(batch: dict, tokenizer, template: str, max_length: int) -> dic
 
 
 def _build_sft(files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work: Path):
-    from collections import Counter
-
+    import pyarrow as pa
     from datasets import Dataset, DatasetDict
 
-    conversations, read = load_conversations(files, skip_bad)
-    raw = Dataset.from_dict({"messages": conversations})
+    stats: dict = {}
+    raw = write_arrow(({"messages": m} for m in iter_converted(files, "instruction", record_to_messages, skip_bad, stats)),
+                      work / "records.arrow", pa.schema([("messages", messages_type())]))
+    read = read_report(files, stats, "conversations", len(raw), "conversations", FORMATS_HINT)
     encoded = raw.map(_encode_batch, batched=True, batch_size=500, num_proc=num_proc if num_proc > 1 else None,
                       remove_columns=["messages"], desc="encoding conversations",
                       fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length})
-    status = Counter(encoded["status"])
+    status = column_counts(encoded, "status")
     kept = encoded.filter(lambda s: s in ("kept", "truncated"), input_columns="status").remove_columns("status")
     if len(kept) == 0:
         raise ZhllamaError(f"no example left after encoding ({dict(status)})",
@@ -211,13 +253,24 @@ def _build_sft(files, tokenizer, template, max_length, validation_split, skip_ba
         split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True)
     else:
         split = {"train": kept, "test": Dataset.from_dict({k: [] for k in kept.features}, features=kept.features)}
-    response = sum(sum(1 for x in row if x != IGNORE_INDEX) for row in kept["labels"])
-    total = sum(len(row) for row in kept["input_ids"])
-    report = {**read, "template": template, "max_length": max_length, "examples": len(conversations),
+    response, total = token_counts(kept)
+    report = {**read, "template": template, "max_length": max_length, "examples": len(raw),
               "kept": len(kept), "truncated": status["truncated"], "dropped_no_response": status["no_response"],
               "dropped_empty": status["empty"], "response_tokens": response, "total_tokens": total,
               "train_examples": len(split["train"]), "validation_examples": len(split["test"])}
     return DatasetDict({"train": split["train"], "validation": split["test"]}), report
+
+
+def token_counts(kept) -> tuple[int, int]:
+    """(response tokens, all tokens) of the encoded examples, counted by Arrow in batches."""
+    import pyarrow.compute as pc
+
+    response = total = 0
+    for batch in kept.with_format("arrow").iter(batch_size=10_000):
+        labels = pc.list_flatten(batch["labels"])
+        total += len(pc.list_flatten(batch["input_ids"]))
+        response += pc.sum(pc.not_equal(labels, IGNORE_INDEX)).as_py() or 0
+    return response, total
 
 
 def check_build_arguments(what: str, files: list, tokenizer, template: str, max_length: int, min_length: int,

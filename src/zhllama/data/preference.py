@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..templates import alpaca_record_to_messages, chat_template_jinja, encode_messages, split_turns
-from .instructions import _sharegpt_messages, _text_field, check_build_arguments, convert_records, response_spans
+from .instructions import (_sharegpt_messages, _text_field, check_build_arguments, column_counts, iter_converted, messages_type,
+                           read_report, response_spans, write_arrow)
 
 FORMATS_HINT = ("give {prompt|instruction(+input), chosen, rejected}, or ShareGPT conversations / OpenAI messages "
                 "ending with the user's turn plus chosen and rejected replies")
@@ -107,12 +108,16 @@ def load_pairs(files: list[str], skip_bad: bool = False) -> tuple[list[Preferenc
     """
     if not files:
         raise ZhllamaError("no preference files given", "pass one or more .json/.jsonl files")
-    pairs, records, skipped, reasons = convert_records(files, "preference", record_to_pair, skip_bad)
-    if not pairs:
-        raise ZhllamaError(f"no usable preference pairs in {', '.join(map(str, files))} ({records} records, {skipped} skipped)",
-                           FORMATS_HINT)
-    return pairs, {"files": [str(f) for f in files], "records": records, "pairs": len(pairs), "skipped": skipped,
-                   "first_skipped": reasons}
+    stats: dict = {}
+    pairs = list(iter_converted(files, "preference", record_to_pair, skip_bad, stats))
+    return pairs, read_report(files, stats, "pairs", len(pairs), "preference pairs", FORMATS_HINT)
+
+
+def check_pairs(files: list[str], skip_bad: bool = False) -> dict:
+    """Validate every record as :func:`load_pairs` does, one at a time (memory does not grow with the files); the report."""
+    stats: dict = {}
+    count = sum(1 for _ in iter_converted(files, "preference", record_to_pair, skip_bad, stats))
+    return read_report(files, stats, "pairs", count, "preference pairs", FORMATS_HINT)
 
 
 # ---------------------------------------------------------------- encoding
@@ -166,17 +171,19 @@ def _encode_batch(batch: dict, tokenizer, template: str, max_length: int) -> dic
 
 
 def _build(files, tokenizer, template, max_length, validation_split, skip_bad, seed, work: Path):
-    from collections import Counter
+    import pyarrow as pa
+    from datasets import DatasetDict
 
-    from datasets import Dataset, DatasetDict
-
-    pairs, read = load_pairs(files, skip_bad)
-    raw = Dataset.from_dict({"prompt": [p.prompt for p in pairs], "chosen": [p.chosen for p in pairs],
-                             "rejected": [p.rejected for p in pairs]})
+    stats: dict = {}
+    rows = ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+            for p in iter_converted(files, "preference", record_to_pair, skip_bad, stats))
+    schema = pa.schema([("prompt", messages_type()), ("chosen", pa.string()), ("rejected", pa.string())])
+    raw = write_arrow(rows, work / "records.arrow", schema)  # streamed: memory does not grow with the file
+    read = read_report(files, stats, "pairs", len(raw), "preference pairs", FORMATS_HINT)
     encoded = raw.map(_encode_batch, batched=True, batch_size=500, remove_columns=raw.column_names,
                       desc="encoding preference pairs",
                       fn_kwargs={"tokenizer": tokenizer, "template": template, "max_length": max_length})
-    status = Counter(encoded["status"])
+    status = column_counts(encoded, "status")
     kept = encoded.filter(lambda s: s != "too_long", input_columns="status").remove_columns("status")
     if len(kept) == 0:
         raise ZhllamaError(f"no preference pair left after encoding: every prompt is longer than max_length {max_length}",
