@@ -33,6 +33,7 @@ class GgufTokenizer:
         self.bos_token_id = _token_or_none(llama_cpp.llama_vocab_bos(vocab))
         self.eos_token_id = _token_or_none(llama_cpp.llama_vocab_eos(vocab))
         self.pad_token_id = _token_or_none(llama_cpp.llama_vocab_pad(vocab))
+        self.unk_token_id = None  # never a special token's id (zhllama.templates.special_token_id)
         self.space_prefix = llama_cpp.llama_vocab_type(vocab) == llama_cpp.LLAMA_VOCAB_TYPE_SPM
         self._pieces: dict[int, tuple[bytes, int]] = {}  # token -> (its bytes, its attributes)
 
@@ -43,6 +44,16 @@ class GgufTokenizer:
         if token is None:
             return ""
         return self._lib.llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
+
+    def convert_ids_to_tokens(self, ids):
+        """The vocabulary's text of a token (or of each of a list), as Hugging Face's method gives it
+        (e.g. SentencePiece's ``▁`` prefix), which the templates read."""
+        return self.token_text(ids) if isinstance(ids, int) else [self.token_text(int(i)) for i in ids]
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        """The id of a token given by its text (a special token such as ``<|start_header_id|>``), else None."""
+        ids = self.encode(token, parse_special=True)
+        return ids[0] if len(ids) == 1 and self.token_text(ids[0]) == token else None
 
     def encode(self, text: str, parse_special: bool = False) -> list[int]:
         """``text``'s ids without BOS/EOS; ``parse_special`` reads ``<s>`` and the like as their tokens."""
@@ -159,7 +170,7 @@ def gguf_template(source: str | None, tokenizer: GgufTokenizer,
     if not source:
         return get_template("none")
     for known in TEMPLATES.values():
-        if known.jinja() == source:
+        if known.name != "native" and known.jinja() == source:  # native has no Jinja of its own: it is the file's
             return known
     return JinjaChatTemplate(source, tokenizer.token_text(tokenizer.bos_token_id),
                              tokenizer.token_text(tokenizer.eos_token_id))
