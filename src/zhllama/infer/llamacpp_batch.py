@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..errors import ZhllamaError
 from .batch import _Request
+from .stepped import SteppedBatch
 
 
 @dataclass(eq=False)
@@ -23,7 +23,7 @@ class _Seq:
         return len(self.request.prompt) + self.request.budget
 
 
-class LlamaCppBatch:
+class LlamaCppBatch(SteppedBatch):
     """Requests being decoded by llama.cpp, with :class:`~zhllama.infer.batch.DecodeBatch`'s interface.
 
     A request joins at the next :meth:`step` when a sequence is free and its prompt plus its token
@@ -34,23 +34,13 @@ class LlamaCppBatch:
     """
 
     def __init__(self, engine):
-        self.engine = engine
-        self.requests: dict[int, _Seq] = {}
+        super().__init__(engine)  # requests: number -> _Seq
         self.waiting: deque[int] = deque()
         self.free = list(range(engine.parallel))[::-1]
         self.closed = False
 
-    def __len__(self) -> int:
-        return len(self.requests)
-
-    def add(self, prompt: list[int], params=None, negative: list[int] | None = None, logprobs=None) -> int:
-        """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
-        return self.join(self.engine.request(prompt, params, negative, logprobs=logprobs))
-
     def join(self, request: _Request) -> int:
-        if request.negative is not None:
-            raise ZhllamaError("guidance_scale (classifier-free guidance) is not available with --engine llamacpp",
-                               "leave guidance_scale at 1, or use zhllama's own engine (leave out --engine llamacpp)")
+        self.check_request(request)
         if self.closed:
             raise RuntimeError("this batch was closed (the engine opened another)")
         number = next(self.engine._numbers)

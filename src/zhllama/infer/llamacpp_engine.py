@@ -23,13 +23,12 @@ import ctypes
 import itertools
 import os
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import ZhllamaError
 from .batch import _Request
-from .engine import Engine
 from .llamacpp_batch import LlamaCppBatch
 from .speculative import SpeculativeStats
+from .stepped import SteppedEngine
 
 INSTALL_HINT = ("pip install 'zhllama[llamacpp]' (llama-cpp-python builds llama.cpp from source: about 5 min on "
                 "2 cores; see docs/serve.md, 'llama.cpp backend')")
@@ -134,8 +133,10 @@ def model_params(llama_cpp, extra_buffers: bool):
     return params
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(SteppedEngine):
     """zhllama's engine with llama.cpp doing the forward passes and the sampling."""
+
+    flag = "llamacpp"
 
     def __init__(self, llama_cpp, model, ctx, tokenizer, template, parallel: int, path: Path):
         """``tokenizer``: a :class:`~zhllama.infer.llamacpp_vocab.GgufTokenizer`; ``model``/``ctx``: llama.cpp's."""
@@ -290,20 +291,6 @@ class LlamaCppEngine(Engine):
         self.forget()
         self._open = LlamaCppBatch(self)
         return self._open
-
-    def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
-        batch = self.open_batch()
-        try:
-            index = {batch.join(r): i for i, r in enumerate(requests)}
-            while len(batch):
-                for number, delta, finish, _ in batch.step():
-                    yield index[number], delta, finish
-        finally:
-            batch.close()  # the caller may stop early (a client went away, the server shut down)
-
-    def embed(self, texts: list[str], batch_size: int = 16) -> list[list[float]]:
-        raise ZhllamaError("embeddings are not served with --engine llamacpp",
-                           "serve /v1/embeddings with zhllama's own engine (leave out --engine llamacpp)")
 
     def close(self) -> None:
         """Free llama.cpp's context and model (the engine is unusable afterwards)."""

