@@ -173,10 +173,11 @@ def test_serve_counts_the_saved_tokenizers_prompt_ids(chain):
     from transformers import AutoTokenizer
 
     from zhllama.infer.engine import Engine
-    from zhllama.serve.openai import ServeSettings, create_app
+    from zhllama.serve.config import ApiSettings
+    from zhllama.serve.openai import create_app
 
     engine = Engine.load(chain["dpo"], device="cpu")
-    settings = ServeSettings(model_name="m", max_request_bytes=50_000, max_prompt_tokens=400, default_max_tokens=4)
+    settings = ApiSettings(model_name="m", max_request_bytes=50_000, max_prompt_tokens=400, max_tokens=4)
     with TestClient(create_app(engine, settings)) as client:
         r = client.post("/v1/chat/completions", json={"model": "m", "messages": MESSAGES, "max_tokens": 4,
                                                       "temperature": 0})
