@@ -258,7 +258,23 @@ class RawTemplate(ChatTemplate):
                                    _jinja_text("message['content']") + _JINJA_EOS)
 
 
-class Llama3Template(ChatTemplate):
+class BlockTemplate(ChatTemplate):
+    """A template made of one ``_block(role, content, train)`` per message after BOS: the system message
+    (when there is one), then each turn's user and assistant blocks (Llama-3, Qwen)."""
+
+    def _block(self, role: str, content: str | None, train: bool = False) -> Iterable[Segment]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _render(self, system, turns):
+        yield BOS
+        if system is not None:
+            yield from self._block("system", system)
+        for t in turns:
+            yield from self._block("user", t.user)
+            yield from self._block("assistant", t.assistant, train=True)
+
+
+class Llama3Template(BlockTemplate):
     """Meta's Llama-3 Instruct format: ``<|start_header_id|>role<|end_header_id|>\\n\\n{content}<|eot_id|>``
     blocks after ``<|begin_of_text|>``, contents trimmed (as Meta's chat_template does); the reply ends
     with ``<|eot_id|>``.  Needs a Llama-3 vocabulary (its header tokens are special tokens)."""
@@ -272,14 +288,6 @@ class Llama3Template(ChatTemplate):
             yield Segment("text", content.strip(), train)
             yield _special("<|eot_id|>", train)
 
-    def _render(self, system, turns):
-        yield BOS
-        if system is not None:
-            yield from self._block("system", system)
-        for t in turns:
-            yield from self._block("user", t.user)
-            yield from self._block("assistant", t.assistant, train=True)
-
     def _jinja_body(self):
         block = "'<|start_header_id|>' + ROLE + '<|end_header_id|>\\n\\n' + CONTENT | trim + '<|eot_id|>'"
         return (_JINJA_BOS
@@ -290,7 +298,7 @@ class Llama3Template(ChatTemplate):
                   "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif -%}\n")
 
 
-class QwenTemplate(ChatTemplate):
+class QwenTemplate(BlockTemplate):
     """Qwen's ChatML: ``<|im_start|>role\\n{content}<|im_end|>\\n`` blocks, Qwen's default system message
     when the conversation has none, ``<|im_start|>``/``<|im_end|>`` as the vocabulary's special tokens
     (``chatml`` writes them as text, for vocabularies without them); the reply ends with ``<|im_end|>``."""
@@ -302,14 +310,6 @@ class QwenTemplate(ChatTemplate):
             yield Segment("text", content, train)
             yield _special("<|im_end|>", train)
             yield Segment("text", "\n")
-
-    def _render(self, system, turns):
-        yield BOS
-        if system is not None:
-            yield from self._block("system", system)
-        for t in turns:
-            yield from self._block("user", t.user)
-            yield from self._block("assistant", t.assistant, train=True)
 
     def _jinja_body(self):
         return (_JINJA_BOS
