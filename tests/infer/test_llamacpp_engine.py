@@ -20,15 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from infer_memorized import QUESTION, RAW_CONTINUATION, RAW_PROMPT, REPLY
+from engine_cases import CHATS, TEXTS
 
 llama_cpp = pytest.importorskip("llama_cpp")
-
-CHATS = [
-    [{"role": "user", "content": "你好，请介绍一下北京。"}],
-    [{"role": "system", "content": "你是一个乐于助人的助手。"}, {"role": "user", "content": "写一首关于春天的诗"}],
-    [{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "2"}, {"role": "user", "content": "再加3呢"}],
-]
-TEXTS = ["中国的首都是", "The quick brown fox", "def main():\n    return"]
 
 
 @pytest.fixture(scope="module")

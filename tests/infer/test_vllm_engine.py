@@ -10,17 +10,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from engine_cases import CHATS, TEXTS
 
 vllm = pytest.importorskip("vllm")
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default reserves much more
-
-CHATS = [
-    [{"role": "user", "content": "你好，请介绍一下北京。"}],
-    [{"role": "system", "content": "你是一个乐于助人的助手。"}, {"role": "user", "content": "写一首关于春天的诗"}],
-    [{"role": "user", "content": "1+1=?"}, {"role": "assistant", "content": "2"}, {"role": "user", "content": "再加3呢"}],
-]
-TEXTS = ["中国的首都是", "The quick brown fox", "def main():\n    return"]
 
 
 @pytest.fixture(scope="module")
