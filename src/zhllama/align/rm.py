@@ -1,7 +1,7 @@
 """``zhllama train rm``: a reward model on preference pairs (TRL's ``RewardTrainer``).
 
-``final/`` is a full ``LlamaForSequenceClassification`` (one score per sequence, read at the last
-non-pad token; ``pad_token_id`` in its config); a LoRA run is merged into it on saving.
+``final/`` is a full ``*ForSequenceClassification`` of the model's family (one score per sequence, read
+at the last non-pad token; ``pad_token_id`` in its config); a LoRA run is merged into it on saving.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def rm_summary(m: dict) -> str:
 TRAINER = Trainer(
     "rm", RmConfig, rm_arguments, build_rm,
     help="reward model on preference pairs (prompt, chosen, rejected)",
-    description="Train a reward model: the model with a scalar score head (LlamaForSequenceClassification), trained "
+    description="Train a reward model: the model with a scalar score head (its family's *ForSequenceClassification), trained "
                 "with the pairwise loss -log sigmoid(score(chosen) - score(rejected)) on preference pairs rendered "
                 "with the SFT chat template. LoRA by default (merged into final/ on saving) or --full.",
     head="score", metrics=("eval_accuracy", "eval_margin"), summary=rm_summary)

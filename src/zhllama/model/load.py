@@ -121,7 +121,8 @@ def load_sequence_classifier(path: str | Path, dtype="auto", num_labels: int = 1
         return AutoModelForSequenceClassification.from_pretrained(src, dtype=dtype, num_labels=num_labels)
     except (OSError, ValueError) as e:
         raise ZhllamaError(f"cannot load {src} as a reward model: {str(e).splitlines()[0]}",
-                           "give a LLaMA-family folder (a model written by `zhllama train sft`/`merge`/`train rm`)") from None
+                           "give a model folder of a family zhllama knows (docs/families.md), e.g. one written by "
+                           "`zhllama train sft`/`merge`/`train rm`") from None
 
 
 # --- tokenizers (loaded by zhllama.tokenizer.load) --------------------------------------------
