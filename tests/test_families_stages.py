@@ -25,6 +25,7 @@ from zhllama.model.families import FAMILIES
 # a family's tensors beyond the LLaMA block (names inside a decoder layer)
 OWN_TENSORS = {"llama": (), "qwen2": ("self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"),
                "qwen3": ("self_attn.q_norm.weight", "self_attn.k_norm.weight")}
+END_OF_TURN = {"llama": "<|eot_id|>", "qwen2": "<|im_end|>", "qwen3": "<|im_end|>"}
 DEFAULT_TEMPLATE = {"llama": "llama3", "qwen2": "qwen", "qwen3": "qwen"}  # llama: on a Llama-3 vocabulary
 LAYERS = 2
 RUN = ["--batch-size", "2", "--logging-steps", "1", "--save-steps", "1000", "--lr-scheduler", "constant",
@@ -115,8 +116,11 @@ def work(family, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base(family, family_model_dirs, work):
-    """The family's tiny model with random biases and norms (a fresh model has zeros and ones there)."""
+    """The family's tiny model with random biases and norms (a fresh model has zeros and ones there), ending
+    on two EOS ids as Llama-3 and Qwen2 Instruct folders do (end of text, end of turn)."""
     from transformers import AutoModelForCausalLM
+
+    from zhllama.tokenizer.load import load_tokenizer
 
     out = work / "base"
     shutil.copytree(family_model_dirs[family], out)
@@ -126,8 +130,14 @@ def base(family, family_model_dirs, work):
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name:
                 p.copy_(p + 0.1 * torch.randn(p.shape, generator=g))
+    tok = load_tokenizer(out)
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(END_OF_TURN[family])]
     model.save_pretrained(out)
     return out
+
+
+def generation_eos(folder):
+    return json.loads((folder / "generation_config.json").read_text())["eos_token_id"]
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +263,7 @@ def test_pt_full_trains_the_familys_own_tensors(family, base, corpus, work):
         assert not torch.equal(before[name], after[name]), name
 
 
-def test_sft_lora_adapts_exactly_the_familys_projections_and_merges_to_the_peft_logits(family, pt_lora, sft):
+def test_sft_lora_adapts_exactly_the_familys_projections_and_merges_to_the_peft_logits(family, base, pt_lora, sft):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -267,6 +277,7 @@ def test_sft_lora_adapts_exactly_the_familys_projections_and_merges_to_the_peft_
     assert len(adapted) == LAYERS * len(FAMILIES[family].lora_targets)
     assert_merged_equals_peft(pt_lora[1], adapter, merged)
     assert json.loads((merged / "zhllama.json").read_text())["template"] == DEFAULT_TEMPLATE[family]
+    assert generation_eos(merged) == generation_eos(base)  # both ends still stop generation
 
 
 def test_rm_is_the_familys_sequence_classifier_and_eval_reward_scores_it(family, sft, rm, pairs, capsys):

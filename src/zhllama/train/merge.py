@@ -87,12 +87,24 @@ def merge_adapters(base: str, loras: list, out: str | Path, dtype: str = "auto",
 
 
 def _write_generation_config(model, tok, folder: Path) -> None:
-    """Keep the base's generation config; make sure it knows the tokenizer's EOS/BOS/PAD."""
+    """Keep the base's generation config; make sure it knows the tokenizer's EOS/BOS/PAD.
+
+    The base's EOS ids are kept with the tokenizer's: Llama-3 and Qwen2 Instruct folders end on several
+    (``[128001, 128009]``: end of text and end of turn), and other runtimes stop where this file says.
+    """
     from transformers import GenerationConfig
 
     gen = getattr(model, "generation_config", None) or GenerationConfig()
     gen.bos_token_id = tok.bos_token_id if tok.bos_token_id is not None else gen.bos_token_id
-    gen.eos_token_id = tok.eos_token_id if tok.eos_token_id is not None else gen.eos_token_id
+    gen.eos_token_id = _with_id(gen.eos_token_id, tok.eos_token_id)
     if tok.pad_token_id is not None:
         gen.pad_token_id = tok.pad_token_id
     gen.save_pretrained(folder)
+
+
+def _with_id(ids, token_id):
+    """``ids`` (None, an id or a list of them) with ``token_id`` added: one id stays an int, several a list."""
+    kept = [] if ids is None else list(ids) if isinstance(ids, (list, tuple)) else [ids]
+    if token_id is not None and token_id not in kept:
+        kept.append(token_id)
+    return kept[0] if len(kept) == 1 else (kept or None)
