@@ -330,3 +330,22 @@ def test_eval_ppl_equals_the_models_own_nll(family, sft, work, capsys):
         logp = torch.log_softmax(AutoModelForCausalLM.from_pretrained(str(merged)).eval()(input_ids=x).logits[0, :-1], -1)
     nll = -float(logp.gather(1, x[0, 1:].view(-1, 1)).sum())
     assert result["ppl"] == pytest.approx(math.exp(nll / (len(ids) - 1)), rel=1e-4)
+
+
+def test_generate_with_the_adapter_equals_the_merged_model(family, pt_lora, sft, work):
+    """`generate --lora` (the sft adapter on its base, the family's template from the adapter) answers the chats
+    greedily as the merged folder does."""
+    prompts = work / "chats.jsonl"
+    chats = [[{"role": "user", "content": "北京在哪里？"}], [{"role": "system", "content": "简短回答。"},
+                                                              {"role": "user", "content": "问题 3：北京在哪里？"}]]
+    prompts.write_text("".join(json.dumps({"messages": m}, ensure_ascii=False) + "\n" for m in chats), encoding="utf-8")
+    rows = []
+    for name, model in (("adapter", ["--model", str(pt_lora[1]), "--lora", str(sft[0] / "final")]),
+                        ("merged", ["--model", str(sft[1])])):
+        out = work / f"generated-{name}.jsonl"
+        assert main(["generate", *model, "--input", str(prompts), "--output", str(out), "--max-new-tokens", "6",
+                     "--temperature", "0", "--device", "cpu"]) == 0
+        rows.append([json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()])
+    adapter, merged = rows
+    assert len(merged) == 2 and all(r["completion_tokens"] > 0 for r in merged)
+    assert [(r["output"], r["prompt_tokens"]) for r in adapter] == [(r["output"], r["prompt_tokens"]) for r in merged]
