@@ -349,3 +349,31 @@ def test_generate_with_the_adapter_equals_the_merged_model(family, pt_lora, sft,
     adapter, merged = rows
     assert len(merged) == 2 and all(r["completion_tokens"] > 0 for r in merged)
     assert [(r["output"], r["prompt_tokens"]) for r in adapter] == [(r["output"], r["prompt_tokens"]) for r in merged]
+
+
+def test_pt_initialises_and_trains_new_tokens_that_fit_in_a_padded_vocabulary(family_model_dirs, tiny_sp_model,
+                                                                              builtin_text, tmp_path):
+    """Qwen2 and Qwen3 pad their embeddings (151,936 rows for 151,665 tokens).  A few new tokens fit in the spare
+    rows: `train pt --tokenizer` must still initialise them from their pieces and train them (LoRA saves the
+    embeddings), not leave them as rows no token has trained."""
+    from safetensors.torch import load_file
+
+    from zhllama.tokenizer.backend import merge_tokenizers
+    from zhllama.tokenizer.load import load_tokenizer
+
+    padded, ext, run, corpus = tmp_path / "padded", tmp_path / "ext", tmp_path / "pt", tmp_path / "zh.txt"
+    corpus.write_text("\n".join(builtin_text["zh"][:20]) + "\n", encoding="utf-8")
+    base = family_model_dirs["qwen2"]
+    assert main(["model", "resize", "--model", str(base), "--tokenizer", str(base), "--out", str(padded),
+                 "--pad-to-multiple-of", "128"]) == 0
+    n_base = len(load_tokenizer(base))
+    rows = config(padded)["vocab_size"]
+    merge_tokenizers(padded, [tiny_sp_model], ext, max_pieces=n_base + 8)
+    assert n_base + 8 == len(load_tokenizer(ext)) < rows
+    assert main(["train", "pt", "--model", str(padded), "--tokenizer", str(ext), "--train-files", str(corpus),
+                 "--output-dir", str(run), "--block-size", "32", "--max-steps", "1", *LORA, *STEPS,
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    vocab = json.loads((run / "metrics.json").read_text())["vocabulary"]
+    assert vocab["embedding_rows"] == rows and vocab["resize"]["initialised_from_subwords"] == 8
+    saved = load_file(str(run / "final" / "adapter_model.safetensors"))
+    assert {"base_model.model.model.embed_tokens.weight", "base_model.model.lm_head.weight"} <= saved.keys()

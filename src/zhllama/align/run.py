@@ -69,8 +69,8 @@ def load_policy(cfg: PreferenceConfig, spec: Trainer, precision: str):
     model, tok, tok_src, vocab = load_for_training(cfg.model, cfg.tokenizer, load_dtype(precision, cfg.full, cfg.deepspeed),
                                                    "subword-mean", None, loader=loader)
     if vocab["resized"]:
-        raise ZhllamaError(f"the tokenizer has {vocab['tokenizer_size']:,} tokens but {cfg.model} has "
-                           f"{vocab['embedding_rows_before']:,} embedding rows",
+        raise ZhllamaError(f"the tokenizer has {vocab['tokenizer_size']:,} tokens, new to {cfg.model} "
+                           f"({vocab['embedding_rows_before']:,} embedding rows, none trained for them)",
                            "preference stages start from the SFT model with its own tokenizer (resize in pt/sft)")
     if cfg.gradient_checkpointing:
         model.config.use_cache = False

@@ -23,7 +23,8 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
 
     When the tokenizer has more tokens than the embedding matrix has rows, ``embed_tokens`` and
     ``lm_head`` are resized and the new rows initialised from the base model
-    (:func:`zhllama.model.resize.resize_embeddings`).  ``loader(source, dtype)`` reads the model
+    (:func:`zhllama.model.resize.resize_embeddings`).  So are the rows of new tokens that fit in a
+    padded matrix (Qwen2's 151,936 rows for 151,665 tokens): no token has trained them yet.  ``loader(source, dtype)`` reads the model
     (default :func:`zhllama.model.load.load_causal_lm`; a reward model uses ``load_sequence_classifier``).
     """
     from ..model.load import check_tokenizer_extends_base, load_causal_lm, model_source
@@ -43,13 +44,15 @@ def load_for_training(model: str, tokenizer: str | None, dtype, resize_init: str
 
 
 def fit_embeddings(net, tok, base_tok, model_src: str, tok_src: str, init: str, pad_to: int | None) -> dict:
-    """Resize the embeddings to the tokenizer when it is larger (or rows must be padded)."""
+    """Resize the embeddings to the tokenizer when it is larger (or rows must be padded), and initialise the rows of
+    its new tokens even where the rows are already there (a padded matrix)."""
     from ..model.load import embedding_rows
 
     rows = embedding_rows(net)
     report = {"tokenizer": tok_src, "tokenizer_size": len(tok), "embedding_rows_before": rows, "resized": False}
     needs_pad = bool(pad_to) and rows % pad_to != 0
-    if len(tok) <= rows and not needs_pad:
+    new_tokens = base_tok is not None and len(tok) > len(base_tok)
+    if len(tok) <= rows and not needs_pad and not new_tokens:
         report["embedding_rows"] = rows
         return report
     if base_tok is None:
@@ -59,7 +62,8 @@ def fit_embeddings(net, tok, base_tok, model_src: str, tok_src: str, init: str, 
             "copy the base model's tokenizer files into the model folder")
     from ..model.resize import resize_embeddings
 
-    log.info("resizing embeddings %d -> %d rows (%s init)", rows, len(tok), init)
+    log.info("fitting the embeddings to %d tokens, %d new (%d rows before; %s init)", len(tok), len(tok) - len(base_tok),
+             rows, init)
     resize_report = resize_embeddings(net, tok, base_tok, init=init, pad_to_multiple_of=pad_to)
     report.update(resized=True, embedding_rows=net.get_input_embeddings().weight.shape[0], init=init,
                   resize=resize_report)
