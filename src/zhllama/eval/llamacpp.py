@@ -38,8 +38,13 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def gguf_text_ids(llm, text: str) -> list[int]:
-    """BOS + the text's ids, as zhllama.eval.ppl.text_ids does for a Hugging Face tokenizer."""
-    bos = [llm.token_bos()] if llm.token_bos() >= 0 else []
+    """BOS + the text's ids, as zhllama.eval.ppl.text_ids does for a Hugging Face tokenizer.
+
+    BOS only where the vocabulary starts a text with it (what llama.cpp adds to an empty text): a byte-level
+    vocabulary without a BOS key still reports id 11 (GPT-2's default), which Qwen's tokenizer never adds.
+    """
+    start = llm.tokenize(b"", add_bos=True, special=False)
+    bos = start[:1] if start and start[0] == llm.token_bos() else []
     return bos + llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
 

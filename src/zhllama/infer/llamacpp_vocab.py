@@ -30,7 +30,10 @@ class GgufTokenizer:
         self._lib = llama_cpp
         self.vocab = vocab
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
-        self.bos_token_id = _token_or_none(llama_cpp.llama_vocab_bos(vocab))
+        # BOS only where the vocabulary starts a text with it, as a Hugging Face tokenizer has one: llama.cpp
+        # gives a byte-level vocabulary without a BOS key id 11 (GPT-2's default), which Qwen's never adds
+        adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+        self.bos_token_id = _token_or_none(llama_cpp.llama_vocab_bos(vocab)) if adds_bos else None
         self.eos_token_id = _token_or_none(llama_cpp.llama_vocab_eos(vocab))
         self.pad_token_id = _token_or_none(llama_cpp.llama_vocab_pad(vocab))
         self.unk_token_id = None  # never a special token's id (zhllama.templates.special_token_id)
