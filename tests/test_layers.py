@@ -18,6 +18,7 @@ import zhllama
 
 # the floors, lowest first; a module may import from its own floor or below
 FLOORS = {
+    "templates": 0,  # a foundation sub-package: the chat formats (formats.py) and their encoding (encode.py)
     "tokenizer": 1,
     "data": 2,
     "model": 3,
