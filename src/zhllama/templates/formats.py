@@ -157,7 +157,29 @@ class ChatTemplate:
         raise NotImplementedError
 
 
-class AlpacaTemplate(ChatTemplate):
+class TurnBlockTemplate(ChatTemplate):
+    """Each turn is BOS, one user block (the system text inside the first), the reply, EOS: the shape of
+    Alpaca and Llama-2-chat.  A subclass gives its block in Python (:meth:`_user_block`) and in Jinja
+    (``jinja_user``, with ``system``, ``message`` and ``loop.first`` in scope)."""
+
+    jinja_user = ""
+
+    def _user_block(self, system: str | None, user: str) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def _render(self, system, turns):
+        for i, t in enumerate(turns):
+            yield BOS
+            yield Segment("text", self._user_block(system if i == 0 else None, t.user))
+            if t.assistant is not None:
+                yield Segment("text", t.assistant, train=True)
+                yield _eos(True)
+
+    def _jinja_body(self):
+        return _jinja_turns(_JINJA_BOS + _jinja_text(self.jinja_user), _jinja_text("message['content']") + _JINJA_EOS)
+
+
+class AlpacaTemplate(TurnBlockTemplate):
     """Stanford Alpaca's prompt as Chinese-Alpaca trains it (scripts/training/build_dataset.py).
 
     The no-input form; an instruction's input is appended to the instruction after a newline by
@@ -167,37 +189,23 @@ class AlpacaTemplate(ChatTemplate):
     lone ``▁`` token, which a whole-string tokenizer merges with the reply's ``▁`` into ``▁▁``).
     """
 
-    def _render(self, system, turns):
-        for i, t in enumerate(turns):
-            head = (system.rstrip("\n") + "\n\n") if (i == 0 and system) else ""
-            yield BOS
-            yield Segment("text", f"{head}### Instruction:\n{t.user}\n\n### Response:")
-            if t.assistant is not None:
-                yield Segment("text", t.assistant, train=True)
-                yield _eos(True)
+    jinja_user = (r"(system.rstrip('\n') + '\n\n' if loop.first and system else '') + '### Instruction:\n' "
+                  r"+ message['content'] + '\n\n### Response:'")
 
-    def _jinja_body(self):
-        user = _jinja_text(r"(system.rstrip('\n') + '\n\n' if loop.first and system else '') + '### Instruction:\n' "
-                           r"+ message['content'] + '\n\n### Response:'")
-        return _jinja_turns(_JINJA_BOS + user, _jinja_text("message['content']") + _JINJA_EOS)
+    def _user_block(self, system, user):
+        head = (system.rstrip("\n") + "\n\n") if system else ""
+        return f"{head}### Instruction:\n{user}\n\n### Response:"
 
 
-class Llama2Template(ChatTemplate):
+class Llama2Template(TurnBlockTemplate):
     """Llama-2-chat: ``<s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST] {reply} </s>``."""
 
-    def _render(self, system, turns):
-        for i, t in enumerate(turns):
-            sys_block = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if (i == 0 and system) else ""
-            yield BOS
-            yield Segment("text", f"[INST] {sys_block}{t.user} [/INST]")
-            if t.assistant is not None:
-                yield Segment("text", t.assistant, train=True)
-                yield _eos(True)
+    jinja_user = (r"'[INST] ' + ('<<SYS>>\n' + system + '\n<</SYS>>\n\n' if loop.first and system else '') "
+                  r"+ message['content'] + ' [/INST]'")
 
-    def _jinja_body(self):
-        user = _jinja_text(r"'[INST] ' + ('<<SYS>>\n' + system + '\n<</SYS>>\n\n' if loop.first and system else '') "
-                           r"+ message['content'] + ' [/INST]'")
-        return _jinja_turns(_JINJA_BOS + user, _jinja_text("message['content']") + _JINJA_EOS)
+    def _user_block(self, system, user):
+        sys_block = f"<<SYS>>\n{system}\n<</SYS>>\n\n" if system else ""
+        return f"[INST] {sys_block}{user} [/INST]"
 
 
 class ChatMLTemplate(ChatTemplate):
