@@ -12,8 +12,9 @@ repetition penalty 1.1) measures, on the same left-padded prompts:
 ``--llamacpp`` prints instead the llama.cpp table (batch 1, greedy, no repetition penalty): an
 81M-parameter random LLaMA (hidden 512, 14 layers, MLP 1536 so k-quants apply, the same tokenizer),
 run by zhllama's engine, by ``--engine llamacpp`` on its f16, q8_0 and q4_k_m exports, and by
-llama-cpp-python's ``Llama`` directly on the same files (same settings: plain CPU weight buffers,
-the same threads), on the same prompts one at a time, in interleaved rounds (every runner once per
+llama-cpp-python directly on the same files: its ``Llama`` class, and a bare C-API loop
+(``llama_decode`` + llama.cpp's greedy sampler: the floor for any Python wrapper); same settings
+(plain CPU weight buffers, the same threads), on the same prompts one at a time, in interleaved rounds (every runner once per
 round, --repeats rounds; medians over rounds).  TTFT: one generated token (prefill + the first
 token); tokens/s: generated tokens over wall time for --new-tokens tokens.  Needs llama-cpp-python.
 
@@ -130,7 +131,39 @@ def llamacpp_runners(folder: Path, prompts: list[str], threads: int) -> dict:
         llm = llama_cpp.Llama(model_path=str(engine.path), n_ctx=engine.context_length, n_threads=threads,
                               n_threads_batch=threads, verbose=False)
         runners[f"llama-cpp-python Llama {outtype}"] = llama_runner(llm, ids)
+        runners[f"llama-cpp-python C-API loop {outtype}"] = c_api_runner(llama_cpp, engine, ids)
     return runners
+
+
+def c_api_runner(llama_cpp, engine, ids):
+    """The floor for any wrapper: a bare ``llama_decode`` + greedy-sampler loop over llama-cpp-python's C API,
+    on the engine's own llama.cpp context (same file, buffers, threads), with no zhllama code per token."""
+    lib, ctx = llama_cpp, engine.ctx
+    vocab = lib.llama_model_get_vocab(engine.llama_model)
+    batch = lib.llama_batch_init(512, 0, 1)
+    sampler = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    lib.llama_sampler_chain_add(sampler, lib.llama_sampler_init_greedy())
+
+    def decode(tokens, start):
+        batch.n_tokens = len(tokens)
+        for j, tok in enumerate(tokens):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = tok, start + j, 1, j == len(tokens) - 1
+            batch.seq_id[j][0] = 0
+        assert lib.llama_decode(ctx, batch) == 0
+
+    def run(i, n):
+        lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
+        decode(ids[i], 0)
+        pos, count = len(ids[i]), 0
+        while count < n:
+            tok = lib.llama_sampler_sample(sampler, ctx, -1)
+            count += 1
+            if lib.llama_vocab_is_eog(vocab, tok) or count == n:
+                return count
+            decode([tok], pos)
+            pos += 1
+        return count
+    return run
 
 
 def llama_runner(llm, ids):

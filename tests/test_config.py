@@ -120,7 +120,7 @@ def test_help_shows_help_text_defaults_choices_and_metavars():
 def test_every_stage_command_is_generated_from_its_schema():
     """Each field of a stage's schema is an option of its command (and a schema field is never hand-added)."""
     from zhllama.cli import build_parser
-    from zhllama.config import _options
+    from zhllama.config.cli_args import _options
     from zhllama.eval.config import CompareConfig, McConfig, PplConfig
     from zhllama.export.config import GgufConfig
     from zhllama.infer.config import ChatConfig, GenerateConfig

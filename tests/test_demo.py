@@ -136,14 +136,18 @@ def test_summary_compares_the_arms_side_by_side(demo_run):
     _, result, _ = demo_run
     ev = result.metrics("eval")
     assert set(ev["arms"]) == {"pt", "ablation"}
-    for arm in ("pt", "ablation"):  # 3 prompts, at most 8 Chinese characters each (a tiny model may stop early)
+    for arm in ("pt", "ablation"):  # 3 prompts, at most 8 Chinese characters each, within 8 tokens per character
         gen = ev["arms"][arm]
-        assert gen["seconds"] > 0 and 0 <= gen["chars"] <= 3 * 8
+        assert gen["seconds"] > 0 and 0 <= gen["chars"] <= 3 * 8 and 3 <= gen["tokens"] <= 3 * 8 * 8
         assert gen["chars_per_second"] == pytest.approx(gen["chars"] / gen["seconds"], rel=0.01, abs=0.1)  # seconds are stored rounded
+        assert gen["tokens_per_second"] == pytest.approx(gen["tokens"] / gen["seconds"], rel=0.01, abs=0.1)
+        assert gen["text_chars_per_second"] == pytest.approx(gen["tokens_per_second"] * gen["chinese_chars_per_token"],
+                                                             rel=0.01, abs=0.1)
     assert ev["arms"]["pt"]["context_chars"] > 2 * ev["arms"]["ablation"]["context_chars"]
     assert "no extension (ablation)" in ev["bits_per_char"]
     section = result.summary.split("### Vocabulary extension")[1].split("###")[0]
     for row in ("characters seen in training", "training wall time", "validation bits/char",
+                "tokens decoded per second", "Chinese characters per second at the validation text's characters per token",
                 "Chinese characters generated per second", "Chinese characters per context window"):
         assert row in section
 

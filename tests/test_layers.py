@@ -18,6 +18,8 @@ import zhllama
 
 # the floors, lowest first; a module may import from its own floor or below
 FLOORS = {
+    "templates": 0,  # foundation sub-packages: the chat formats (formats.py) and their encoding (encode.py),
+    "config": 0,  # and the typed schemas (schema.py) with their command-line options (cli_args.py)
     "tokenizer": 1,
     "data": 2,
     "model": 3,

@@ -22,7 +22,7 @@ from zhllama.train.config import TrainConfig
 
 def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
     assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "orpo",
-                           "eval", "report", "export"]
+                           "eval", "report", "export", "serve"]
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]

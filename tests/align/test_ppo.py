@@ -79,7 +79,7 @@ def test_commands_are_generated_from_their_schemas():
     from zhllama.align import TRAINERS
     from zhllama.align.config import RewardEvalConfig
     from zhllama.cli import build_parser
-    from zhllama.config import _options
+    from zhllama.config.cli_args import _options
 
     def sub(parser, name):
         return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from zhllama.cli import main
-from zhllama.config import _options
+from zhllama.config.cli_args import _options
 from zhllama.eval.registry import EVAL_TASKS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +68,20 @@ def test_resize_when_tokenizer_is_larger(tmp_path, tiny_model_dir, pt_corpus, gr
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(result["model_dir"]).vocab_size == 1216
+
+
+def test_lora_on_a_model_from_model_resize_trains_its_new_rows(tmp_path, tiny_model_dir, pt_corpus, grown_tokenizers,
+                                                               tiny_config):
+    """`model resize` then LoRA `train pt` without --modules-to-save: the new rows must still be trained."""
+    from safetensors import safe_open
+
+    from zhllama.model.resize import ResizeConfig, resize_model
+
+    plus, _ = grown_tokenizers
+    resized = tmp_path / "resized"
+    resize_model(ResizeConfig(model=str(tiny_model_dir), tokenizer=str(plus), out=str(resized)))
+    result = train(tiny_config(resized, [pt_corpus], tmp_path / "run", max_steps=2, modules_to_save=[]), "pt")
+    adapter = Path(result["output_dir"]) / "final"
+    with safe_open(str(next(adapter.glob("adapter_model.safetensors"))), "pt") as f:
+        names = list(f.keys())
+    assert any("embed_tokens" in n for n in names) and any("lm_head" in n for n in names)

@@ -144,13 +144,16 @@ def generated_texts(report: dict, label: str, path: str, model, tok, s: EvalPlan
 
 
 def add_context_chars(report: dict, arms: dict, text_files: list[str]) -> None:
-    """Each arm's Chinese characters per token on the validation text, and per context window."""
+    """Each arm's Chinese characters per token on the validation text, per context window, and per second
+    of decoding at that rate (tokens/s x characters/token: the speed the vocabulary gives on real text)."""
     from .metrics import chinese_chars_per_token
 
     for arm, path in arms.items():
         if arm in report.get("arms", {}):
             cpt = chinese_chars_per_token({arm: path}, text_files)[arm]
-            report["arms"][arm].update(chinese_chars_per_token=cpt, context_chars=round(cpt * report["arms"][arm]["context"]))
+            measured = report["arms"][arm]
+            measured.update(chinese_chars_per_token=cpt, context_chars=round(cpt * measured["context"]),
+                            text_chars_per_second=round(cpt * measured["tokens_per_second"], 1))
 
 
 def final_template(s: EvalPlan) -> str:

@@ -106,6 +106,17 @@ ReportSection = section_of(ReportConfig, "ReportSection", set_by_pipeline=("base
 ExportSection = GgufSettings  # `zhllama export gguf`'s settings
 
 
+
+@dataclass
+class ServeSection:
+    """``serve:``: what the serve stage (pipeline/serve_stage.py) asks the served final model, one chat
+    request per message, and how long a reply may be."""
+
+    messages: list[str] = field(default_factory=lambda: ["请用一句话介绍一下长城。"])
+    system: str | None = None  # a system message before each question (None: the template's default, if any)
+    max_tokens: int = 32
+
+
 STAGE = {"stage": True}  # a Recipe field that is a stage's section
 
 
@@ -134,6 +145,7 @@ class Recipe:
     eval: EvalSection | None = field(default=None, metadata=STAGE)
     report: ReportSection | None = field(default=None, metadata=STAGE)
     export: ExportSection | None = field(default=None, metadata=STAGE)
+    serve: ServeSection | None = field(default=None, metadata=STAGE)
     # where relative paths are resolved from (the recipe's folder); not a YAML key
     root: Path = field(default=Path("."), init=False)
 

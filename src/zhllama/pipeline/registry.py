@@ -18,11 +18,12 @@ from typing import Any, Callable
 from ..align import TRAINERS
 from .align_stages import plan_dpo, plan_policy, plan_ppo, plan_rm, run_dpo, run_policy, run_ppo, run_rm
 from .recipe import (ALIGN_SECTIONS, AblationSection, BaseSection, EvalSection, ExportSection, MergeSection,
-                     ReportSection, ResizeSection, SftSection, TokenizerSection, TrainSection)
+                     ReportSection, ResizeSection, ServeSection, SftSection, TokenizerSection, TrainSection)
 from .ablation import plan_ablation, run_ablation
 from .recipe import Recipe
 from .report_stage import plan_report, run_report_stage
 from .runner import Inputs, Stage, StageRun
+from .serve_stage import run_serve_stage
 from .stages import Planner, run_base, run_eval, run_export, run_merge, run_resize, run_tokenizer
 from .training import run_train
 
@@ -72,6 +73,7 @@ STAGES: dict[str, StageSpec] = {
     "eval": StageSpec(EvalSection, run_eval, Planner.plan_eval, needs=(BASE_MODEL,)),
     "report": StageSpec(ReportSection, run_report_stage, plan_report, needs=(BASE_MODEL,)),
     "export": StageSpec(ExportSection, run_export, needs=(BASE_MODEL,)),
+    "serve": StageSpec(ServeSection, run_serve_stage, needs=(BASE_MODEL,), default_section=True),
 }
 
 

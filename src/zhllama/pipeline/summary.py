@@ -87,6 +87,8 @@ def build_summary(name: str, manifests: dict[str, dict]) -> str:
     lines += table(["stage", "time", "output", "notes"], [stage_row(k, v) for k, v in manifests.items()])
     if ev.get("answer"):
         lines += ["", f"Q: {ev['answer']['question']}", f"A: {ev['answer']['text']}"]
+    if "first_reply" in m.get("serve", {}):
+        lines += ["", f"Served (serve/out/serve.json): {m['serve']['first_reply']!r}"]
     total = sum(v.get("time_s", 0) for v in manifests.values())
     cpu = sum(v.get("cpu_s", 0) for v in manifests.values())
     lines += ["", f"total stage time: {total:.0f} s" + (f" (CPU time {cpu:.0f} s)" if cpu else "")]
@@ -148,12 +150,17 @@ def arms_section(manifests: dict[str, dict]) -> list[str]:
         ["optimizer steps (same tokens per step)", *pair(lambda a: f"{train[a]['steps']:,}")],
         ["training wall time", *pair(lambda a: _fmt(time_s[a], "{:.1f} s"))],
         ["validation bits/char (lower is better)", _fmt(bpc.get("pre-trained")), _fmt(bpc.get(ABLATION_LABEL))],
-        ["Chinese characters generated per second (greedy)", *pair(lambda a: _fmt(gen.get(a, {}).get("chars_per_second"), "{:.0f}"))],
+        ["tokens decoded per second (greedy)", *pair(lambda a: _fmt(gen.get(a, {}).get("tokens_per_second"), "{:.0f}"))],
+        ["Chinese characters per second at the validation text's characters per token",
+         *pair(lambda a: _fmt(gen.get(a, {}).get("text_chars_per_second"), "{:.0f}"))],
+        ["Chinese characters generated per second (greedy; what the model wrote)",
+         *pair(lambda a: _fmt(gen.get(a, {}).get("chars_per_second"), "{:.0f}"))],
         ["Chinese characters per context window", *pair(lambda a: _fmt(gen.get(a, {}).get("context_chars"), "{:,}"))],
     ]
     ratios = [_ratio(gen.get("pt", {}).get("chinese_chars_per_token"), gen.get("ablation", {}).get("chinese_chars_per_token")),
               "", "", _ratio(time_s["pt"], time_s["ablation"]), _ratio(bpc.get("pre-trained"), bpc.get(ABLATION_LABEL)),
-              _ratio(gen.get("pt", {}).get("chars_per_second"), gen.get("ablation", {}).get("chars_per_second")),
+              *[_ratio(gen.get("pt", {}).get(key), gen.get("ablation", {}).get(key))
+                for key in ("tokens_per_second", "text_chars_per_second", "chars_per_second")],
               _ratio(gen.get("pt", {}).get("context_chars"), gen.get("ablation", {}).get("context_chars"))]
     rows = [r + [x] for r, x in zip(rows, ratios)]
     head = ["same base, same Chinese text", "extended vocabulary (pt)", "original tokenizer (ablation)", "ratio"]
@@ -268,6 +275,9 @@ def stage_row(name: str, manifest: dict) -> list[str]:
         notes.append(f"{met['train_tokens_per_second']:,.0f} tok/s")
     if "train_loss" in met.get("then", {}):
         notes.append(f"then: train loss {met['then']['train_loss']:.3f}")
+    if "prompt_tokens" in met and "template" in met:
+        notes.append(f"served with template {met['template']}: {met['requests']} request(s), prompt tokens "
+                     f"{met['prompt_tokens']} = apply_chat_template's")
     if "new_rows" in met:
         notes.append(f"embeddings {met['old_rows']:,} -> {met['new_rows']:,} rows ({met['init']})")
     size = manifest.get("output", {}).get("size_bytes", 0)

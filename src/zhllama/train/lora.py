@@ -27,13 +27,19 @@ def check_modules_exist(model, names: list[str], field: str) -> None:
             raise ZhllamaError(f"{field}: the model has no module named '{name}'", hint)
 
 
-def modules_to_save_for(requested: list[str], resized: bool) -> list[str]:
-    """New embedding rows must be trained and saved, so a resize adds embed_tokens and lm_head."""
+def modules_to_save_for(requested: list[str], resized: bool, untrained_rows: bool = False) -> list[str]:
+    """New embedding rows must be trained and saved, so a resize adds embed_tokens and lm_head.
+
+    ``untrained_rows``: the model itself is the output of ``zhllama model resize`` (its
+    ``zhllama.json`` says so), whose new rows were initialised but never trained; the seeds' LoRA
+    pre-training passes ``--modules_to_save embed_tokens,lm_head`` for exactly this case, and without
+    it LoRA would leave the Chinese tokens' rows at their initial values."""
     out = list(requested)
-    if resized:
+    why = "vocabulary was resized" if resized else "the model's new rows from `zhllama model resize` are untrained"
+    if resized or untrained_rows:
         for name in EMBEDDING_MODULES:
             if name not in out:
-                log.info("vocabulary was resized: training and saving '%s' fully (modules_to_save)", name)
+                log.info("%s: training and saving '%s' fully (modules_to_save)", why, name)
                 out.append(name)
     return out
 

@@ -117,7 +117,11 @@ def build_model(cfg: TrainConfig, precision: str):
     if not cfg.full:
         from ..model.families import lora_targets
 
-        to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"])
+        from ..checks import is_local
+        from ..meta import read_meta
+
+        untrained = is_local(cfg.model) and read_meta(cfg.model).stage == "resize"
+        to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"], untrained_rows=untrained)
         targets = cfg.lora_target_modules or lora_targets(model)
         model = apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, targets, to_save)
     if cfg.gradient_checkpointing:

@@ -1,41 +1,9 @@
-"""Typed configuration: one dataclass per stage is at once its CLI options, recipe section and Python argument.
-
-Stages define their own dataclasses (``zhllama.model.init.InitConfig``, ``zhllama.train.config.TrainConfig``,
-...), each field declared with :func:`option` (help text, default, and how it appears on the command
-line); this module holds the shared machinery:
-
-* :func:`from_dict` builds a dataclass from a mapping, recursing into nested dataclasses, checking
-  types, and rejecting unknown keys with the nearest valid key as a hint;
-* :func:`load_yaml` reads a YAML file into a dataclass;
-* :func:`add_dataclass_args` generates a stage's argparse options from its dataclass and
-  :func:`from_args` builds the dataclass back from the parsed namespace; with ``overrides=True``
-  every field is an optional ``--flag`` whose value replaces a recipe's (:func:`apply_cli_overrides`);
-* :func:`section_of` is a stage's schema as a pipeline recipe section (minus the fields the pipeline
-  fills in), and :func:`build` makes the stage's config from a section in one step.
-
-The schemas, by command (a pipeline recipe section reuses the settings part of its stage's)::
-
-    tokenizer train|merge|stats  tokenizer.train.TokenizerTrainConfig, tokenizer.merge.TokenizerMergeConfig,
-                                 tokenizer.stats.TokenizerStatsConfig
-    model init|resize            model.init.InitConfig (ModelShape = recipe base:),
-                                 model.resize.ResizeConfig (ResizeSettings = recipe resize:)
-    train pt|sft, merge          train.config.TrainConfig (recipe pt:/sft:), MergeConfig (MergeSettings = merge:)
-    train rm|dpo|ppo|orpo        align.TRAINERS[name].schema (align/rm.py ... orpo.py; recipe rm:/dpo:/ppo:/orpo:)
-    chat, generate               infer.config.ChatConfig, GenerateConfig (EngineConfig + infer.sampling.SamplingParams)
-    serve, webui                 serve.config.ServeConfig, WebuiConfig
-    eval ppl|mc|compare|...      eval.registry.EVAL_TASKS[name].schema (eval.config.PplConfig, McConfig, ...)
-    export gguf                  export.config.GgufConfig (GgufSettings = recipe export:)
-
-Why argparse and not jsonargparse or tyro: ``zhllama --help`` must stay instant, and the stage
-modules import torch lazily, which a generator over plain dataclasses keeps; errors keep the
-project's one-line ``zhllama: error:`` shape (argparse is only the parser here; validation raises
-``ZhllamaError``); and it adds no dependency.  What those libraries would add (options from
-dataclass fields, help from field docs, nested sections) is the hundred lines below.
-"""
+"""Dataclass schemas from mappings and YAML: typed coercion, unknown keys with the nearest valid one,
+declared ranges (:func:`option`), recipe sections of a stage's schema (:func:`section_of`) and
+building a stage's config from layers of them (:func:`build`)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
@@ -47,7 +15,7 @@ from typing import Any, Callable, Literal, TypeVar
 
 import yaml
 
-from .errors import ZhllamaError
+from ..errors import ZhllamaError
 
 T = TypeVar("T")
 
@@ -63,7 +31,7 @@ def unknown_key_error(key: str, valid: list[str], where: str) -> ZhllamaError:
     return ZhllamaError(f"{where}: unknown key '{key}'", hint)
 
 
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
+def strip_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -72,18 +40,18 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _parsed(tp: Any) -> bool:
+def parsed_from_text(tp: Any) -> bool:
     """A value type parsed from text where it enters (``RopeScaling``): a scalar option, not a section."""
     return isinstance(tp, type) and hasattr(tp, "from_text")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    tp, optional = _strip_optional(tp)
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    tp, optional = strip_optional(tp)
     if value is None:
         if optional:
             return None
         raise ZhllamaError(f"{where}: must not be empty", "give a value or remove the key")
-    if _parsed(tp):
+    if parsed_from_text(tp):
         return value if isinstance(value, tp) else tp.from_text(str(value), where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -97,7 +65,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ZhllamaError(f"{where}: expected a list", "write it as a YAML list")
-        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ZhllamaError(f"{where}: expected a mapping", "write it as a YAML mapping")
@@ -145,7 +113,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
             raise ZhllamaError(f"{where}: '{key}' is set by the pipeline", "remove it from the recipe")
         if name not in fields:
             raise unknown_key_error(str(key), list(fields), where)
-        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+        kwargs[name] = coerce(value, hints[name], f"{where}.{name}")
     try:
         obj = cls(**kwargs)
     except TypeError as e:  # a required field is missing
@@ -194,7 +162,7 @@ def check_ranges(obj: Any, name: Callable[[str], str] = str) -> None:
     """
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name, None)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type) and not _parsed(type(value)):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type) and not parsed_from_text(type(value)):
             check_ranges(value, name)
             continue
         problem = _out_of_range(value, f.metadata)
@@ -204,7 +172,7 @@ def check_ranges(obj: Any, name: Callable[[str], str] = str) -> None:
 
 def to_dict(obj: Any) -> Any:
     """Dataclass -> plain YAML/JSON-able structures (Paths and parsed values become their text)."""
-    if _parsed(type(obj)):
+    if parsed_from_text(type(obj)):
         return str(obj)
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
@@ -275,7 +243,7 @@ def build(cls: type[T], *layers: Any, **filled: Any) -> T:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    from .checks import read_text
+    from ..checks import read_text
 
     p = Path(path)
     if not p.is_file():
@@ -314,173 +282,3 @@ def option(help: str, default: Any = dataclasses.MISSING, *, factory: Any = data
     meta = {"help": help, "flags": tuple(flags), "metavar": metavar, "positional": positional, "repeat": repeat,
             "choices": choices, "cli": cli, "low": low, "high": high, "positive": positive}
     return dataclasses.field(default=default, default_factory=factory, metadata=meta)
-
-
-@dataclasses.dataclass
-class _Option:
-    """One command-line option generated from a (possibly nested) dataclass field."""
-
-    dest: str
-    field: dataclasses.Field
-    tp: Any  # the field's type, Optional stripped
-    default: Any
-
-    @property
-    def meta(self):
-        return self.field.metadata
-
-    @property
-    def required(self) -> bool:
-        return self.default is dataclasses.MISSING
-
-
-def _field_default(f: dataclasses.Field, parent: Any) -> Any:
-    if parent is not None:
-        return getattr(parent, f.name)
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return f.default
-
-
-def _options(cls: type, prefix: str = "", parent: Any = None, flatten: bool = True) -> list[_Option]:
-    """The fields of ``cls`` that become options; nested dataclass fields are flattened (their
-    defaults taken from the outer field's default instance, so a stage can change them)."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        tp, _ = _strip_optional(hints[f.name])
-        if not f.init or not f.metadata.get("cli", True):
-            continue
-        default = _field_default(f, parent)
-        if dataclasses.is_dataclass(tp) and not _parsed(tp):
-            if flatten:
-                out += _options(tp, prefix, default if default is not dataclasses.MISSING else None, flatten)
-        elif typing.get_origin(tp) is not dict:
-            out.append(_Option(prefix + f.name, f, tp, default))
-    return out
-
-
-def _default_text(opt: _Option) -> str:
-    d, help_text = opt.default, opt.meta.get("help", "")
-    if d is None or isinstance(d, bool) or d == [] or d == () or opt.required or "default" in help_text.lower():
-        return ""
-    shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
-    return f" (default: {shown})"
-
-
-def _scalar_kwargs(tp: Any, meta: Any) -> dict:
-    """``type`` and ``choices`` for a scalar (or a list item) of type ``tp``."""
-    kwargs: dict[str, Any] = {}
-    if typing.get_origin(tp) is typing.Literal:
-        values = typing.get_args(tp)
-        kwargs.update(choices=list(values), type=type(values[0]))
-    elif tp in (int, float):
-        kwargs["type"] = tp
-    if meta.get("choices") is not None:
-        kwargs["choices"] = meta["choices"]
-    return kwargs
-
-
-def _help_text(opt: _Option) -> str:
-    bounds = range_text(opt.meta)
-    text = opt.meta.get("help", "") + (f"; {bounds}" if bounds else "") + _default_text(opt)
-    return text.replace("%", "%%")  # argparse %-formats help
-
-
-def _add_override(parser: argparse.ArgumentParser, opt: _Option) -> None:
-    """An optional flag defaulting to None: "not given, keep the recipe's value"."""
-    flags = list(opt.meta.get("flags") or ["--" + opt.dest.replace("_", "-")])
-    if opt.tp is bool:
-        parser.add_argument(*flags, dest=opt.dest, default=None, action=argparse.BooleanOptionalAction,
-                            help=_help_text(opt))
-        return
-    many = typing.get_origin(opt.tp) in (list, tuple)
-    parser.add_argument(*flags, dest=opt.dest, default=None, nargs="+" if many else None,
-                        metavar=opt.meta.get("metavar"), help=_help_text(opt))
-
-
-def _add_stage_option(parser: argparse.ArgumentParser, opt: _Option) -> None:
-    """The option with its default (or required), type, choices and list shape."""
-    meta, name = opt.meta, opt.field.name.replace("_", "-")
-    flags = list(meta.get("flags") or [f"--{name}"])
-    kwargs: dict[str, Any] = {"help": _help_text(opt)}
-    if meta.get("metavar"):
-        kwargs["metavar"] = meta["metavar"]
-    if opt.tp is bool:
-        if opt.default is True:  # the flag turns it off
-            flags = list(meta.get("flags") or [f"--no-{name}"])
-        kwargs["action"] = "store_false" if opt.default is True else "store_true"
-    elif typing.get_origin(opt.tp) in (list, tuple):
-        kwargs.update(_scalar_kwargs((typing.get_args(opt.tp) or (str,))[0], meta))
-        if meta.get("repeat") == "append":
-            kwargs["action"] = "append"
-        else:
-            kwargs["nargs"] = "+"
-    else:
-        kwargs.update(_scalar_kwargs(opt.tp, meta))
-    if meta.get("positional"):
-        parser.add_argument(opt.dest, **kwargs)
-    elif opt.required:
-        parser.add_argument(*flags, dest=opt.dest, required=True, **kwargs)
-    else:
-        default = list(opt.default) if isinstance(opt.default, tuple) else opt.default
-        parser.add_argument(*flags, dest=opt.dest, default=default, **kwargs)
-
-
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "", overrides: bool = True) -> None:
-    """Add an option for every field of ``cls`` (dict fields skipped).
-
-    ``overrides=True``: each scalar or list field is an optional ``--flag`` defaulting to None
-    (``--x/--no-x`` for bools), to lay over a recipe with :func:`apply_cli_overrides`.  ``overrides=False``: the
-    command's own options, with the field's default, required-ness, type, choices and list shape,
-    nested dataclasses flattened; build the dataclass back with :func:`from_args`.
-    """
-    options = _options(cls, prefix, flatten=not overrides)
-    if not overrides:  # required options first in --help (inherited fields come first in a dataclass)
-        options.sort(key=lambda o: not o.required)
-    dests = [o.dest for o in options]
-    clash = {d for d in dests if dests.count(d) > 1}
-    if clash:
-        raise TypeError(f"{cls.__name__}: option names used twice: {sorted(clash)}")
-    for opt in options:
-        (_add_override if overrides else _add_stage_option)(parser, opt)
-
-
-def from_args(cls: type[T], args: argparse.Namespace, prefix: str = "") -> T:
-    """Build ``cls`` (with nested dataclasses) from a namespace made by ``add_dataclass_args(overrides=False)``."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        tp, _ = _strip_optional(hints[f.name])
-        if not f.init:
-            continue
-        if dataclasses.is_dataclass(tp) and not _parsed(tp):
-            kwargs[f.name] = from_args(tp, args, prefix)
-        elif hasattr(args, prefix + f.name):
-            value = getattr(args, prefix + f.name)
-            if value is not None and _parsed(tp):
-                value = _coerce(value, tp, (f.metadata.get("flags") or (flag_name(f.name),))[0])
-            kwargs[f.name] = tuple(value) if typing.get_origin(tp) is tuple and value is not None else value
-    try:
-        obj = cls(**kwargs)
-    except ValueError as e:  # __post_init__ validation
-        raise ZhllamaError(str(e)) from None
-    check_ranges(obj, flag_name)
-    return obj
-
-
-def flag_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def apply_cli_overrides(cfg: T, args: argparse.Namespace, prefix: str = "") -> T:
-    """Return a copy of ``cfg`` with every field that was given on the command line replaced."""
-    hints = typing.get_type_hints(type(cfg))
-    changes = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(args, prefix + f.name, None)
-        if value is not None:
-            changes[f.name] = _coerce(value, hints[f.name], f"--{f.name.replace('_', '-')}")
-    cfg = dataclasses.replace(cfg, **changes) if changes else cfg
-    check_ranges(cfg, flag_name)
-    return cfg
