@@ -377,3 +377,36 @@ def test_pt_initialises_and_trains_new_tokens_that_fit_in_a_padded_vocabulary(fa
     assert vocab["embedding_rows"] == rows and vocab["resize"]["initialised_from_subwords"] == 8
     saved = load_file(str(run / "final" / "adapter_model.safetensors"))
     assert {"base_model.model.model.embed_tokens.weight", "base_model.model.lm_head.weight"} <= saved.keys()
+
+
+def test_pt_lora_on_a_tied_model_merges_to_what_the_adapter_gives(family_model_dirs, tiny_sp_model, builtin_text,
+                                                                    tmp_path):
+    """The small Qwen2.5 / Qwen3 / Llama-3.2 bases tie lm_head to embed_tokens.  LoRA pre-training with the vocabulary
+    extended (both embedding modules trained and saved) must merge into a folder that gives the logits of the base
+    with the adapter applied, the new rows trained."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from zhllama.model.load import load_model
+    from zhllama.tokenizer.backend import merge_tokenizers
+
+    tied, ext, run, merged = (tmp_path / n for n in ("tied", "ext", "pt", "merged"))
+    shutil.copytree(family_model_dirs["qwen2"], tied)
+    cfg = AutoConfig.from_pretrained(str(tied))
+    cfg.tie_word_embeddings = True
+    model = AutoModelForCausalLM.from_pretrained(str(tied), config=cfg)
+    model.tie_weights()
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    model.save_pretrained(tied)
+    merge_tokenizers(tied, [tiny_sp_model], ext)
+    corpus = tmp_path / "zh.txt"
+    corpus.write_text("\n".join(builtin_text["zh"][:20]) + "\n", encoding="utf-8")
+    assert main(["train", "pt", "--model", str(tied), "--tokenizer", str(ext), "--train-files", str(corpus),
+                 "--output-dir", str(run), "--block-size", "32", "--max-steps", "2", "--learning-rate", "1e-2", *LORA,
+                 *STEPS, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["merge", "--base", str(tied), "--lora", str(run / "final"), "--out", str(merged)]) == 0
+    ids = text_ids(merged)
+    adapted, _ = load_model(str(tied), lora=str(run / "final"), dtype="float32", device="cpu")
+    plain, _ = load_model(str(merged), dtype="float32", device="cpu")
+    torch.testing.assert_close(logits(plain, ids), logits(adapted, ids), atol=1e-4, rtol=1e-4)
+    n_old = weights(tied)["model.embed_tokens.weight"].shape[0]
+    assert max(ids) >= n_old  # the text uses new tokens
