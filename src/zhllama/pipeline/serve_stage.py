@@ -62,10 +62,11 @@ def run_serve_stage(ctx: StageRun) -> dict:
 
 
 def template_prompt_tokens(model: str, messages: list[dict]) -> int:
-    """The prompt length plain transformers builds from the saved tokenizer's own chat template."""
-    from transformers import AutoTokenizer
+    """The prompt length transformers builds from the saved tokenizer's own chat template (the folder's
+    tokenizer as zhllama's one loader reads it: ``AutoTokenizer`` for a folder with a tokenizer.json)."""
+    from ..tokenizer.load import load_tokenizer
 
-    encoded = AutoTokenizer.from_pretrained(model).apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    encoded = load_tokenizer(model).apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
 
