@@ -57,6 +57,30 @@ def test_pt_trains_on_the_prepare_stages_shards_and_a_rerun_skips_both(tmp_path,
     assert run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None).ran == ["prepare", "pt"]
 
 
+def test_an_interrupted_prepare_stage_resumes_keeping_its_finished_shards(tmp_path, tiny_model_dir, monkeypatch):
+    from zhllama.data import shards
+
+    real, calls = shards.write_shard, []
+
+    def write_one_then_stop(shard, *args, **kwargs):
+        calls.append(shard.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(shard, *args, **kwargs)
+
+    monkeypatch.setattr(shards, "write_shard", write_one_then_stop)
+    data = prepare_recipe(tmp_path, tiny_model_dir, stages=["prepare"],
+                          prepare={"train_files": [TEXT, "builtin:people_daily?split=valid&max_chars=3000"]})
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    first = tmp_path / "run" / "prepare" / "out" / "shards" / "00000.bin"
+    assert manifest(tmp_path, "prepare")["status"] == "running" and first.is_file()
+    written = first.stat().st_mtime_ns
+    result = run_pipeline(recipe_from(data, tmp_path), echo=lambda s: None)
+    assert result.outcomes[0].action == "resumed" and calls == ["00000", "00001", "00001"]  # shard 0 is not redone
+    assert first.stat().st_mtime_ns == written and result.metrics("prepare")["shards"] == 2
+
+
 def test_prepare_uses_the_tokenizer_pt_trains_with(tmp_path, tiny_model_dir):
     tok = {"corpus": ["builtin:people_daily?split=train&max_chars=20000"], "vocab_size": 1600,
            "options": {"character_coverage": 0.98}}
