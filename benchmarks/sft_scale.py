@@ -16,8 +16,11 @@ benchmarks/data_scale.py does:
 With ``--read-only`` (SFT) the child only reads the records into a ``datasets.Dataset``, the step whose
 memory grew with the records before they were streamed; it runs at 1M records in minutes.
 
+With ``--format json`` the same records are one ``.json`` array (read one record at a time since
+zhllama.text.iter_json_array; before, ``json.load`` held the whole file).
+
 Usage: python benchmarks/sft_scale.py [--records 10000,100000] [--kinds sft,preference]
-       [--tokenizer DIR] [--work /tmp/sft_scale] [--num-proc 1] [--read-only]
+       [--tokenizer DIR] [--work /tmp/sft_scale] [--num-proc 1] [--read-only] [--format jsonl|json]
 """
 
 from __future__ import annotations
@@ -64,6 +67,20 @@ def write_records(path: Path, n: int, kind: str, seed: int = 0) -> None:
                 rec["chosen"], rec["rejected"] = r["output"], other if other != r["output"] else other + "。"
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.rename(path)
+
+
+def as_json_array(jsonl: Path) -> Path:
+    """The same records as one ``.json`` array (one record a line inside it), written line by line."""
+    out = jsonl.with_suffix(".json")
+    if not out.is_file():
+        tmp = out.with_suffix(".partial")
+        with jsonl.open(encoding="utf-8") as src, tmp.open("w", encoding="utf-8") as f:
+            f.write("[\n")
+            for i, line in enumerate(src):
+                f.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
+            f.write("\n]\n")
+        tmp.rename(out)
+    return out
 
 
 def child_build(a) -> dict:
@@ -116,6 +133,8 @@ def main() -> None:
     ap.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "chinese-llama2"))
     ap.add_argument("--work", default="/tmp/sft_scale")
     ap.add_argument("--read-only", action="store_true", help="SFT: time only reading the records into a Dataset")
+    ap.add_argument("--format", choices=("jsonl", "json"), default="jsonl",
+                    help="the records as JSONL, or as one .json array")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
@@ -131,6 +150,8 @@ def main() -> None:
         for kind in a.kinds.split(","):
             file = work / f"{kind}-{n}.jsonl"
             write_records(file, n, kind)
+            if a.format == "json":
+                file = as_json_array(file)
             out = work / f"cache-{kind}-{n}-{time.time_ns()}"
             r = run_child(["--child", "build", "--kind", kind, "--file", str(file), "--out", str(out),
                            "--tokenizer", a.tokenizer, "--num-proc", str(a.num_proc), "--work", str(work),

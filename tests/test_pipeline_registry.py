@@ -10,6 +10,7 @@ import pytest
 
 from zhllama.align import TRAINERS
 from zhllama.config import to_dict
+from zhllama.data.prepare import PrepareConfig
 from zhllama.errors import ZhllamaError
 from zhllama.eval.config import ReportConfig
 from zhllama.export.config import GgufSettings
@@ -21,8 +22,8 @@ from zhllama.train.config import TrainConfig
 
 
 def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
-    assert list(STAGES) == ["base", "tokenizer", "resize", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo", "orpo",
-                           "eval", "report", "export", "serve"]
+    assert list(STAGES) == ["base", "tokenizer", "resize", "prepare", "pt", "ablation", "sft", "merge", "rm", "dpo", "ppo",
+                           "orpo", "eval", "report", "export", "serve"]
     hints = typing.get_type_hints(Recipe)
     for name, spec in STAGES.items():
         section_type = [a for a in typing.get_args(hints[name]) if a is not type(None)][0]
@@ -33,6 +34,8 @@ def test_stages_are_registered_in_pipeline_order_each_with_its_recipe_section():
         elif name in TRAINERS:  # the preference trainer's schema, less what the pipeline sets
             schema = {f.name for f in fields(TRAINERS[name].schema)}
             assert own < schema and {"train_files", "template"} <= own and "model" not in own, name
+        elif name == "prepare":  # `zhllama data prepare`'s options, less the tokenizer and folder the pipeline gives
+            assert own == {f.name for f in fields(PrepareConfig)} - {"tokenizer", "out", "overwrite"}, name
         elif name == "report":  # `zhllama eval report`'s schema, less the models and the folder the pipeline gives
             assert own == {f.name for f in fields(ReportConfig)} - {"base", "model", "out"}, name
 

@@ -93,7 +93,8 @@ def test_pipeline_without_a_recipe_says_how_to_list_them(capsys):
 
 def test_chinese_llama2_recipe_is_lora_pretraining_with_trained_embeddings():
     r = load_recipe(next(p for p in RECIPES if p.name == "chinese-llama2-7b.yaml"))
-    assert r.enabled() == ["tokenizer", "resize", "pt", "eval"]
+    assert r.enabled() == ["tokenizer", "resize", "prepare", "pt", "eval"]
+    assert r.prepare.train_files == ["data/pt/chinese_corpus.txt"] and not r.pt.train_files  # pt reads the shards
     assert r.base_model == "meta-llama/Llama-2-7b-hf"
     assert r.pt.full is False and r.pt.lora_rank == 64
     assert sorted(r.pt.modules_to_save) == ["embed_tokens", "lm_head"]

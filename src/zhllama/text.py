@@ -16,6 +16,7 @@ import contextlib
 import gzip
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -82,12 +83,7 @@ def iter_records(path: Path, what: str = "data") -> Iterator[tuple[str, object]]
                            "give .json (an array of records) or .jsonl (one record per line), optionally .gz")
     with reading_errors(path), open_text(path) as f:
         if kind == ".json":
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ZhllamaError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})",
-                                   "fix the file, or convert it to JSONL to skip bad lines") from None
-            for i, obj in enumerate(data if isinstance(data, list) else [data]):
+            for i, obj in enumerate(iter_json_array(f, path)):
                 yield f"{path}: record {i}", obj
         else:
             for lineno, line in enumerate(f, 1):
@@ -96,6 +92,105 @@ def iter_records(path: Path, what: str = "data") -> Iterator[tuple[str, object]]
                         yield f"{path}: line {lineno}", json.loads(line)
                     except json.JSONDecodeError as e:
                         yield f"{path}: line {lineno}", e
+
+
+JSON_CHUNK = 1 << 16  # characters read at a time by iter_json_array
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_LOOKAHEAD = 16  # a decode error this close to the end of what was read may be a record cut by the chunk
+
+
+class _ArrayReader:
+    """The text of a JSON file, read ``JSON_CHUNK`` characters at a time, with the line of each position."""
+
+    def __init__(self, f, path: Path):
+        self.f, self.path = f, path
+        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+
+    def more(self) -> bool:
+        """Append a chunk, dropping what was consumed (positions move); False at the end of the file."""
+        chunk = "" if self.eof else self.f.read(JSON_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def advance(self, end: int) -> None:
+        self.line += self.buf.count("\n", self.pos, end)
+        self.pos = end
+
+    def next_char(self) -> str:
+        """The next character that is not whitespace (not consumed; "" at the end of the file)."""
+        while True:
+            self.advance(_JSON_SPACE.match(self.buf, self.pos).end())
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos:self.pos + 1]
+
+    def error(self, record: int | None, message: str, at: int | None = None) -> ZhllamaError:
+        """An invalid-JSON error naming the record (None: after the array) and the line of ``at`` (default: here)."""
+        line = self.line + (self.buf.count("\n", self.pos, at) if at is not None else 0)
+        what = f"record {record}" if record is not None else "after the array"
+        return ZhllamaError(f"{self.path}: {what} (line {line}): invalid JSON ({message})",
+                            "fix the file, or convert it to JSONL (one record per line) to skip bad records")
+
+
+def iter_json_array(f, path: Path) -> Iterator[object]:
+    """The records of a ``.json`` file holding one array, parsed one at a time (any other JSON value is one record).
+
+    ``json.load`` would hold the whole file and every record at once (a 1M-record instruction set
+    takes gigabytes); this reads the text in chunks and decodes each record with the standard
+    library's ``json.JSONDecoder.raw_decode``, so memory holds one chunk and one record.  ``ijson``
+    does this too, but would be a compiled dependency for one loop.  A record cut by the end of a
+    chunk is decoded again once the next chunk is read; a record that does not parse is an error
+    naming its index and line (an array cannot be resynchronised after a syntax error, so bad
+    records are not skipped; JSONL files can skip them).
+    """
+    decoder = json.JSONDecoder()
+    r = _ArrayReader(f, path)
+    first = r.next_char()
+    if first != "[":  # a single JSON value: one record
+        while r.more():
+            pass
+        try:
+            yield json.loads(r.buf)
+        except json.JSONDecodeError as e:
+            raise ZhllamaError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})",
+                               "fix the file, or convert it to JSONL (one record per line) to skip bad records") from None
+        return
+    r.advance(r.pos + 1)
+    index = 0
+    if r.next_char() == "]":
+        r.advance(r.pos + 1)
+    else:
+        while True:
+            yield _decode_record(decoder, r, index)
+            index += 1
+            sep = r.next_char()
+            if sep == "]":
+                r.advance(r.pos + 1)
+                break
+            if sep != ",":
+                raise r.error(index - 1, "expected ',' or ']' after the record" if sep else "the array is not closed")
+            r.advance(r.pos + 1)
+            r.next_char()
+    if r.next_char():
+        raise r.error(None, "extra data")
+
+
+def _decode_record(decoder: json.JSONDecoder, r: _ArrayReader, index: int) -> object:
+    """Decode the record at the reader's position, reading more text while it may be cut by the chunk's end."""
+    while True:
+        try:
+            obj, end = decoder.raw_decode(r.buf, r.pos)
+        except json.JSONDecodeError as e:
+            cut = e.pos >= len(r.buf) - _LOOKAHEAD or e.msg.startswith("Unterminated string")
+            if cut and r.more():
+                continue
+            raise r.error(index, e.msg, e.pos) from None
+        if end <= len(r.buf) - _LOOKAHEAD or not r.more():  # a number near the end may go on in the next chunk
+            r.advance(end)
+            return obj
 
 
 def iter_documents(path: str | Path, text_field: str = "text", skip_bad: bool = False,

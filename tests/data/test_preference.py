@@ -111,3 +111,20 @@ def test_pairs_from_tasks_prefer_the_correct_label():
         assert record_to_pair(p, "x").prompt[-1]["content"] == f"{r['instruction']}\n{r['input']}"
     with pytest.raises(ZhllamaError, match="needs 'output' and 'choices'"):
         pairs_from_tasks([{"instruction": "x", "output": "a", "choices": ["a"]}])
+
+
+def test_ppo_prompts_are_streamed_into_a_memory_mapped_dataset(tmp_path, tiny_tokenizer):
+    from zhllama.data.preference import build_prompt_dataset
+
+    rows = [{"messages": MULTI, "chosen": CHOSEN, "rejected": REJECTED},
+            {"prompt": "翻译", "chosen": "Hello", "rejected": "Bye"}, {"prompt": "问", "chosen": "同", "rejected": "同"}]
+    path = tmp_path / "p.json"  # a .json array: read one record at a time too
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    pairs, report = load_pairs([str(path)], skip_bad=True)
+    data, rep = build_prompt_dataset([str(path)], tiny_tokenizer, skip_bad=True, cache_dir=str(tmp_path / "c"))
+    assert data["train"]["prompt"] == [p.prompt for p in pairs] and len(data["validation"]) == 0
+    assert {k: rep[k] for k in report} == report and rep["skipped"] == 1 and not rep["cached"]
+    assert data["train"].cache_files  # read from an Arrow file, not held in memory
+    assert build_prompt_dataset([str(path)], tiny_tokenizer, skip_bad=True, cache_dir=str(tmp_path / "c"))[1]["cached"]
+    with pytest.raises(ZhllamaError, match=r"p.json: record 2: 'chosen' and 'rejected' are the same text"):
+        build_prompt_dataset([str(path)], tiny_tokenizer, cache_dir=str(tmp_path / "c2"))

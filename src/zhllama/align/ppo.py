@@ -37,16 +37,13 @@ def ppo_arguments(cfg: PpoConfig) -> tuple[type, dict]:
 
 
 def build_ppo(cfg: PpoConfig, model, tok, args, data, peft, callbacks):
-    from datasets import Dataset
-
     from ..model.load import load_sequence_classifier
     from ..tokenizer.load import load_tokenizer
 
     reward = load_sequence_classifier(cfg.reward_model, model.dtype)
     reward_tok = load_tokenizer(cfg.reward_model)
     check_same_tokenizer(tok, reward_tok, cfg.reward_model)
-    prompts = Dataset.from_dict({"prompt": data["train"]})
-    return require_trl().RLOOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=prompts,
+    return require_trl().RLOOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data["train"],
                                      processing_class=tok, reward_processing_classes=reward_tok, peft_config=peft,
                                      callbacks=callbacks)
 

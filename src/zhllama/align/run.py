@@ -88,11 +88,11 @@ def lora_settings(cfg: PreferenceConfig, model, spec: Trainer):
 
 def build_data(cfg: PreferenceConfig, spec: Trainer, tok):
     """``({"train", "validation"}, report)``: tokenized pairs, or only the prompts (their replies are not used)."""
-    from ..data.preference import build_preference_dataset, load_pairs
+    from ..data.preference import build_preference_dataset, build_prompt_dataset
 
     if spec.data == "prompts":
-        pairs, report = load_pairs(cfg.train_files, cfg.skip_bad)
-        return {"train": [p.prompt for p in pairs], "validation": []}, report
+        # ppo (no cache_dir option: it is not a pair trainer) caches its prompts in the default data cache
+        return build_prompt_dataset(cfg.train_files, tok, cfg.skip_bad)
     return build_preference_dataset(cfg.train_files, tok, cfg.template, cfg.max_length,
                                     validation_split=cfg.validation_split or 0.0, skip_bad=cfg.skip_bad,
                                     seed=cfg.seed, cache_dir=cfg.cache_dir)

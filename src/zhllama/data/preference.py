@@ -220,6 +220,34 @@ def build_preference_dataset(files: list[str], tokenizer, template: str, max_len
         files, tokenizer, template, max_length, validation_split, skip_bad, seed, work))
 
 
+def build_prompt_dataset(files: list[str], tokenizer, skip_bad: bool = False, cache_dir: str | None = None):
+    """The prompts of preference files (``train ppo`` samples its own replies) -> ``(DatasetDict, report)``.
+
+    ``train`` has one column, ``prompt`` (a message list), streamed into an Arrow file and
+    memory-mapped like the pairs, so memory does not grow with the files; ``validation`` is empty.
+    The records are checked as :func:`load_pairs` checks them.  Cached like
+    :func:`build_preference_dataset` (the tokenizer is part of the key only as every cache's is).
+    Report: files, records, pairs, skipped, first_skipped.
+    """
+    from .corpora import cached_build, fingerprint
+
+    if not files:
+        raise ZhllamaError("no preference files given", "pass one or more .json/.jsonl files")
+    key = fingerprint("prompts", files, tokenizer, skip_bad=skip_bad)
+    return cached_build("prompts", key, cache_dir, lambda work: _build_prompts(files, skip_bad, work))
+
+
+def _build_prompts(files, skip_bad: bool, work: Path):
+    import pyarrow as pa
+    from datasets import DatasetDict
+
+    stats: dict = {}
+    rows = ({"prompt": p.prompt} for p in iter_converted(files, "preference", record_to_pair, skip_bad, stats))
+    raw = write_arrow(rows, work / "prompts.arrow", pa.schema([("prompt", messages_type())]))
+    report = read_report(files, stats, "pairs", len(raw), "preference pairs", FORMATS_HINT)
+    return DatasetDict({"train": raw, "validation": raw.select([])}), report
+
+
 # ---------------------------------------------------------------- pairs from task data
 
 def pairs_from_tasks(records: list[dict], seed: int = 0) -> list[dict]:

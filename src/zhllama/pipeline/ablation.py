@@ -26,8 +26,8 @@ SCALED_STEPS = ("logging_steps", "save_steps", "eval_steps")
 
 
 def plan_ablation(planner, section: AblationSection) -> tuple[Inputs, TrainPlan]:
-    """Inputs: the base model and tokenizer, the pt stage's text and the tokenizer pt trained with;
-    settings: the pt stage's, with the keys the section gives."""
+    """Inputs: the base model and tokenizer, the pt stage's text (the prepare stage's files when pt read its
+    shards) and the tokenizer pt trained with; settings: the pt stage's, with the keys the section gives."""
     if planner.pt_plan is None:
         raise ZhllamaError("ablation: there is no pt stage to compare with", "add a pt: section before ablation")
     pt_inputs, pt_settings = planner.pt_plan
@@ -35,8 +35,16 @@ def plan_ablation(planner, section: AblationSection) -> tuple[Inputs, TrainPlan]
         raise ZhllamaError("ablation: the pt stage already trains with the base tokenizer (no tokenizer stage)",
                            "the ablation compares an extended vocabulary with the original one; add a tokenizer stage")
     settings = TrainPlan(build(TrainConfig, pt_settings.train, section))
-    inputs: Inputs = {"model": planner.base_model, "extended_tokenizer": planner.pt_tokenizer,
-                      "train_files": pt_inputs["train_files"]}
+    if planner.prepared is not None:  # pt read the prepare stage's shards: the ablation reads the same text files
+        prep = planner.prepared.section
+        settings.train = replace(settings.train, text_field=prep.text_field, skip_bad=prep.skip_bad)
+        files = planner.prepared.files
+    elif "train_files" in pt_inputs:
+        files = pt_inputs["train_files"]
+    else:
+        raise ZhllamaError("ablation: pt reads a ready prepared folder (pt.data), whose text the ablation cannot "
+                           "tokenize with the base tokenizer", "give pt's text as pt.train_files or a prepare: section")
+    inputs: Inputs = {"model": planner.base_model, "extended_tokenizer": planner.pt_tokenizer, "train_files": files}
     if planner.base_tokenizer != planner.base_model:
         inputs["tokenizer"] = planner.base_tokenizer
     planner.evaluated[ABLATION_LABEL] = str(stage_out(planner.r, "ablation") / "model")

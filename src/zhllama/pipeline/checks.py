@@ -2,7 +2,7 @@
 
 A stage's package that is not installed, missing input files, a base tokenizer larger than the
 base model's embeddings, a ready-made tokenizer that does not extend the base tokenizer, an unknown
-template: each is a one-line :class:`ZhllamaError` naming the recipe field.
+template, a ready prepared folder (``pt.data``) made by another tokenizer than pt's: each is a one-line :class:`ZhllamaError` naming the recipe field.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..io import read_json
 from ..templates import get_template
 from .recipe import Recipe
 from .registry import STAGES
-from .runner import Stage, input_items
+from .runner import Stage, input_items, stage_out
 
 
 def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
@@ -23,6 +23,7 @@ def check_plan(recipe: Recipe, stages: list[Stage], where: str) -> None:
     check_stage_packages(stages, where)
     check_inputs_exist(recipe, stages, where)
     check_vocabularies(recipe, where)
+    check_prepared_data(recipe, stages, where)
 
 
 def check_stage_packages(stages: list[Stage], where: str) -> None:
@@ -74,3 +75,35 @@ def check_vocabularies(recipe: Recipe, where: str) -> None:
         if "resize" not in recipe.enabled() and rows is not None and not (recipe.pt or recipe.sft):
             check_tokenizer_fits(len(new), rows, f"{where}: tokenizer.path", "the base model", "add a resize stage")
         check_tokenizer_extends_base(new, base_tok, f"{where}: tokenizer.path {t.path}", "the base tokenizer")
+
+
+def check_prepared_data(recipe: Recipe, stages: list[Stage], where: str) -> None:
+    """A ready prepared folder (``pt.data``) must be finished and made by the tokenizer the stage trains
+    with (when both exist before the run; one a stage makes is checked when training opens it).
+
+    The folder of a ``prepare:`` stage must be read with the tokenizer that stage was given.
+    """
+    from ..data.blocks import check_fingerprint
+    from ..data.shards import INDEX_FILE
+    from ..tokenizer.load import load_tokenizer
+
+    run = str(recipe.run_path)
+    made_by = {str(stage_out(recipe, st.name)): st.inputs["tokenizer"] for st in stages if st.name == "prepare"}
+    for st in stages:
+        folder = st.inputs.get("data")
+        tokenizer = st.inputs.get("tokenizer") or st.inputs.get("model")
+        if folder in made_by and made_by[folder] != tokenizer:
+            raise ZhllamaError(f"{where}: {st.name} trains with the tokenizer {tokenizer} but reads the prepare stage's "
+                               f"shards, made with {made_by[folder]}", "this is a bug in the pipeline's plan")
+        if not isinstance(folder, str) or folder.startswith(run):
+            continue
+        index_path = Path(folder) / INDEX_FILE
+        if not index_path.is_file():
+            raise ZhllamaError(f"{where}: {st.name}.data: {folder} is not a finished prepared folder (no {INDEX_FILE})",
+                               "make it with `zhllama data prepare`, or use a prepare: section")
+        if isinstance(tokenizer, str) and not tokenizer.startswith(run) and Path(tokenizer).is_dir():
+            try:
+                check_fingerprint(read_json(index_path, "prepare it again with `zhllama data prepare`"),
+                                  load_tokenizer(tokenizer), Path(folder))
+            except ZhllamaError as e:
+                raise ZhllamaError(f"{where}: {st.name}.data: {e.message}", e.hint) from None

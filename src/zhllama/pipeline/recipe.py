@@ -3,7 +3,8 @@
 Each stage has its own section; a section that is absent is a stage that does not run.  Every
 section is its stage's schema (:func:`zhllama.config.section_of`): ``pt:``, ``sft:`` and
 ``base.train:`` are ``TrainConfig``'s settings, ``rm:``/``dpo:``/``ppo:``/``orpo:`` their trainer's schema's,
-``report:`` ``zhllama eval report``'s (``ReportConfig``), checked
+``report:`` ``zhllama eval report``'s (``ReportConfig``), ``prepare:`` ``zhllama data prepare``'s
+(``PrepareConfig``), checked
 when the recipe is read (a typo is reported with the nearest valid key, a key the pipeline sets as
 such); the pipeline fills in the model, data and output paths itself and builds the stage's config
 from the section in one step (:func:`zhllama.config.build`).
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ..align import TRAINERS
 from ..config import section_of
+from ..data.prepare import PrepareConfig
 from ..eval.config import ReportConfig
 from ..export.config import GgufSettings
 from ..model.init import ModelShape
@@ -81,6 +83,11 @@ class TokenizerSection:
 
 ResizeSection = ResizeSettings  # `zhllama model resize`'s settings
 
+# `prepare:`: `zhllama data prepare`'s options; the tokenizer is the pipeline model's at that point, the
+# folder is the stage's, and the pt stage after it trains on that folder (`train pt --data`)
+PrepareSection = section_of(PrepareConfig, "PrepareSection", set_by_pipeline=("tokenizer", "out", "overwrite"),
+                            what="data prepare settings")
+
 
 MergeSection = MergeSettings  # `zhllama merge`'s settings
 
@@ -133,6 +140,7 @@ class Recipe:
     base: BaseSection | None = field(default=None, metadata=STAGE)
     tokenizer: TokenizerSection | None = field(default=None, metadata=STAGE)
     resize: ResizeSection | None = field(default=None, metadata=STAGE)
+    prepare: PrepareSection | None = field(default=None, metadata=STAGE)
     pt: TrainSection | None = field(default=None, metadata=STAGE)
     ablation: AblationSection | None = field(default=None, metadata=STAGE)
     sft: SftSection | None = field(default=None, metadata=STAGE)

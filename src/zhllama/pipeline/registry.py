@@ -18,8 +18,10 @@ from typing import Any, Callable
 from ..align import TRAINERS
 from .align_stages import plan_dpo, plan_policy, plan_ppo, plan_rm, run_dpo, run_policy, run_ppo, run_rm
 from .recipe import (ALIGN_SECTIONS, AblationSection, BaseSection, EvalSection, ExportSection, MergeSection,
-                     ReportSection, ResizeSection, ServeSection, SftSection, TokenizerSection, TrainSection)
+                     PrepareSection, ReportSection, ResizeSection, ServeSection, SftSection, TokenizerSection,
+                     TrainSection)
 from .ablation import plan_ablation, run_ablation
+from .prepare_stage import plan_data_prepare, run_data_prepare
 from .recipe import Recipe
 from .report_stage import plan_report, run_report_stage
 from .runner import Inputs, Stage, StageRun
@@ -60,6 +62,7 @@ STAGES: dict[str, StageSpec] = {
     "tokenizer": StageSpec(TokenizerSection, run_tokenizer, Planner.plan_tokenizer, needs=(BASE_MODEL,)),
     "resize": StageSpec(ResizeSection, run_resize, Planner.plan_resize, needs=(("tokenizer", None),),
                         default_section=True),
+    "prepare": StageSpec(PrepareSection, run_data_prepare, plan_data_prepare, needs=(BASE_MODEL,), resumable=True),
     "pt": StageSpec(TrainSection, partial(run_train, stage="pt"), Planner.plan_pt, needs=(BASE_MODEL,), resumable=True),
     "ablation": StageSpec(AblationSection, run_ablation, plan_ablation, needs=(("pt", None),)),
     "sft": StageSpec(SftSection, partial(run_train, stage="sft"), Planner.plan_sft, needs=(BASE_MODEL,),

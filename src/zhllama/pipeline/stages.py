@@ -61,6 +61,7 @@ class Planner:
         self.pt_plan: tuple[Inputs, TrainPlan] | None = None
         self.pt_tokenizer: str | None = None  # the tokenizer the pt stage trains with
         self.ablation_model: str | None = None
+        self.prepared = None  # the prepare stage's folder, tokenizer and files (a .prepare_stage.PreparedData)
 
     def path(self, value: str) -> str:
         """A recipe path, with ``builtin:`` sources written into the run folder."""
@@ -116,13 +117,27 @@ class Planner:
         return inputs, section
 
     def plan_pt(self, section: TrainSection) -> Plan:
-        inputs = {"model": self.model, "train_files": self.train_files(section, "pt"), **self.take_tokenizer()}
-        settings = TrainPlan(build(TrainConfig, section, train_files=[]))
+        inputs = {"model": self.model, **self.pt_data(section), **self.take_tokenizer()}
+        settings = TrainPlan(build(TrainConfig, section, train_files=[], data=None))
         self.pt_tokenizer = inputs.get("tokenizer") or self.model
         self.pt_plan = (inputs, settings)
         self.model = str(stage_out(self.r, "pt") / "model")
         self.evaluated["pre-trained"] = self.model
         return inputs, settings
+
+    def pt_data(self, section: TrainSection) -> Inputs:
+        """What pt reads: the prepare stage's folder, a ready prepared folder (``pt.data``) or text files."""
+        if self.prepared is not None:
+            if section.train_files or section.data:
+                raise ZhllamaError("pt: 'train_files' or 'data' given, but the prepare: section makes pt's data",
+                                   "list the corpus files under prepare.train_files only")
+            return {"data": self.prepared.folder}
+        if section.data:
+            if section.train_files:
+                raise ZhllamaError("pt: both 'data' and 'train_files' are set",
+                                   "give one: data (a folder made by `zhllama data prepare`) or train_files")
+            return {"data": self.path(section.data)}
+        return {"train_files": self.train_files(section, "pt")}
 
     def plan_sft(self, section: SftSection) -> Plan:
         inputs = {"model": self.model, "train_files": self.train_files(section, "sft"), **self.take_tokenizer()}

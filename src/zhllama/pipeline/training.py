@@ -28,7 +28,8 @@ class TrainPlan:
 def run_train(ctx: StageRun, stage: str) -> dict:
     """pt or sft; a LoRA run also writes the merged model that the next stage starts from."""
     plan: TrainPlan = ctx.settings
-    result = train_step(ctx, stage, plan.train, ctx.inputs["model"], ctx.inputs["train_files"], ctx.inputs.get("tokenizer"))
+    result = train_step(ctx, stage, plan.train, ctx.inputs["model"], ctx.inputs.get("train_files", []),
+                        ctx.inputs.get("tokenizer"), data=ctx.inputs.get("data"))
     if plan.then:  # the second phase starts from the first one's final model (full-parameter only)
         result = train_step(ctx, stage, plan.then, result["model_dir"], ctx.inputs["then_train_files"], None, folder="then")
     final = Path(result["model_dir"])
@@ -50,11 +51,13 @@ def resumes(ctx: StageRun, out: Path) -> bool:
 
 
 def train_step(ctx: StageRun, stage: str, cfg: TrainConfig, model: str, files: list[str], tokenizer: str | None,
-               folder: str = "train") -> dict:
+               folder: str = "train", data: str | None = None) -> dict:
+    """Train on ``files``, or on ``data``, a prepared folder (pt after a prepare stage, or ``pt.data``)."""
     out = ctx.work / folder
     resume = resumes(ctx, out)
+    prepared = {"data": data} if data else {}
     return train_package.train(replace(cfg, model=model, tokenizer=tokenizer, train_files=list(files), output_dir=str(out),
-                                       resume=resume, overwrite=not resume), stage)
+                                       resume=resume, overwrite=not resume, **prepared), stage)
 
 
 def move_into(src: Path, dst: Path) -> None:
