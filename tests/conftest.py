@@ -126,12 +126,21 @@ def byte_level_tokenizer_dirs(tmp_path_factory, builtin_text) -> dict[str, Path]
 
 @pytest.fixture(scope="session")
 def family_model_dirs(tmp_path_factory, byte_level_tokenizer_dirs) -> dict[str, Path]:
-    from zhllama.model.init import InitConfig, init_model
+    from family_fixtures import SHAPES, init_family_model
 
     d = tmp_path_factory.mktemp("families")
-    shapes = {"llama": ("llama3", {"rope_theta": 500000.0, "llama3_rope_factor": 8.0}), "qwen2": ("qwen2", {}),
-              "qwen3": ("qwen2", {"rope_theta": 1000000.0})}
-    return {family: init_model(InitConfig(family=family, tokenizer=str(byte_level_tokenizer_dirs[shape]),
-                                          out=str(d / family), hidden_size=64, layers=2, heads=4, kv_heads=2,
-                                          intermediate_size=128, max_position=512, seed=0, **extra))
-            for family, (shape, extra) in shapes.items()}
+    return {family: init_family_model(family, byte_level_tokenizer_dirs, d / family) for family in SHAPES}
+
+
+@pytest.fixture()
+def llama_cpp_plain_buffers(monkeypatch):
+    """llama.cpp on plain CPU weight buffers, as zhllama's engine loads models (``model_params``).
+
+    On the AVX-512 + AMX machine these tests were written on, llama-cpp-python 0.3.36 built from source
+    segfaults evaluating *any* quantized file in its extra (AMX / repacked) buffers, including the file
+    its own ``llama_model_quantize`` writes; plain CPU buffers run them, and ``Llama`` has no argument
+    for it.  (``model_params`` reads the package's own binding, so patching the module's is safe.)"""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from zhllama.infer.llamacpp_engine import model_params
+
+    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", lambda: model_params(llama_cpp, False))

@@ -19,6 +19,8 @@ import shutil
 import pytest
 import torch
 
+from family_fixtures import jitter_biases_and_norms
+
 from zhllama.cli import main
 from zhllama.model.families import FAMILIES
 
@@ -125,11 +127,7 @@ def base(family, family_model_dirs, work):
     out = work / "base"
     shutil.copytree(family_model_dirs[family], out)
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.copy_(p + 0.1 * torch.randn(p.shape, generator=g))
+    jitter_biases_and_norms(model, 0.1)
     tok = load_tokenizer(out)
     model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(END_OF_TURN[family])]
     model.save_pretrained(out)

@@ -29,18 +29,7 @@ def llama3_rope_dir(tiny_tokenizer_dir, tmp_path_factory):
     return out
 
 
-@pytest.fixture(autouse=True)
-def _no_extra_buffer_types(monkeypatch):
-    """Plain CPU weight buffers (see test_export_llamacpp.py: llama.cpp's AMX buffers crash on some machines)."""
-    llama_cpp = pytest.importorskip("llama_cpp")
-    default = llama_cpp.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", params)
+pytestmark = pytest.mark.usefixtures("llama_cpp_plain_buffers")  # tests/conftest.py says why
 
 
 @pytest.fixture(scope="module")

@@ -55,16 +55,8 @@ def kquant_model_dir(tiny_tokenizer_dir, tmp_path_factory):
                                  heads=4, intermediate_size=512, max_position=256, seed=0))
 
 
-def test_kquant_files_hold_llama_cpps_mixtures_and_run(kquant_model_dir, tmp_path, monkeypatch):
+def test_kquant_files_hold_llama_cpps_mixtures_and_run(kquant_model_dir, tmp_path, llama_cpp_plain_buffers):
     llama_cpp = pytest.importorskip("llama_cpp")
-    default = llama_cpp.llama_model_default_params
-
-    def plain_buffers():  # see test_export_llamacpp.py: AMX / repacked buffers segfault on quantized files here
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", plain_buffers)
     from gguf import GGMLQuantizationType as Q, GGUFReader
 
     from zhllama.export import export_gguf

@@ -26,23 +26,7 @@ def sharp_dir(tiny_model_dir, tmp_path_factory):
     return d
 
 
-@pytest.fixture(autouse=True)
-def _no_extra_buffer_types(monkeypatch):
-    """Keep llama.cpp off its AMX / repacked CPU weight buffers.
-
-    On the AVX-512 + AMX machine these tests were written on, llama-cpp-python 0.3.36 built from
-    source segfaults evaluating *any* quantized file in those buffers, including the file its own
-    llama_model_quantize writes (which is byte-identical to ours, see below); plain CPU buffers
-    run both.
-    """
-    default = llama_cpp.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", params)
+pytestmark = pytest.mark.usefixtures("llama_cpp_plain_buffers")  # tests/conftest.py says why
 
 
 def _llama(path):

@@ -13,14 +13,12 @@ import os
 
 import pytest
 from engine_cases import CHATS, TEXTS
+from family_fixtures import SHAPES, TEMPLATES, engine_test_model
 
 vllm = pytest.importorskip("vllm")
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default reserves much more
 
-SHAPES = {"llama": ("llama3", {"rope_theta": 500000.0, "llama3_rope_factor": 8.0}), "qwen2": ("qwen2", {}),
-          "qwen3": ("qwen2", {"rope_theta": 1000000.0})}
-TEMPLATES = {"llama": "llama3", "qwen2": "qwen", "qwen3": "qwen"}
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
@@ -30,23 +28,8 @@ def family(request) -> str:
 
 @pytest.fixture(scope="module")
 def model_dir(family, byte_level_tokenizer_dirs, tmp_path_factory):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from zhllama.model.init import InitConfig, init_model
-
-    shape, extra = SHAPES[family]
     out = tmp_path_factory.mktemp(f"vllm-{family}") / "model"
-    init_model(InitConfig(family=family, tokenizer=str(byte_level_tokenizer_dirs[shape]), out=str(out), hidden_size=128,
-                          layers=2, heads=2, kv_heads=1, intermediate_size=256, max_position=512, seed=0, **extra))
-    model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
-                p.copy_(p + 0.5 * torch.randn(p.shape, generator=g))
-    model.save_pretrained(out)
-    return out
+    return engine_test_model(family, byte_level_tokenizer_dirs, out)
 
 
 @pytest.fixture(scope="module")
