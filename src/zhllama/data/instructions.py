@@ -160,6 +160,17 @@ def write_arrow(rows, path: Path, schema):
     return Dataset.from_file(str(path))
 
 
+def hold_out(kept, validation_split: float, seed: int) -> dict:
+    """``{"train", "test"}``: a seeded random ``validation_split`` of ``kept`` held out.  A non-zero split
+    holds out at least one example and leaves at least one to train on."""
+    n_val = round(validation_split * len(kept))
+    if validation_split > 0 and len(kept) >= 2:
+        n_val = min(max(n_val, 1), len(kept) - 1)
+    if not n_val:
+        return {"train": kept, "test": kept.select([])}
+    return kept.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+
+
 def column_counts(ds, column: str):
     """``Counter`` of a column's values, read in batches (never the whole column as a Python list)."""
     from collections import Counter
@@ -232,7 +243,7 @@ def _encode_batch(batch: dict, tokenizer, template: str, max_length: int) -> dic
 
 def _build_sft(files, tokenizer, template, max_length, validation_split, skip_bad, seed, num_proc, work: Path):
     import pyarrow as pa
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
     stats: dict = {}
     raw = write_arrow(({"messages": m} for m in iter_converted(files, "instruction", record_to_messages, skip_bad, stats)),
@@ -246,13 +257,7 @@ def _build_sft(files, tokenizer, template, max_length, validation_split, skip_ba
     if len(kept) == 0:
         raise ZhllamaError(f"no example left after encoding ({dict(status)})",
                            "raise --max-length, or check that the records have non-empty replies")
-    n_val = round(validation_split * len(kept))
-    if validation_split > 0 and len(kept) >= 2:
-        n_val = min(max(n_val, 1), len(kept) - 1)
-    if n_val:
-        split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True)
-    else:
-        split = {"train": kept, "test": Dataset.from_dict({k: [] for k in kept.features}, features=kept.features)}
+    split = hold_out(kept, validation_split, seed)
     response, total = token_counts(kept)
     report = {**read, "template": template, "max_length": max_length, "examples": len(raw),
               "kept": len(kept), "truncated": status["truncated"], "dropped_no_response": status["no_response"],

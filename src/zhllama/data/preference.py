@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ..errors import ZhllamaError
 from ..templates import alpaca_record_to_messages, chat_template_jinja, encode_messages, split_turns
-from .instructions import (_sharegpt_messages, _text_field, check_build_arguments, column_counts, iter_converted, messages_type,
-                           read_report, response_spans, write_arrow)
+from .instructions import (_sharegpt_messages, _text_field, check_build_arguments, column_counts, hold_out,
+                           iter_converted, messages_type, read_report, response_spans, write_arrow)
 
 FORMATS_HINT = ("give {prompt|instruction(+input), chosen, rejected}, or ShareGPT conversations / OpenAI messages "
                 "ending with the user's turn plus chosen and rejected replies")
@@ -188,13 +188,7 @@ def _build(files, tokenizer, template, max_length, validation_split, skip_bad, s
     if len(kept) == 0:
         raise ZhllamaError(f"no preference pair left after encoding: every prompt is longer than max_length {max_length}",
                            "raise --max-length")
-    n_val = round(validation_split * len(kept))
-    if validation_split > 0 and len(kept) >= 2:
-        n_val = min(max(n_val, 1), len(kept) - 1)
-    if n_val:
-        split = kept.train_test_split(test_size=n_val, seed=seed, shuffle=True)
-    else:
-        split = {"train": kept, "test": kept.select([])}
+    split = hold_out(kept, validation_split, seed)
     report = {**read, "template": template, "max_length": max_length, "kept": len(kept),
               "truncated": status["truncated"], "dropped_too_long": status["too_long"],
               "train_pairs": len(split["train"]), "validation_pairs": len(split["test"])}
