@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from engine_cases import CHATS, TEXTS
+from engine_cases import CHATS, TEXTS, vllm_engine_pair
 
 vllm = pytest.importorskip("vllm")
 
@@ -34,13 +34,7 @@ def model_dir(tiny_tokenizer_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engines(model_dir):
     """(zhllama's engine, the vLLM engine) on the same folder."""
-    from zhllama.infer.backend import BackendConfig
-    from zhllama.infer.config import EngineConfig
-
-    cfg = EngineConfig(model=str(model_dir), dtype="float32")
-    theirs = BackendConfig(kind="vllm", enforce_eager=True).load(cfg)
-    yield cfg.load(), theirs
-    theirs.llm.engine_core.shutdown()  # now, not at exit when pytest has closed the streams vLLM logs to
+    yield from vllm_engine_pair(model_dir)
 
 
 def _greedy(max_new_tokens=24, **kw):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from engine_cases import CHATS, TEXTS
+from engine_cases import CHATS, TEXTS, vllm_engine_pair
 from family_fixtures import SHAPES, TEMPLATES, engine_test_model
 
 vllm = pytest.importorskip("vllm")
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's CPU default reserves much more
-
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
@@ -35,13 +34,7 @@ def model_dir(family, byte_level_tokenizer_dirs, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engines(model_dir):
     """(zhllama's engine, the vLLM engine) on the same folder."""
-    from zhllama.infer.backend import BackendConfig
-    from zhllama.infer.config import EngineConfig
-
-    cfg = EngineConfig(model=str(model_dir), dtype="float32")
-    theirs = BackendConfig(kind="vllm", enforce_eager=True).load(cfg)
-    yield cfg.load(), theirs
-    theirs.llm.engine_core.shutdown()  # now, not at exit when pytest has closed the streams vLLM logs to
+    yield from vllm_engine_pair(model_dir)
 
 
 def _greedy(max_new_tokens):

@@ -38,14 +38,14 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def gguf_text_ids(llm, text: str) -> list[int]:
-    """BOS + the text's ids, as zhllama.eval.ppl.text_ids does for a Hugging Face tokenizer.
+    """BOS (where the vocabulary adds one: :func:`~zhllama.infer.llamacpp_vocab.added_bos`) + the text's
+    ids, as zhllama.eval.ppl.text_ids does for a Hugging Face tokenizer."""
+    import llama_cpp
 
-    BOS only where the vocabulary starts a text with it (what llama.cpp adds to an empty text): a byte-level
-    vocabulary without a BOS key still reports id 11 (GPT-2's default), which Qwen's tokenizer never adds.
-    """
-    start = llm.tokenize(b"", add_bos=True, special=False)
-    bos = start[:1] if start and start[0] == llm.token_bos() else []
-    return bos + llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+    from ..infer.llamacpp_vocab import added_bos
+
+    bos = added_bos(llama_cpp, llama_cpp.llama_model_get_vocab(llm.model))
+    return ([] if bos is None else [bos]) + llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
 
 def gguf_score_ids(llm, ids: list[int], context: int, stride: int) -> tuple[float, int]:

@@ -30,10 +30,7 @@ class GgufTokenizer:
         self._lib = llama_cpp
         self.vocab = vocab
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
-        # BOS only where the vocabulary starts a text with it, as a Hugging Face tokenizer has one: llama.cpp
-        # gives a byte-level vocabulary without a BOS key id 11 (GPT-2's default), which Qwen's never adds
-        adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
-        self.bos_token_id = _token_or_none(llama_cpp.llama_vocab_bos(vocab)) if adds_bos else None
+        self.bos_token_id = added_bos(llama_cpp, vocab)
         self.eos_token_id = _token_or_none(llama_cpp.llama_vocab_eos(vocab))
         self.pad_token_id = _token_or_none(llama_cpp.llama_vocab_pad(vocab))
         self.unk_token_id = None  # never a special token's id (zhllama.templates.special_token_id)
@@ -121,6 +118,15 @@ def _byte_run(run: list[bytes]) -> str:
         return b"".join(run).decode("utf-8")
     except UnicodeDecodeError:
         return "\ufffd" * len(run)
+
+
+def added_bos(llama_cpp, vocab) -> int | None:
+    """The BOS id the vocabulary starts every text with, or None when it adds none.
+
+    Only a vocabulary that adds BOS has one in the Hugging Face sense: llama.cpp reports id 11
+    (GPT-2's default) as the BOS of a byte-level vocabulary without a BOS key, which Qwen's tokenizer
+    never adds."""
+    return _token_or_none(llama_cpp.llama_vocab_bos(vocab)) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
 
 
 def _token_or_none(token: int) -> int | None:

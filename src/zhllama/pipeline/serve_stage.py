@@ -18,6 +18,7 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
@@ -32,6 +33,7 @@ def run_serve_stage(ctx: StageRun) -> dict:
     from ..infer.config import EngineConfig
     from ..serve.config import ApiSettings
     from ..serve.openai import create_app
+    from ..tokenizer.load import load_tokenizer
 
     s: ServeSection = ctx.settings
     if not s.messages:
@@ -39,6 +41,7 @@ def run_serve_stage(ctx: StageRun) -> dict:
     model = ctx.inputs["model"]
     engine = BackendConfig().load(EngineConfig(model=model), threads=None, parallel=1)
     app = create_app(engine, ApiSettings(model_name="zhllama", max_tokens=s.max_tokens))
+    saved = load_tokenizer(model)  # the folder's tokenizer, as transformers reads it (AutoTokenizer)
     exchanges = []
     with running_server(app) as url:
         for question in s.messages:
@@ -48,7 +51,7 @@ def run_serve_stage(ctx: StageRun) -> dict:
                                                               "max_tokens": s.max_tokens, "temperature": 0})
             exchanges.append({"messages": messages, "latency_s": round(time.perf_counter() - start, 3),
                               "reply": reply["choices"][0]["message"]["content"], "usage": reply["usage"],
-                              "template_prompt_tokens": template_prompt_tokens(model, messages)})
+                              "template_prompt_tokens": template_prompt_tokens(saved, messages)})
     check_prompt_lengths(exchanges, engine.template.name)
     write_text_atomic(ctx.out / "serve.json", json.dumps({
         "command": f"zhllama serve --model {model}",
@@ -61,12 +64,10 @@ def run_serve_stage(ctx: StageRun) -> dict:
             "latency_s": [e["latency_s"] for e in exchanges], "first_reply": exchanges[0]["reply"]}
 
 
-def template_prompt_tokens(model: str, messages: list[dict]) -> int:
+def template_prompt_tokens(tokenizer, messages: list[dict]) -> int:
     """The prompt length transformers builds from the saved tokenizer's own chat template (the folder's
     tokenizer as zhllama's one loader reads it: ``AutoTokenizer`` for a folder with a tokenizer.json)."""
-    from ..tokenizer.load import load_tokenizer
-
-    encoded = load_tokenizer(model).apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
 

@@ -115,10 +115,9 @@ def build_model(cfg: TrainConfig, precision: str):
     if cfg.rope_scaling:
         apply_rope_scaling(model, cfg.rope_scaling)  # before LoRA wraps it; the full model's config.json keeps it
     if not cfg.full:
-        from ..model.families import lora_targets
-
         from ..checks import is_local
         from ..meta import read_meta
+        from ..model.families import lora_targets
 
         untrained = is_local(cfg.model) and read_meta(cfg.model).stage == "resize"
         to_save = modules_to_save_for(cfg.modules_to_save, vocab["resized"], untrained_rows=untrained)
